@@ -1,0 +1,48 @@
+"""Settings from the environment / .env (prefix HOTLINE_), one place for every tunable."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_ROOT = REPO_ROOT / "knowledge_base" / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOTLINE_", env_file=".env", extra="ignore")
+
+    city: str = "changsha"
+    data_root: Path = DEFAULT_DATA_ROOT
+    # Converted models, FAISS indexes and other build artefacts; never committed.
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "hotline")
+    # auto = e5, falling back to USE, then char n-gram TF-IDF (the choice is reported at start-up).
+    embedder: Literal["auto", "e5", "use", "tfidf"] = "auto"
+    torch_threads: int = 2
+
+    # Dispatch policy: decision thresholds on the calibrated confidence.
+    auto_threshold: float = 0.80
+    suggest_threshold: float = 0.35
+    top_k: int = 5
+
+    max_text_chars: int = 20_000
+
+    @property
+    def city_dir(self) -> Path:
+        return self.data_root / self.city
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.cache_dir / "index" / self.city
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
