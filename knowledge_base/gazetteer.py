@@ -1,0 +1,163 @@
+"""The city's gazetteer: districts, streets/towns, communities, roads and POIs with aliases and polygons."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ahocorasick
+from shapely.geometry import Point, shape
+from shapely.prepared import prep
+
+from knowledge_base.loaders import DataFileError
+
+# Place types whose mention pins a street firmly; a road or an area is weaker evidence.
+STRONG_TYPES = {"community", "compound", "school", "hospital", "landmark", "market", "park", "station", "street", "poi"}
+
+
+@dataclass(frozen=True)
+class Place:
+    name: str
+    type: str                       # district, street, community, road, landmark, school, … (places.csv types)
+    district_adcodes: tuple[str, ...]
+    street_ids: tuple[str, ...] = ()
+    lng: float | None = None        # GCJ-02
+    lat: float | None = None
+
+
+@dataclass
+class Gazetteer:
+    city_name: str
+    districts: dict[str, str]                          # adcode -> name
+    streets: dict[str, tuple[str, str]]                # street_id -> (name, district adcode)
+    places: list[Place]
+    polygons: dict[str, object] = field(default_factory=dict)   # adcode -> shapely geometry (GCJ-02)
+    _automaton: ahocorasick.Automaton | None = None
+    _prepared: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_name: dict[str, list[Place]] = {}
+        for place in self.places:
+            self._by_name.setdefault(place.name, []).append(place)
+        automaton = ahocorasick.Automaton()
+        for name, candidates in self._by_name.items():
+            automaton.add_word(name, (name, tuple(candidates)))
+        automaton.make_automaton()
+        self._automaton = automaton
+        self._prepared = {code: prep(geom) for code, geom in self.polygons.items()}
+
+    def mentions(self, text: str) -> list[tuple[int, int, str, tuple[Place, ...]]]:
+        """Longest non-overlapping gazetteer names in `text`, left to right: (start, end, name, candidates)."""
+        found = [(end - len(name) + 1, end + 1, name, cands) for end, (name, cands) in self._automaton.iter(text)]
+        found.sort(key=lambda m: (m[0], -(m[1] - m[0])))
+        chosen: list[tuple[int, int, str, tuple[Place, ...]]] = []
+        for item in sorted(found, key=lambda m: (-(m[1] - m[0]), m[0])):
+            if all(item[1] <= c[0] or item[0] >= c[1] for c in chosen):
+                chosen.append(item)
+        return sorted(chosen)
+
+    def district_at(self, lng: float, lat: float) -> str | None:
+        """District adcode containing a GCJ-02 point, or None outside the city."""
+        point = Point(lng, lat)
+        for code, geom in self._prepared.items():
+            if geom.contains(point):
+                return code
+        return None
+
+    def places_with_coordinates(self) -> list[Place]:
+        return [p for p in self.places if p.lng is not None and p.lat is not None]
+
+    def user_words(self) -> set[str]:
+        """Names for the segmenter's user dictionary (so 望月湖 or 湘雅二医院 stay one word)."""
+        return {name for name in self._by_name if len(name) >= 2}
+
+
+def _read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return [(n, {k: (v or "").strip() for k, v in row.items() if k}) for n, row in enumerate(csv.DictReader(handle), start=2)]
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.replace("、", "|").split("|") if v.strip())
+
+
+def _street_variants(name: str, short: str) -> set[str]:
+    variants = {name}
+    if short and len(short) >= 2:
+        variants |= {short + "街道", short + "街办", short + "办事处"} if name.endswith("街道") else {short + name[-1]}
+    return variants
+
+
+def load_gazetteer(city_dir: Path, *, city_name: str = "长沙市") -> Gazetteer:
+    geo = city_dir / "geo"
+    errors: list[str] = []
+    districts_file = next(geo.glob("*_districts.csv"), None)
+    streets_file = next(geo.glob("*_streets.csv"), None)
+    if not districts_file or not streets_file:
+        raise DataFileError([f"{geo}: need <city>_districts.csv and <city>_streets.csv"])
+
+    districts = {row["adcode"]: row["name"] for _, row in _read_csv(districts_file)}
+    places: list[Place] = []
+    for adcode, name in districts.items():
+        places.append(Place(name, "district", (adcode,)))
+        short = name[:-1]
+        # 长沙县 → 长沙 would swallow every 长沙市; 芙蓉/天心/开福 are also road and temple names,
+        # but the longest match (芙蓉中路, 天心阁) wins, so the short form is safe for those.
+        if len(short) >= 2 and short not in city_name:
+            places.append(Place(short, "district", (adcode,)))
+
+    streets: dict[str, tuple[str, str]] = {}
+    for number, row in _read_csv(streets_file):
+        adcode = row.get("district_adcode", "")
+        if adcode not in districts:
+            errors.append(f"{streets_file}:{number}:district_adcode: unknown district {adcode!r}")
+            continue
+        streets[row["street_id"]] = (row["street_name"], adcode)
+        for variant in _street_variants(row["street_name"], row.get("short_name", "")):
+            places.append(Place(variant, "street", (adcode,), (row["street_id"],)))
+        short = row.get("short_name", "")
+        if len(short) >= 2:
+            # A bare 望月湖 or 星沙 usually means the area of that street; weaker than the full name.
+            places.append(Place(short, "area", (adcode,), (row["street_id"],)))
+
+    aliases_file = geo / "district_aliases.csv"
+    if aliases_file.exists():
+        for number, row in _read_csv(aliases_file):
+            codes = _split(row.get("district_adcode", ""))
+            if not codes or any(c not in districts for c in codes):
+                errors.append(f"{aliases_file}:{number}:district_adcode: unknown district {row.get('district_adcode')!r}")
+                continue
+            places.append(Place(row["alias"], "district", codes))
+
+    places_file = geo / "places.csv"
+    if places_file.exists():
+        for number, row in _read_csv(places_file):
+            street_ids = _split(row.get("street_id", ""))
+            bad = [s for s in street_ids if s not in streets]
+            if bad:
+                errors.append(f"{places_file}:{number}:street_id: unknown street {', '.join(bad)}")
+                continue
+            codes = _split(row.get("district_adcode", "")) or tuple(dict.fromkeys(streets[s][1] for s in street_ids))
+            if not codes or any(c not in districts for c in codes):
+                errors.append(f"{places_file}:{number}:district_adcode: unknown district {row.get('district_adcode')!r}")
+                continue
+            try:
+                lng = float(row["lng"]) if row.get("lng") else None
+                lat = float(row["lat"]) if row.get("lat") else None
+            except ValueError:
+                errors.append(f"{places_file}:{number}:lng: not a number")
+                continue
+            for name in (row["name"], *_split(row.get("aliases", ""))):
+                if len(name) >= 2:
+                    places.append(Place(name, row.get("type") or "poi", codes, street_ids, lng, lat))
+
+    if errors:
+        raise DataFileError(errors)
+
+    polygons = {}
+    geojson = next(geo.glob("*_districts.geojson"), None)
+    if geojson:
+        for feature in json.loads(geojson.read_text(encoding="utf-8"))["features"]:
+            polygons[str(feature["properties"]["adcode"])] = shape(feature["geometry"])
+    return Gazetteer(city_name, districts, streets, places, polygons)

@@ -1,0 +1,223 @@
+"""Geocoding to jurisdiction: text (and/or a point) → standard address, district, street/town, community."""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import ahocorasick
+import prcoords
+
+from knowledge_base.gazetteer import STRONG_TYPES, Gazetteer, Place
+from nlp.entities import find_address_spans
+
+Datum = Literal["wgs84", "gcj02", "bd09"]
+
+# Evidence weights per mention type: a named street office or district is explicit, a road may cross several.
+MENTION_WEIGHT = {"street": 3.0, "district": 2.5, "community": 2.5, "compound": 2.0, "area": 1.5, "road": 1.0,
+                  "old_name": 1.5}
+NEAREST_PLACE_RADIUS_M = 2_000.0
+_SPECIFIC_TAIL = re.compile(r"\d|小区|花园|公寓|大厦|广场|市场|苑|府|社区|村")
+_VAGUE = re.compile(r"那边|这边|那里|这里|附近|一带|周边|旁边")
+
+
+@dataclass
+class GeoPoint:
+    lat: float
+    lng: float
+    datum: Datum = "wgs84"
+
+    def to_gcj02(self) -> tuple[float, float]:
+        coords = prcoords.Coords(self.lat, self.lng)
+        if self.datum == "wgs84":
+            coords = prcoords.wgs_gcj(coords)
+        elif self.datum == "bd09":
+            coords = prcoords.bd_gcj(coords)
+        return coords.lat, coords.lon
+
+    def to_wgs84(self) -> tuple[float, float]:
+        coords = prcoords.Coords(self.lat, self.lng)
+        if self.datum == "gcj02":
+            coords = prcoords.gcj_wgs_bored(coords)   # iterative inverse, ~1e-6° error
+        elif self.datum == "bd09":
+            coords = prcoords.bd_wgs_bored(coords)
+        return coords.lat, coords.lon
+
+
+def gcj02_to_wgs84(lat: float, lng: float) -> tuple[float, float]:
+    return GeoPoint(lat, lng, "gcj02").to_wgs84()
+
+
+def wgs84_to_gcj02(lat: float, lng: float) -> tuple[float, float]:
+    return GeoPoint(lat, lng, "wgs84").to_gcj02()
+
+
+def _distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dphi, dlmb = p2 - p1, math.radians(lng2 - lng1)
+    h = math.sin(dphi / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlmb / 2) ** 2
+    return 2 * 6_371_000 * math.asin(math.sqrt(h))
+
+
+@dataclass
+class GeocodeResult:
+    standard_address: str = ""
+    district: dict | None = None          # {"adcode", "name"}
+    street: dict | None = None            # {"id", "name"}
+    community: str | None = None
+    confidence: float = 0.0
+    ambiguous: bool = False
+    question: str | None = None           # what to ask the citizen when ambiguous
+    outside_city: str | None = None       # a place in another city that the text names
+    source: str = "none"                  # text / coordinates / text+coordinates / none
+    mentions: list[str] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)
+    coordinates: dict | None = None       # {"lat", "lng", "datum": "gcj02", "wgs84": {...}}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Geocoder(Protocol):
+    def geocode(self, text: str, point: GeoPoint | None = None) -> GeocodeResult: ...
+
+
+class GazetteerGeocoder:
+    """Resolves territory (块) from gazetteer mentions and, when given, a coordinate."""
+
+    def __init__(self, gazetteer: Gazetteer, *, foreign_names_file: Path | None = None, city_adcode: str = "430100"):
+        self.gaz = gazetteer
+        self._with_coords = gazetteer.places_with_coordinates()
+        self._foreign = self._load_foreign(foreign_names_file, city_adcode) if foreign_names_file else None
+
+    @staticmethod
+    def _load_foreign(path: Path, city_adcode: str) -> ahocorasick.Automaton | None:
+        """Names of other cities and their districts, to notice a complaint about somewhere else."""
+        automaton = ahocorasick.Automaton()
+        with path.open(encoding="utf-8-sig") as handle:
+            for row in csv.DictReader(handle):
+                if row["level"] not in {"city", "district"} or row["adcode"].startswith(city_adcode[:4]):
+                    continue
+                if row["adcode"].startswith(city_adcode[:2]) and row["level"] == "district":
+                    continue  # other districts of the same province share names with ours (开福/岳麓 are unique anyway)
+                name = row["name"]
+                automaton.add_word(name, name)
+        if len(automaton) == 0:
+            return None
+        automaton.make_automaton()
+        return automaton
+
+    def reverse(self, point: GeoPoint) -> tuple[str | None, str | None, float, dict]:
+        """(district adcode, nearest street id, street confidence, coordinates dict) for a point."""
+        lat, lng = point.to_gcj02()
+        wlat, wlng = point.to_wgs84()
+        coords = {"lat": round(lat, 6), "lng": round(lng, 6), "datum": "gcj02",
+                  "wgs84": {"lat": round(wlat, 6), "lng": round(wlng, 6)}}
+        district = self.gaz.district_at(lng, lat)
+        if district is None:
+            return None, None, 0.0, coords
+        best: tuple[float, Place] | None = None
+        for place in self._with_coords:
+            if district not in place.district_adcodes or len(place.street_ids) != 1:
+                continue
+            d = _distance_m(lat, lng, place.lat, place.lng)
+            if d <= NEAREST_PLACE_RADIUS_M and (best is None or d < best[0]):
+                best = (d, place)
+        if best is None:
+            return district, None, 0.0, coords
+        return district, best[1].street_ids[0], round(1.0 - best[0] / NEAREST_PLACE_RADIUS_M * 0.6, 3), coords
+
+    def geocode(self, text: str, point: GeoPoint | None = None) -> GeocodeResult:
+        result = GeocodeResult()
+        district_score: dict[str, float] = defaultdict(float)
+        street_score: dict[str, float] = defaultdict(float)
+        community_of: dict[str, str] = {}
+        mentions = self.gaz.mentions(text)
+        for _, _, name, candidates in mentions:
+            result.mentions.append(name)
+            weight = max(MENTION_WEIGHT.get(p.type, 2.0 if p.type in STRONG_TYPES else 1.0) for p in candidates)
+            # Homonyms (高桥街道 vs 高桥镇) share the mention's weight: other cues must decide.
+            targets = {(p.district_adcodes, p.street_ids): p for p in candidates}
+            share = weight / len(targets)
+            for (codes, street_ids), place in targets.items():
+                for code in codes:
+                    district_score[code] += share / len(codes)
+                for sid in street_ids:
+                    street_score[sid] += share / len(street_ids)
+                    if place.type == "community":
+                        community_of[sid] = name
+
+        if point is not None:
+            d_code, s_id, s_conf, coords = self.reverse(point)
+            result.coordinates = coords
+            if d_code:
+                district_score[d_code] += 3.0
+                if s_id:
+                    street_score[s_id] += 2.0 * s_conf
+            result.source = "text+coordinates" if mentions else "coordinates"
+        elif mentions:
+            result.source = "text"
+
+        if self._foreign is not None and not district_score:
+            foreign = [name for _, name in self._foreign.iter(text) if len(name) >= 3]
+            if foreign:
+                result.outside_city = max(foreign, key=len)
+        if not district_score:
+            return result
+
+        # Streets also vote for their district (以块为主: the finest cue pins the coarser ones).
+        for sid, score in street_score.items():
+            district_score[self.gaz.streets[sid][1]] += score * 0.5
+        ranked = sorted(district_score.items(), key=lambda kv: -kv[1])
+        total = sum(district_score.values())
+        best_code, best = ranked[0]
+        district_conf = best / total
+        result.district = {"adcode": best_code, "name": self.gaz.districts[best_code]}
+        result.candidates = [{"district": self.gaz.districts[c], "adcode": c, "score": round(s / total, 3)} for c, s in ranked[:3]]
+        if len(ranked) > 1 and ranked[1][1] >= 0.8 * best:
+            result.ambiguous = True
+            names = "还是".join(self.gaz.districts[c] for c, _ in ranked[:2])
+            result.question = f"请问事发地点在{names}？"
+
+        in_district = sorted(((s, v) for s, v in street_score.items() if self.gaz.streets[s][1] == best_code), key=lambda kv: -kv[1])
+        confidence = district_conf
+        if in_district:
+            sid, score = in_district[0]
+            street_total = sum(v for _, v in in_district)
+            street_conf = score / street_total
+            if len(in_district) > 1 and in_district[1][1] >= 0.8 * score and not result.ambiguous:
+                result.ambiguous = True
+                names = "还是".join(self.gaz.streets[s][0] for s, _ in in_district[:2])
+                result.question = f"请问具体在{names}？"
+            result.street = {"id": sid, "name": self.gaz.streets[sid][0]}
+            result.community = community_of.get(sid)
+            confidence = district_conf * (0.5 + 0.5 * street_conf)
+        else:
+            confidence = district_conf * 0.6   # district only: good for a district bureau, not for a street office
+        result.confidence = round(min(1.0, confidence), 3)
+        result.standard_address = self._standard_address(text, result)
+        return result
+
+    def _standard_address(self, text: str, result: GeocodeResult) -> str:
+        parts = ["湖南省", self.gaz.city_name, result.district["name"]]
+        if result.street:
+            parts.append(result.street["name"])
+        if result.community and result.community not in parts:
+            parts.append(result.community)
+        head = "".join(parts)
+        # Append the most specific address tail the citizen gave (road + number, compound + building).
+        spans = sorted((s for s in find_address_spans(text) if _SPECIFIC_TAIL.search(s.text) and not _VAGUE.search(s.text)),
+                       key=lambda s: -len(s.text))
+        if spans:
+            tail = spans[0].text
+            for known in (result.district["name"], *(p for p in parts[3:])):
+                tail = tail.replace(known, "")
+            for prefix in ("湖南省", "长沙市", self.gaz.city_name):
+                tail = tail.replace(prefix, "")
+            if tail and tail not in head:
+                head += tail
+        return head
