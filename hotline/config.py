@@ -25,8 +25,11 @@ class Settings(BaseSettings):
 
     # Dispatch policy: decision thresholds on the calibrated confidence.
     auto_threshold: float = 0.80
-    suggest_threshold: float = 0.35
+    # Two kinds of unit both this likely (and close) = 职责交叉: send to joint review.
+    cross_duty_min: float = 0.35
     top_k: int = 5
+    # e5 and USE scores averaged beat either alone (offline-stack.md); auto uses both when available.
+    ensemble: bool = True
 
     max_text_chars: int = 20_000
 

@@ -1,0 +1,85 @@
+"""FastAPI application: the stateless routing API (the work-order service builds on it)."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from hotline.config import Settings, get_settings
+from nlp.normalize import InputError
+from nlp.pii import install_log_masking
+
+log = logging.getLogger("hotline.api")
+
+
+class Location(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    datum: str = Field(default="wgs84", pattern="^(wgs84|gcj02|bd09|WGS84|GCJ02|BD09)$")
+
+
+class RouteBody(BaseModel):
+    id: str = ""
+    text: str = Field(description="the complaint as the citizen or agent wrote it")
+    location: Location | None = None
+
+
+class CorrectionBody(BaseModel):
+    text: str
+    department_code: str = Field(description="the department that really owns this complaint")
+    kb_item_id: str | None = None
+
+
+def create_app(settings: Settings | None = None, router=None) -> FastAPI:
+    settings = settings or get_settings()
+    install_log_masking()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if app.state.router is None:
+            from routing.service import build_router
+
+            app.state.router = await run_in_threadpool(build_router, settings, progress=log.info)
+            log.info("router ready: %s", app.state.router.embedder_note)
+        yield
+
+    app = FastAPI(title="hotline", version="0.1.0", lifespan=lifespan,
+                  description="Routing of 12345 hotline complaints to the owning department.")
+    app.state.router = router
+
+    def get_router(request: Request):
+        if request.app.state.router is None:
+            raise HTTPException(503, "router is still loading")
+        return request.app.state.router
+
+    RouterDep = Annotated[Any, Depends(get_router)]
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/api/v1/route")
+    async def route(body: RouteBody, router: RouterDep) -> dict:
+        """Route one complaint (stateless): department, matter, jurisdiction, confidence, decision, candidates."""
+        from routing.router import GeoPoint
+
+        point = GeoPoint(body.location.lat, body.location.lng, body.location.datum.lower()) if body.location else None
+        try:
+            return await run_in_threadpool(router.route, body.text, point, order_id=body.id)
+        except InputError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @app.post("/api/v1/route/corrections", status_code=201)
+    async def correct(body: CorrectionBody, router: RouterDep) -> dict:
+        """Record the department that really owned a complaint; similar complaints follow it at once."""
+        try:
+            await run_in_threadpool(router.learn, body.text, body.department_code, entry_id=body.kb_item_id)
+        except (InputError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"status": "recorded", "corrections": len(router.feedback)}
+
+    return app

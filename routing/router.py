@@ -1,0 +1,341 @@
+"""The router: 条块结合、以块为主 — find the place, find the matter, name the owning unit at the right level."""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hotline.config import Settings
+from knowledge_base.gazetteer import Gazetteer
+from knowledge_base.kb import KnowledgeBase
+from knowledge_base.models import Department, ResponsibilityEntry
+from nlp.entities import extract_entities
+from nlp.normalize import check_text, normalize, strip_boilerplate
+from nlp.pii import mask_pii
+from nlp.segment import Segmenter
+from nlp.tags import analyse
+from routing.feedback import FeedbackMemory
+from routing.geocode import GazetteerGeocoder, GeocodeResult, GeoPoint
+from routing.matcher import KBMatcher
+
+log = logging.getLogger(__name__)
+CANDIDATE_ENTRIES = 12
+
+
+@dataclass
+class RouteRequest:
+    id: str
+    text: str
+    location: GeoPoint | None = None
+
+
+def parse_location(value: object) -> GeoPoint | None:
+    """`location` as {"lat", "lng", "datum"?} (datum wgs84 by default) or None; raises ValueError with a reason."""
+    if value in (None, "", {}):
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("location must be an object {\"lat\": …, \"lng\": …, \"datum\": \"wgs84\"|\"gcj02\"|\"bd09\"}")
+    try:
+        lat, lng = float(value["lat"]), float(value["lng"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("location needs numeric lat and lng") from None
+    datum = str(value.get("datum", "wgs84")).lower().replace("-", "")
+    if datum not in {"wgs84", "gcj02", "bd09"}:
+        raise ValueError(f"location datum must be wgs84, gcj02 or bd09, got {value.get('datum')!r}")
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise ValueError("location lat/lng out of range")
+    return GeoPoint(lat, lng, datum)  # type: ignore[arg-type]
+
+
+def _dept(d: Department | None) -> dict | None:
+    return None if d is None else {"code": d.code, "name": d.name, "level": d.level}
+
+
+class Router:
+    def __init__(self, *, kb: KnowledgeBase, gazetteer: Gazetteer, geocoder: GazetteerGeocoder, matcher: KBMatcher,
+                 settings: Settings, feedback: FeedbackMemory | None = None, history_model=None,
+                 embedder_note: str = ""):
+        self.kb = kb
+        self.gazetteer = gazetteer
+        self.geocoder = geocoder
+        self.matcher = matcher
+        self.settings = settings
+        self.feedback = feedback
+        self.history_model = history_model
+        self.embedder_note = embedder_note
+        words = set(gazetteer.user_words())
+        for entry in kb.entries.values():
+            words.update(entry.keywords)
+        for dept in kb.departments.values():
+            words.update(dept.aliases)
+        self.segmenter = Segmenter(words)
+        self._entry_words = {e.id: set(e.keywords) | set(self.segmenter.content_words(e.name)) for e in kb.entries.values()}
+
+    # -- place → unit -----------------------------------------------------------------------------------------
+    def resolve_unit(self, kind: str, level: str, geo: GeocodeResult) -> tuple[Department | None, str, float]:
+        """(unit, how it was resolved, how sure the place part is) for a kind of unit at a level."""
+        district = geo.district["adcode"] if geo.district else None
+        street = geo.street["id"] if geo.street else None
+        place_conf = geo.confidence
+        if level == "street":
+            unit = self.kb.unit(kind, "street", street=street) if street else None
+            if unit:
+                return unit, f"属地：{geo.street['name']}", place_conf
+            unit = self.kb.unit(kind, "district", district=district) if district else None
+            if unit:
+                return unit, "街镇未知，交区级单位", place_conf * 0.6
+            if district:
+                return self.kb.unit("hotline", "district", district=district), "街镇未知，交区12345分中心分派", 0.35
+            return self.kb.unit("hotline", "city"), "地点未知，需补充事发地址", 0.2
+        if level == "district":
+            unit = self.kb.unit(kind, "district", district=district) if district else None
+            if unit:
+                return unit, f"属地：{geo.district['name']}", min(1.0, 0.4 + 0.6 * place_conf)
+            unit = self.kb.unit(kind, "city")
+            if district and unit:
+                return unit, f"{geo.district['name']}无该单位，交市级", 0.7
+            return unit, "区县未知，交市级单位", 0.45
+        return self.kb.unit(kind, "city"), "市级事项", 1.0
+
+    # -- routing -------------------------------------------------------------------------------------------
+    def prepare(self, request: RouteRequest) -> dict:
+        text = check_text(request.text, max_chars=self.settings.max_text_chars)
+        normalized = normalize(text)
+        return {"request": request, "normalized": normalized, "match_text": strip_boilerplate(normalized) or normalized}
+
+    def route(self, text: str, location: GeoPoint | None = None, *, order_id: str = "") -> dict:
+        return self.route_many([RouteRequest(order_id, text, location)])[0]
+
+    def route_many(self, requests: Sequence[RouteRequest], *, progress: Callable[[int], None] | None = None,
+                   batch_size: int = 32) -> list[dict]:
+        """Route a batch; embeddings are computed per batch (much faster than one by one)."""
+        results: list[dict] = []
+        for start in range(0, len(requests), batch_size):
+            chunk = [self.prepare(r) for r in requests[start:start + batch_size]]
+            vectors = self.matcher.encoders.queries([c["match_text"] for c in chunk])
+            probs, similarity, best_rows = self.matcher.entry_probabilities(vectors)
+            history = self.history_model.predict([c["match_text"] for c in chunk], vectors) if self.history_model else None
+            for i, item in enumerate(chunk):
+                results.append(self._decide(item, probs[i], similarity[i], best_rows[i],
+                                            [v[i] for v in vectors], history[i] if history else None))
+            if progress:
+                progress(len(chunk))
+        return results
+
+    def _decide(self, item: dict, probs: np.ndarray, similarity: np.ndarray, best_rows: np.ndarray,
+                vectors: list[np.ndarray], history: dict | None) -> dict:
+        request: RouteRequest = item["request"]
+        normalized = item["normalized"]
+        geo = self.geocoder.geocode(normalized, request.location)
+        signals = analyse(normalized)
+        entry_ids = self.matcher.model.entry_ids
+        district_name = geo.district["name"] if geo.district else None
+
+        # Entries that apply to one district only do not apply elsewhere.
+        probs = probs.copy()
+        for pos, eid in enumerate(entry_ids):
+            scope = self.kb.entries[eid].scope
+            if scope != "全市" and district_name and scope != district_name:
+                probs[pos] *= 0.05
+        probs /= probs.sum()
+
+        # Department distribution: entries → (kind, level) → the unit for this place.
+        order = np.argsort(-probs)[:CANDIDATE_ENTRIES]
+        key_prob: dict[tuple[str, str], float] = defaultdict(float)
+        for pos, eid in enumerate(entry_ids):
+            entry = self.kb.entries[eid]
+            key_prob[(entry.lead, entry.level)] += float(probs[pos])
+
+        corrections = self.feedback.nearest(vectors[0]) if self.feedback else []
+        feedback_note = None
+        if corrections:
+            best = corrections[0]
+            # Pull towards the unit a person chose for a near-identical complaint: the closer, the stronger.
+            pull = min(0.95, 0.6 + (best.similarity - self.feedback.min_similarity) * 3)
+            for key in key_prob:
+                key_prob[key] *= 1 - pull
+            key_prob[(best.kind, best.level)] += pull
+            feedback_note = {"similarity": round(best.similarity, 3), "department_code": best.department_code,
+                             "text": best.text[:80]}
+
+        ranked_keys = sorted(key_prob.items(), key=lambda kv: -kv[1])
+        top_key, top_p = ranked_keys[0]
+        second_p = ranked_keys[1][1] if len(ranked_keys) > 1 else 0.0
+        matter_conf = self.matcher.calibrate(top_p, top_p - second_p)
+        if corrections:
+            matter_conf = max(matter_conf, top_p)
+
+        # The best entry behind the chosen kind of unit explains the matter.
+        top_entry_pos = next((p for p in np.argsort(-probs) if (self.kb.entries[entry_ids[p]].lead,
+                                                                 self.kb.entries[entry_ids[p]].level) == top_key), order[0])
+        if corrections and corrections[0].entry_id in self.kb.entries:
+            top_entry_pos = self.matcher.entry_pos.get(corrections[0].entry_id, top_entry_pos)
+        top_entry = self.kb.entries[entry_ids[top_entry_pos]]
+        unit, resolution, place_conf = self.resolve_unit(top_key[0], top_key[1], geo)
+        confidence = round(float(matter_conf * place_conf), 4)
+
+        candidates = self._candidates(order, probs, similarity, best_rows, geo, normalized)
+        if corrections:
+            corrected_unit, _, _ = self.resolve_unit(top_key[0], top_key[1], geo)
+            if corrected_unit and all(c["department"] and c["department"]["code"] != corrected_unit.code for c in candidates):
+                candidates.insert(0, {"department": _dept(corrected_unit), "kb_item": None, "category": [],
+                                      "score": round(float(top_p), 4), "why": {"feedback": feedback_note}})
+        candidates = self._dedupe_departments(candidates, unit)
+
+        reasons = []
+        decision = "suggest"
+        if top_entry.disputed:
+            decision, reasons = "review", ["权责清单标注为职责交叉/有争议事项，转联合研判"]
+        elif geo.outside_city:
+            decision, reasons = "review", [f"诉求地点疑似不在本市（{geo.outside_city}）"]
+        elif len(ranked_keys) > 1 and second_p >= self.settings.cross_duty_min and top_p - second_p < 0.15:
+            decision, reasons = "review", ["两个部门的职责都可能涉及，转联合研判"]
+        elif confidence >= self.settings.auto_threshold and not (geo.ambiguous and top_key[1] != "city"):
+            decision = "auto"
+        else:
+            reasons.append("置信度不足以自动派单，请坐席确认" if confidence < self.settings.auto_threshold else "地点有歧义，请核实")
+
+        output = {
+            "id": request.id,
+            "category": self.kb.category_path(top_entry.category),
+            "department": _dept(unit),
+            "jurisdiction": {"district": district_name, "street": geo.street["name"] if geo.street else None,
+                             "community": geo.community},
+            "confidence": confidence,
+            "decision": decision,
+            "decision_reasons": reasons,
+            "kb_item": {"id": top_entry.id, "name": top_entry.name},
+            "time_limit_days": top_entry.time_limit_days,
+            "co_handlers": self._co_handlers(top_entry, geo),
+            "candidates": candidates[: self.settings.top_k],
+            "tags": signals.tags,
+            "urgency": signals.urgency,
+            "diversion": signals.diversion,
+            "sentiment": signals.sentiment,
+            "address": {**geo.to_dict(), "resolution": resolution},
+            "entities": self._masked_entities(normalized),
+            "explanation": self._explain(top_entry, unit, resolution, geo, candidates, feedback_note),
+        }
+        if history:
+            output = self._apply_history(output, history)
+        return output
+
+    def _candidates(self, order, probs, similarity, best_rows, geo, normalized) -> list[dict]:
+        words = set(self.segmenter.content_words(normalized))
+        out = []
+        for pos in order:
+            entry = self.kb.entries[self.matcher.model.entry_ids[pos]]
+            unit, resolution, _ = self.resolve_unit(entry.lead, entry.level, geo)
+            row = best_rows[pos]
+            matched = self.matcher.rows[row].text if row >= 0 else None
+            out.append({
+                "department": _dept(unit),
+                "kb_item": {"id": entry.id, "name": entry.name},
+                "category": self.kb.category_path(entry.category),
+                "score": round(float(probs[pos]), 4),
+                "why": {"similarity": round(float(similarity[pos]), 3), "matched_example": matched,
+                        "shared_words": sorted(words & self._entry_words[entry.id])[:8],
+                        "level": entry.level, "resolution": resolution, "boundary": entry.boundary or None},
+            })
+        return out
+
+    @staticmethod
+    def _dedupe_departments(candidates: list[dict], chosen: Department | None) -> list[dict]:
+        """One candidate per department (best first), the chosen department first."""
+        seen, out = set(), []
+        ordered = sorted(candidates, key=lambda c: 0 if chosen and c["department"] and c["department"]["code"] == chosen.code else 1)
+        for c in ordered:
+            code = c["department"]["code"] if c["department"] else None
+            if code in seen:
+                continue
+            seen.add(code)
+            out.append(c)
+        return out
+
+    def _co_handlers(self, entry: ResponsibilityEntry, geo: GeocodeResult) -> list[dict]:
+        out = []
+        for kind in entry.co_handlers:
+            unit, _, _ = self.resolve_unit(kind, entry.level if kind != "street_office" else "street", geo)
+            if unit and unit.kind == kind:
+                out.append(_dept(unit))
+        return out
+
+    @staticmethod
+    def _masked_entities(text: str) -> dict:
+        entities = extract_entities(text)
+        for key in ("phones", "id_numbers"):
+            for span in entities[key]:
+                span["text"] = span["value"] = mask_pii(span["text"])
+        return {k: [s["value"] for s in v] for k, v in entities.items()}
+
+    @staticmethod
+    def _explain(entry, unit, resolution, geo, candidates, feedback_note) -> str:
+        top = candidates[0]["why"] if candidates else {}
+        parts = [f"事项：{entry.name}（{entry.id}，{ {'city': '市级', 'district': '区县级', 'street': '街镇级'}[entry.level]}，时限{entry.time_limit_days}个工作日）"]
+        if top.get("matched_example"):
+            parts.append(f"相似诉求：“{top['matched_example'][:40]}”（相似度{top['similarity']}）")
+        if top.get("shared_words"):
+            parts.append("共同关键词：" + "、".join(top["shared_words"]))
+        parts.append(f"{resolution} → {unit.name if unit else '未确定'}")
+        if feedback_note:
+            parts.append(f"参考改派记录（相似度{feedback_note['similarity']}）")
+        return "；".join(parts)
+
+    def _apply_history(self, output: dict, history: dict) -> dict:
+        """With a trained model the category (and department, when trained) come from the city's own label space."""
+        if "category" in history:
+            label, prob = history["category"][0]
+            output["kb_category"] = output["category"]
+            output["category"] = [p for p in str(label).split("/") if p]
+            output["category_confidence"] = round(float(prob), 4)
+            output["category_candidates"] = [{"label": l, "score": round(float(p), 4)} for l, p in history["category"][:5]]
+        if "department" in history:
+            kb_dept = output["department"]
+            blended = self._blend_departments(history["department"], output)
+            label, prob = blended[0]
+            known = self._find_department(label)
+            output["kb_department"] = kb_dept
+            output["department"] = _dept(known) if known else {"code": label, "name": label, "level": None}
+            output["confidence"] = round(float(prob), 4)
+            output["department_candidates"] = [{"label": l, "score": round(float(p), 4)} for l, p in blended[:5]]
+            if output["decision"] != "review":
+                output["decision"] = "auto" if prob >= self.settings.auto_threshold else "suggest"
+        return output
+
+    def _blend_departments(self, predicted: list[tuple[str, float]], output: dict) -> list[tuple[str, float]]:
+        """Mix the trained model with the knowledge base where the history's labels name our departments."""
+        kb_scores: dict[str, float] = {}
+        for c in output["candidates"]:
+            if c["department"]:
+                for label in (c["department"]["name"], c["department"]["code"]):
+                    kb_scores[label] = max(kb_scores.get(label, 0.0), c["score"])
+        scores = {label: 0.8 * p + 0.2 * kb_scores.get(label, 0.0) for label, p in predicted}
+        return sorted(scores.items(), key=lambda kv: -kv[1])
+
+    def _find_department(self, label: str) -> Department | None:
+        if label in self.kb.departments:
+            return self.kb.departments[label]
+        return next((d for d in self.kb.departments.values() if d.name == label), None)
+
+    # -- feedback ------------------------------------------------------------------------------------------
+    def learn(self, text: str, department_code: str, *, entry_id: str | None = None) -> None:
+        """Record that `text` really belonged to `department_code`; the next similar complaint follows at once."""
+        if self.feedback is None:
+            raise RuntimeError("feedback learning is not enabled for this router")
+        dept = self.kb.departments.get(department_code)
+        if dept is None:
+            raise ValueError(f"unknown department code {department_code!r}")
+        if entry_id is not None and entry_id not in self.kb.entries:
+            raise ValueError(f"unknown knowledge-base entry {entry_id!r}")
+        match_text = strip_boilerplate(normalize(check_text(text, max_chars=self.settings.max_text_chars)))
+        vector = self.matcher.encoders.queries([match_text])[0][0]
+        self.feedback.learn(match_text, kind=dept.kind, level=dept.level, department_code=dept.code,
+                            entry_id=entry_id, vector=vector)
+
+
+def iter_requests(records: Iterable[dict]) -> Iterable[RouteRequest]:
+    for record in records:
+        yield RouteRequest(str(record.get("id", "")), record.get("text"), parse_location(record.get("location")))

@@ -1,0 +1,87 @@
+"""Assembling a ready router from settings: knowledge base, gazetteer, embedders, index, feedback, history model."""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotline.config import Settings
+from knowledge_base.gazetteer import load_gazetteer
+from knowledge_base.index_store import IndexMismatchError
+from knowledge_base.kb import KnowledgeBase, load_knowledge_base
+from routing.feedback import FeedbackMemory, FeedbackStore, SQLiteFeedbackStore
+from routing.geocode import GazetteerGeocoder
+from routing.history_model import HistoryModel
+from routing.matcher import Encoders, build_matcher, load_matcher, prepare_encoders
+from routing.router import Router
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderChoice:
+    encoders: Encoders
+    note: str
+
+
+def choose_encoders(settings: Settings) -> EncoderChoice:
+    """The embedders the router uses, and a line saying which and why (reported at start-up)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from nlp.embedder import load_embedder
+
+    primary, note = load_embedder(settings)
+    embedders = [primary]
+    if settings.embedder == "auto" and settings.ensemble and primary.model_id.startswith("e5"):
+        try:
+            second, second_note = load_embedder(settings, kind="use")
+            embedders.append(second)
+            note += f" + {second_note} (scores averaged)"
+        except Exception as exc:  # the ensemble is an improvement, not a requirement
+            note += f"; USE not added to the ensemble: {exc}"
+    return EncoderChoice(Encoders(embedders), note)
+
+
+def index_root(settings: Settings) -> Path:
+    return settings.index_dir
+
+
+def build_index(settings: Settings, *, kb: KnowledgeBase | None = None, choice: EncoderChoice | None = None,
+                progress: Callable[[str], None] = lambda m: None):
+    kb = kb or load_knowledge_base(settings.city_dir)
+    choice = choice or choose_encoders(settings)
+    prepare_encoders(kb, choice.encoders)
+    return build_matcher(kb, choice.encoders, index_root(settings), progress=progress)
+
+
+def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_index: bool = False,
+                 build_missing_index: bool = True, feedback_store: FeedbackStore | None = None,
+                 choice: EncoderChoice | None = None, progress: Callable[[str], None] = lambda m: None) -> Router:
+    kb = load_knowledge_base(settings.city_dir)
+    gazetteer = load_gazetteer(settings.city_dir)
+    common = settings.data_root / "common" / "china_admin_centers.csv"
+    geocoder = GazetteerGeocoder(gazetteer, foreign_names_file=common if common.exists() else None)
+    choice = choice or choose_encoders(settings)
+    progress(f"embeddings: {choice.note}")
+    prepare_encoders(kb, choice.encoders)
+    if rebuild_index:
+        matcher = build_matcher(kb, choice.encoders, index_root(settings), progress=progress)
+    else:
+        try:
+            matcher = load_matcher(kb, choice.encoders, index_root(settings))
+        except FileNotFoundError:
+            if not build_missing_index:
+                raise
+            progress("no index yet: building it (once)")
+            matcher = build_matcher(kb, choice.encoders, index_root(settings), progress=progress)
+        except IndexMismatchError:
+            raise
+    first = choice.encoders.embedders[0]
+    store = feedback_store or SQLiteFeedbackStore(settings.cache_dir / "feedback" / f"{settings.city}.sqlite3")
+    feedback = FeedbackMemory(store, embed=lambda texts: first.embed_queries(list(texts)), model_id=first.model_id,
+                              dim=first.dim)
+    history_model = HistoryModel.load(model_dir, encoder_id=choice.encoders.model_id) if model_dir else None
+    return Router(kb=kb, gazetteer=gazetteer, geocoder=geocoder, matcher=matcher, settings=settings,
+                  feedback=feedback, history_model=history_model, embedder_note=choice.note)
