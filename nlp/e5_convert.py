@@ -423,7 +423,9 @@ def ensure_e5_model(settings: "Settings", *, force: bool = False, show_progress:
             return target  # another process built it while we waited
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
         try:
-            _build(src_path, version, sha, tmp, show_progress=show_progress)
+            with quiet_transformers():
+                _build(src_path, version, sha, tmp, show_progress=show_progress)
+            _apply_umask(tmp)
             if target.exists():
                 stale = target.with_name(f".{target.name}.stale-{os.getpid()}-{time.time_ns()}")
                 os.rename(target, stale)
@@ -436,6 +438,20 @@ def ensure_e5_model(settings: "Settings", *, force: bool = False, show_progress:
 
 
 @contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' per-load tqdm bars ("Loading weights", "Writing model shards") for a block."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     import fcntl
 
@@ -445,6 +461,14 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _apply_umask(folder: Path) -> None:
+    """mkdtemp and safetensors create 0700/0600 entries; give the cache the permissions of ordinary files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _progress(show: bool):

@@ -30,7 +30,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import numpy as np
 
-from nlp.e5_convert import PASSAGE_PREFIX, QUERY_PREFIX, ensure_e5_model, read_manifest
+from nlp.e5_convert import PASSAGE_PREFIX, QUERY_PREFIX, ensure_e5_model, quiet_transformers, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from hotline.config import Settings
@@ -97,11 +97,11 @@ class E5Embedder:
         self.model_id: str = manifest["model_id"]
         if threads and threads > 0:
             torch.set_num_threads(int(threads))
-        self._model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
+        with quiet_transformers():
+            self._model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
         self._model.max_seq_length = max_seq_length
         self._model.eval()
-        self.dim: int = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
-                            else self._model.get_sentence_embedding_dimension())
+        self.dim: int = int(self._model.get_embedding_dimension())
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()

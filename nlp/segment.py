@@ -7,7 +7,12 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import jieba
+import warnings
+
+with warnings.catch_warnings():
+    # jieba 0.42.1 imports pkg_resources (hence setuptools<81); its deprecation warning is not ours to fix.
+    warnings.simplefilter("ignore", UserWarning)
+    import jieba
 
 # jieba logs its cache building at INFO on every start; it is noise for a service.
 jieba.setLogLevel(logging.WARNING)

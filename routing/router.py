@@ -54,6 +54,34 @@ def _dept(d: Department | None) -> dict | None:
     return None if d is None else {"code": d.code, "name": d.name, "level": d.level}
 
 
+def resolve_unit(kb: KnowledgeBase, kind: str, level: str, geo: GeocodeResult) -> tuple[Department | None, str, float]:
+    """(unit, how it was resolved, how sure the place part is) for a kind of unit at a level."""
+    district = geo.district["adcode"] if geo.district else None
+    street = geo.street["id"] if geo.street else None
+    place_conf = geo.confidence
+    if level == "street":
+        unit = kb.unit(kind, "street", street=street) if street else None
+        if unit:
+            return unit, f"属地：{geo.street['name']}", place_conf
+        unit = kb.unit(kind, "district", district=district) if district else None
+        if unit:
+            how = "该类单位无街镇级，交区级单位" if street else "街镇未知，交区级单位"
+            return unit, how, place_conf if street else place_conf * 0.6
+        if district:
+            return kb.unit("hotline", "district", district=district), "街镇未知，交区12345分中心分派", 0.35
+        return kb.unit("hotline", "city"), "地点未知，需补充事发地址", 0.2
+    if level == "district":
+        unit = kb.unit(kind, "district", district=district) if district else None
+        if unit:
+            return unit, f"属地：{geo.district['name']}", min(1.0, 0.4 + 0.6 * place_conf)
+        unit = kb.unit(kind, "city")
+        if district and unit:
+            return unit, f"{geo.district['name']}无该单位，交市级", 0.7
+        return unit, "区县未知，交市级单位", 0.45
+    return kb.unit(kind, "city"), "市级事项", 1.0
+
+
+
 class Router:
     def __init__(self, *, kb: KnowledgeBase, gazetteer: Gazetteer, geocoder: GazetteerGeocoder, matcher: KBMatcher,
                  settings: Settings, feedback: FeedbackMemory | None = None, history_model=None,
@@ -76,29 +104,7 @@ class Router:
 
     # -- place → unit -----------------------------------------------------------------------------------------
     def resolve_unit(self, kind: str, level: str, geo: GeocodeResult) -> tuple[Department | None, str, float]:
-        """(unit, how it was resolved, how sure the place part is) for a kind of unit at a level."""
-        district = geo.district["adcode"] if geo.district else None
-        street = geo.street["id"] if geo.street else None
-        place_conf = geo.confidence
-        if level == "street":
-            unit = self.kb.unit(kind, "street", street=street) if street else None
-            if unit:
-                return unit, f"属地：{geo.street['name']}", place_conf
-            unit = self.kb.unit(kind, "district", district=district) if district else None
-            if unit:
-                return unit, "街镇未知，交区级单位", place_conf * 0.6
-            if district:
-                return self.kb.unit("hotline", "district", district=district), "街镇未知，交区12345分中心分派", 0.35
-            return self.kb.unit("hotline", "city"), "地点未知，需补充事发地址", 0.2
-        if level == "district":
-            unit = self.kb.unit(kind, "district", district=district) if district else None
-            if unit:
-                return unit, f"属地：{geo.district['name']}", min(1.0, 0.4 + 0.6 * place_conf)
-            unit = self.kb.unit(kind, "city")
-            if district and unit:
-                return unit, f"{geo.district['name']}无该单位，交市级", 0.7
-            return unit, "区县未知，交市级单位", 0.45
-        return self.kb.unit(kind, "city"), "市级事项", 1.0
+        return resolve_unit(self.kb, kind, level, geo)
 
     # -- routing -------------------------------------------------------------------------------------------
     def prepare(self, request: RouteRequest) -> dict:
