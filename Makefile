@@ -1,0 +1,33 @@
+# The two set-up-and-go commands (README): `make run` and `make test`. Everything else is a helper target.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test bench clean-cache
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	PYTHON=$(PYTHON) bash scripts/setup.sh
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Install everything, build the offline model and the index, then run the main job on the embedded default:
+## evaluate routing on the development set and route the sample complaints.
+run: setup
+	$(BIN)/hotline kb validate
+	$(BIN)/hotline index build
+	$(BIN)/hotline eval --input training_data/dev/routing_dev.jsonl --report out/eval-dev.json
+	$(BIN)/hotline route --input training_data/samples/complaints.jsonl --output out/routed.jsonl
+	@echo "routed samples: out/routed.jsonl · evaluation report: out/eval-dev.json"
+
+## Run the whole test suite.
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/routing_bench.py
+
+clean-cache:
+	rm -rf $${HOTLINE_CACHE_DIR:-$$HOME/.cache/hotline}
