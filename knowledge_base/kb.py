@@ -25,6 +25,8 @@ class KnowledgeBase:
     changelog: list[dict] = field(default_factory=list)
     content_hash: str = ""
     district_names: dict[str, str] = field(default_factory=dict)  # adcode -> name
+    # taxonomy code -> [{"catalogue", "external_code", "external_name"}]: other catalogues (GB/T 39666, city-ops …)
+    mappings: dict[str, list[dict]] = field(default_factory=dict)
 
     # -- department resolution (条块结合、以块为主) -------------------------------------------
     def __post_init__(self) -> None:
@@ -109,6 +111,22 @@ def load_knowledge_base(city_dir: Path) -> KnowledgeBase:
                 errors.append(f"{row.where('effective_to')}: ends before it starts")
             entries[entry.id] = entry
 
+    mappings: dict[str, list[dict]] = {}
+    for code, node in taxonomy.items():
+        if node.ext_gbt39666:
+            mappings.setdefault(code, []).append(
+                {"catalogue": "GB/T 39666-2020", "external_code": "", "external_name": node.ext_gbt39666})
+    mapping_file = city_dir / "taxonomy_mappings.csv"
+    if mapping_file.exists():
+        for row in rows_of(mapping_file, {"taxonomy_code", "catalogue", "external_name"}):
+            code = str(row.data["taxonomy_code"]).zfill(6)
+            if code not in taxonomy:
+                errors.append(f"{row.where('taxonomy_code')}: unknown taxonomy code {code}")
+                continue
+            mappings.setdefault(code, []).append({"catalogue": row.data["catalogue"],
+                                                  "external_code": str(row.data.get("external_code", "")),
+                                                  "external_name": row.data["external_name"]})
+
     if not entries and not errors:
         errors.append(f"{city_dir / 'responsibilities'}: no responsibility entries found")
     if errors:
@@ -117,4 +135,4 @@ def load_knowledge_base(city_dir: Path) -> KnowledgeBase:
     changelog_path = city_dir / "changelog.yaml"
     changelog = yaml.safe_load(changelog_path.read_text(encoding="utf-8")) if changelog_path.exists() else []
     content_hash = _file_digest([dept_file, *taxonomy_files, *entry_files])
-    return KnowledgeBase(city_dir, departments, taxonomy, entries, changelog or [], content_hash, district_names)
+    return KnowledgeBase(city_dir, departments, taxonomy, entries, changelog or [], content_hash, district_names, mappings)
