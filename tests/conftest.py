@@ -6,6 +6,7 @@ holds one disputed entry (餐饮油烟) and one city-level utility entry (停水
 """
 from __future__ import annotations
 
+import copy
 import csv
 import shutil
 from pathlib import Path
@@ -219,38 +220,55 @@ def tiny_matcher(tiny_kb, tmp_path_factory):
     return build_matcher(tiny_kb, encoders, tmp_path_factory.mktemp("tiny_index"))
 
 
+def _feedback_memory(matcher, path: Path):
+    from routing.feedback import FeedbackMemory, SQLiteFeedbackStore
+
+    first = matcher.encoders.embedders[0]
+    return FeedbackMemory(SQLiteFeedbackStore(path), embed=lambda texts: first.embed_queries(list(texts)),
+                          model_id=first.model_id, dim=first.dim)
+
+
 def make_router(*, kb, gazetteer, matcher, data_root: Path, cache_dir: Path, feedback_path: Path | None = None,
                 **settings_overrides):
-    """A Router over the tiny city; corrections persist in SQLite under `cache_dir` (or `feedback_path`)."""
-    from routing.feedback import FeedbackMemory, SQLiteFeedbackStore
+    """A Router over the tiny city; corrections persist in SQLite under `cache_dir` (or at `feedback_path`)."""
     from routing.geocode import GazetteerGeocoder
     from routing.router import Router
 
     settings = Settings(data_root=data_root, cache_dir=cache_dir, **settings_overrides)
-    first = matcher.encoders.embedders[0]
-    store = SQLiteFeedbackStore(feedback_path or cache_dir / "feedback" / "tiny.sqlite3")
-    feedback = FeedbackMemory(store, embed=lambda texts: first.embed_queries(list(texts)), model_id=first.model_id,
-                              dim=first.dim)
+    feedback = _feedback_memory(matcher, feedback_path or cache_dir / "feedback" / "tiny.sqlite3")
     geocoder = GazetteerGeocoder(gazetteer, foreign_names_file=CHINA_ADMIN_CENTERS)
     return Router(kb=kb, gazetteer=gazetteer, geocoder=geocoder, matcher=matcher, settings=settings,
                   feedback=feedback, embedder_note="FakeEmbedder (test double)")
 
 
-@pytest.fixture
-def router(tiny_kb, tiny_gazetteer, tiny_matcher, tiny_data_root, tmp_path):
-    """A fresh Router (own feedback store in tmp_path) over the tiny KB with FakeEmbedder."""
+@pytest.fixture(scope="session")
+def base_router(tiny_kb, tiny_gazetteer, tiny_matcher, tiny_data_root, tmp_path_factory):
+    """Built once per session (building the jieba segmenter takes ~0.6 s); never learns anything itself."""
     return make_router(kb=tiny_kb, gazetteer=tiny_gazetteer, matcher=tiny_matcher, data_root=tiny_data_root,
-                       cache_dir=tmp_path)
+                       cache_dir=tmp_path_factory.mktemp("base_router"))
+
+
+def fresh_router(base, *, cache_dir: Path, feedback_path: Path | None = None, **settings_overrides):
+    """`base` with its own settings and its own (persistent) feedback memory; KB, matcher and segmenter shared."""
+    router = copy.copy(base)
+    router.settings = Settings(data_root=base.settings.data_root, cache_dir=cache_dir, **settings_overrides)
+    router.feedback = _feedback_memory(base.matcher, feedback_path or cache_dir / "feedback" / "tiny.sqlite3")
+    return router
 
 
 @pytest.fixture
-def router_factory(tiny_kb, tiny_gazetteer, tiny_matcher, tiny_data_root, tmp_path):
-    """Build further routers over the same tiny KB, e.g. a second one over the same feedback store."""
+def router(base_router, tmp_path):
+    """A Router over the tiny KB with FakeEmbedder and its own feedback store in tmp_path."""
+    return fresh_router(base_router, cache_dir=tmp_path)
+
+
+@pytest.fixture
+def router_factory(base_router, tmp_path):
+    """Further routers over the same tiny KB, e.g. a second one over the same feedback store (a restart)."""
 
     def build(**kwargs):
         kwargs.setdefault("cache_dir", tmp_path)
-        return make_router(kb=tiny_kb, gazetteer=tiny_gazetteer, matcher=tiny_matcher, data_root=tiny_data_root,
-                           **kwargs)
+        return fresh_router(base_router, **kwargs)
 
     return build
 

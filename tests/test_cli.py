@@ -1,0 +1,299 @@
+"""The `hotline` command line on the tiny city with the TF-IDF embedder (no model files)."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import re
+
+import openpyxl
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ENTRIES, write_tiny_city, write_yaml
+from hotline.cli import app
+from hotline.config import get_settings
+
+runner = CliRunner()
+
+STALL = "岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤"
+WATER = "家里突然停水了也没有提前通知"
+NEIGHBOUR = "雨花区高桥街道楼上邻居每天半夜跺脚拖椅子"
+
+
+def _flat(text: str) -> str:
+    """Rich wraps long lines at the console width; compare without the inserted line breaks."""
+    return re.sub(r"\s+", "", text)
+
+
+def _use(monkeypatch, data_root, cache_dir):
+    monkeypatch.setenv("HOTLINE_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("HOTLINE_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("HOTLINE_EMBEDDER", "tfidf")
+    monkeypatch.setenv("HOTLINE_CITY", "changsha")
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def shared_dirs(tmp_path_factory):
+    """One tiny city + one cache for the tests that only read (so the index is built once)."""
+    root = tmp_path_factory.mktemp("cli")
+    write_tiny_city(root / "data" / "changsha")
+    return root / "data", root / "cache"
+
+
+@pytest.fixture
+def cli(monkeypatch, shared_dirs):
+    _use(monkeypatch, *shared_dirs)
+    yield shared_dirs
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def own_cli(monkeypatch, tmp_path):
+    """A private, writable tiny city and cache."""
+    data_root = tmp_path / "data"
+    write_tiny_city(data_root / "changsha")
+    _use(monkeypatch, data_root, tmp_path / "cache")
+    yield data_root / "changsha"
+    get_settings.cache_clear()
+
+
+def _jsonl(path, lines: list) -> None:
+    chunks = []
+    for line in lines:
+        if isinstance(line, bytes):
+            chunks.append(line)
+        elif isinstance(line, str):
+            chunks.append(line.encode("utf-8"))
+        else:
+            chunks.append(json.dumps(line, ensure_ascii=False).encode("utf-8"))
+    path.write_bytes(b"\n".join(chunks) + b"\n")
+
+
+def _read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------ kb validate
+
+
+def test_kb_validate_prints_counts(cli):
+    result = runner.invoke(app, ["kb", "validate"])
+    assert result.exit_code == 0, result.output
+    flat = _flat(result.output)
+    assert "departments│19│" in flat
+    assert "大类/子类/细类│3/4/6│" in flat
+    assert "responsibilityentries(inforce)│6(6)│" in flat
+    assert "examplecomplaints│30│" in flat
+    assert "disputedentries│1│" in flat
+
+
+def test_kb_validate_names_file_row_field_of_a_broken_file(own_cli):
+    entries = copy.deepcopy(ENTRIES)
+    entries[1]["category"] = "999999"
+    path = write_yaml(own_cli / "responsibilities" / "01_tiny.yaml", entries)
+    line = next(n for n, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "- id: KB-03-001" in l)
+    result = runner.invoke(app, ["kb", "validate", "--city-dir", str(own_cli)])
+    assert result.exit_code != 0
+    assert _flat(f"{path}:{line}:category: unknown taxonomy code 999999") in _flat(result.output)
+
+
+def test_kb_validate_reports_a_broken_gazetteer_row(own_cli):
+    places = own_cli / "geo" / "places.csv"
+    with places.open("a", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerow(["不存在的路", "road", "", "430199999", "", "", "", "", ""])
+    rows = sum(1 for _ in places.open(encoding="utf-8"))
+    result = runner.invoke(app, ["kb", "validate", "--city-dir", str(own_cli)])
+    assert result.exit_code != 0
+    assert _flat(f"{places}:{rows}:street_id: unknown street 430199999") in _flat(result.output)
+
+
+def test_kb_unit_resolves_the_owner_of_an_entry(cli):
+    result = runner.invoke(app, ["kb", "unit", "--entry", "KB-03-003", "--district", "雨花区", "--street", "高桥街道"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["department"] == {"code": "430111007", "name": "高桥街道办事处", "level": "street"}
+    result = runner.invoke(app, ["kb", "unit", "--entry", "KB-99-999"])
+    assert result.exit_code == 2 and "unknown entry 'KB-99-999'" in result.output
+
+
+# ---------------------------------------------------------------------------------------------- route
+
+
+def _route_input(path):
+    _jsonl(path, [
+        {"id": "good-1", "text": STALL},                                     # 1
+        '{"id": "broken", "text": "油烟太大"',                                 # 2 malformed JSON
+        {"id": "empty", "text": "   "},                                       # 3 empty text
+        {"id": "good-2", "text": WATER, "location": None},                    # 4
+        {"id": "nul", "text": "\u0000\u0001PK\u0003\u0004binary"},            # 5 binary text
+        b"\xff\xfe\x00\x01\x89PNG junk",                                       # 6 binary junk, not JSON
+        "",                                                                    # (blank: ignored)
+        {"id": "bad-datum", "text": NEIGHBOUR, "location": {"lat": 28.1, "lng": 113.0, "datum": "mars"}},  # 8
+        {"id": "good-3", "text": NEIGHBOUR},                                  # 9
+        ["not", "an", "object"],                                               # 10
+        {"id": "no-text"},                                                     # 11
+    ])
+
+
+def test_route_writes_a_line_per_input_line_and_errors_name_the_line(cli, tmp_path):
+    source, out = tmp_path / "in.jsonl", tmp_path / "out" / "routed.jsonl"
+    _route_input(source)
+    result = runner.invoke(app, ["route", "-i", str(source), "-o", str(out), "--batch-size", "2"])
+    assert result.exit_code == 3, result.output
+    records = _read_jsonl(out)
+    assert len(records) == 10                                   # 11 lines, one blank
+    errors = {r["line"]: r["error"] for r in records if "error" in r}
+    assert sorted(errors) == [2, 3, 5, 6, 8, 10, 11]
+    assert errors[2].startswith("line 2: malformed JSON")
+    assert errors[3] == "text is empty"
+    assert "binary" in errors[5]
+    assert errors[6].startswith("line 6: malformed JSON")
+    assert "datum" in errors[8]
+    assert errors[10] == "line 10: expected a JSON object"
+    assert errors[11] == "text is missing"
+    routed = {r["id"]: r for r in records if "error" not in r}
+    assert set(routed) == {"good-1", "good-2", "good-3"}
+    assert routed["good-1"]["department"]["code"] == "430104-CHENGGUAN"
+    assert routed["good-2"]["department"]["code"] == "CS-WATER"
+    assert routed["good-3"]["department"]["code"] == "430111007"
+    flat = _flat(result.output)
+    assert "routed3of10lines" in flat
+    for number in (2, 3, 5, 6, 8, 10, 11):
+        assert f"skippedline{number}:" in flat
+
+
+@pytest.mark.xfail(reason="BUG: hotline/cli.py route writes error records immediately but holds good lines back "
+                          "until their batch is flushed, so output line i is not input line i (errors come first) and "
+                          "routed records carry no `line` to realign them", strict=True)
+def test_route_output_is_in_input_order(cli, tmp_path):
+    source, out = tmp_path / "in.jsonl", tmp_path / "routed.jsonl"
+    _route_input(source)
+    runner.invoke(app, ["route", "-i", str(source), "-o", str(out)])
+    records = _read_jsonl(out)
+    assert [r.get("id") for r in records] == ["good-1", None, "empty", "good-2", "nul", None, "bad-datum", "good-3",
+                                              None, "no-text"]
+
+
+def test_route_all_good_lines_exit_zero(cli, tmp_path):
+    source, out = tmp_path / "in.jsonl", tmp_path / "routed.jsonl"
+    _jsonl(source, [{"id": str(i), "text": t} for i, t in enumerate([STALL, WATER, NEIGHBOUR] * 3)])
+    result = runner.invoke(app, ["route", "-i", str(source), "-o", str(out), "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    records = _read_jsonl(out)
+    assert [r["id"] for r in records] == [str(i) for i in range(9)]
+    assert [r["department"]["code"] for r in records[:3]] == ["430104-CHENGGUAN", "CS-WATER", "430111007"]
+    for r in records:
+        assert {"id", "category", "department", "jurisdiction", "confidence", "decision", "kb_item", "candidates",
+                "tags", "address"} <= set(r)
+
+
+def test_route_missing_input_file(cli, tmp_path):
+    result = runner.invoke(app, ["route", "-i", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2
+    assert "file not found" in result.output
+
+
+def test_route_refuses_a_stale_index_after_the_kb_changes(own_cli, tmp_path):
+    source, out = tmp_path / "in.jsonl", tmp_path / "routed.jsonl"
+    _jsonl(source, [{"id": "1", "text": WATER}])
+    assert runner.invoke(app, ["index", "build"]).exit_code == 0
+    status = runner.invoke(app, ["index", "status"])
+    assert status.exit_code == 0 and "current" in status.output
+    path = own_cli / "departments.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace("长沙水业集团", "长沙供水有限公司"), encoding="utf-8")
+    assert "STALE" in runner.invoke(app, ["index", "status"]).output
+    # TF-IDF is fitted on the KB's passages: unchanged passages give the same model id, so the KB hash must catch it.
+    result = runner.invoke(app, ["route", "-i", str(source), "-o", str(out)])
+    assert result.exit_code == 2
+    assert "Rebuild" in _flat(result.output) or "Rebuild" in result.output
+
+
+# ----------------------------------------------------------------------------------------------- eval
+
+
+def test_eval_writes_a_json_report(cli, tmp_path):
+    labelled = tmp_path / "labelled.jsonl"
+    cases = [(STALL, "430104-CHENGGUAN", "望月湖街道"), (WATER, "CS-WATER", None), (NEIGHBOUR, "430111007", "高桥街道"),
+             ("雨花区高桥街道商铺门口音响喇叭放得震天响", "430111-CHENGGUAN", None),
+             ("岳麓区工地半夜还在打桩施工", "430104-ZHUJIAN", None)]
+    _jsonl(labelled, [{"id": f"e{i}", "text": t, "department": d, **({"street": s} if s else {})}
+                      for i, (t, d, s) in enumerate(cases)])
+    report, predictions = tmp_path / "report" / "eval.json", tmp_path / "pred.jsonl"
+    result = runner.invoke(app, ["eval", "-i", str(labelled), "--report", str(report), "--predictions", str(predictions)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["count"] == 5 and data["input"] == str(labelled)
+    outputs = _read_jsonl(predictions)
+    assert [o["id"] for o in outputs] == [f"e{i}" for i in range(5)]
+    hits = [o["department"]["code"] == d for o, (_, d, _) in zip(outputs, cases)]
+    assert data["department"]["accuracy@1"] == pytest.approx(sum(hits) / 5)
+    assert data["department"]["accuracy@1"] >= 0.6
+    assert sum(data["department"]["decisions"].values()) == 5
+    assert data["street"]["count"] == 2
+    assert "department accuracy@1" in result.output
+
+
+def test_eval_input_without_labels_fails_clearly(cli, tmp_path):
+    labelled = tmp_path / "unlabelled.jsonl"
+    _jsonl(labelled, [{"id": "1", "text": STALL}])
+    result = runner.invoke(app, ["eval", "-i", str(labelled), "--report", str(tmp_path / "r.json")])
+    assert result.exit_code == 2
+    assert "needs a label column" in _flat(result.output) or "needs a label column" in result.output
+    assert not (tmp_path / "r.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+def test_train_with_an_xlsx_missing_the_text_column(cli, tmp_path):
+    history = tmp_path / "history.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(["工单内容", "department"])
+    book.active.append([STALL, "430104-CHENGGUAN"])
+    book.save(history)
+    result = runner.invoke(app, ["train", "--history", str(history), "--out", str(tmp_path / "model")])
+    assert result.exit_code == 2
+    flat = _flat(result.output)
+    assert _flat(f"{history}: missing text column 'text'") in flat and "工单内容" in flat
+    assert not (tmp_path / "model").exists()
+
+
+def test_train_with_the_text_column_named(cli, tmp_path):
+    """--text-column points at the right column; the file is then read (and fails later only for lack of data)."""
+    history = tmp_path / "history.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(["工单内容", "department"])
+    book.active.append([STALL, "430104-CHENGGUAN"])
+    book.save(history)
+    result = runner.invoke(app, ["train", "--history", str(history), "--out", str(tmp_path / "model"),
+                                 "--text-column", "工单内容"])
+    assert result.exit_code == 2
+    assert "missing text column" not in result.output
+    assert "only1usableordersinthehistory(needatleast10)" in _flat(result.output)
+
+
+@pytest.mark.xfail(reason="BUG: hotline/cli.py train builds encoders with choose_encoders() but never fits them on "
+                          "the knowledge base (routing.matcher.prepare_encoders), so with HOTLINE_EMBEDDER=tfidf (or "
+                          "auto falling back to TF-IDF) it dies with 'TfidfEmbedder is not fitted' and no model can "
+                          "be trained for `route --model`", strict=True)
+def test_train_then_route_with_the_model(cli, tmp_path):
+    codes = {"chengguan": "430104-CHENGGUAN", "zhujian": "430104-ZHUJIAN", "street_office": "430104001",
+             "shengtai": "430104-SHENGTAI", "water": "CS-WATER"}
+    history = tmp_path / "history.csv"
+    with history.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "department"])
+        for entry in ENTRIES:
+            for example in entry["examples"]:
+                for place in ("岳麓区", "望月湖", "河西"):
+                    writer.writerow([place + example, codes[entry["lead"]]])
+    result = runner.invoke(app, ["train", "--history", str(history), "--out", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    source, out = tmp_path / "in.jsonl", tmp_path / "routed.jsonl"
+    _jsonl(source, [{"id": "1", "text": STALL}])
+    result = runner.invoke(app, ["route", "-i", str(source), "-o", str(out), "--model", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    routed = _read_jsonl(out)[0]
+    assert routed["department"]["code"] == "430104-CHENGGUAN" and "kb_department" in routed

@@ -1,0 +1,168 @@
+"""Geocoding on the REAL 长沙 gazetteer: names → district/street, ambiguity, other cities, points, datums."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from conftest import REAL_CITY_DIR
+from routing.geocode import GeoPoint, gcj02_to_wgs84, wgs84_to_gcj02
+
+YUELU = "430104"
+
+
+@pytest.fixture(scope="module")
+def district_centroids() -> dict[str, tuple[float, float]]:
+    """adcode -> (lat, lng) of the district centroid, GCJ-02 as in the file."""
+    with (REAL_CITY_DIR / "geo" / "changsha_districts.csv").open(encoding="utf-8-sig", newline="") as handle:
+        return {r["adcode"]: (float(r["centroid_lat"]), float(r["centroid_lng"])) for r in csv.DictReader(handle)}
+
+
+def test_real_gazetteer_has_the_nine_districts_and_168_streets(real_gazetteer):
+    assert len(real_gazetteer.districts) == 9
+    assert real_gazetteer.districts[YUELU] == "岳麓区"
+    assert len(real_gazetteer.streets) == 168
+    assert real_gazetteer.streets["430104001"] == ("望月湖街道", YUELU)
+    assert set(real_gazetteer.polygons) == set(real_gazetteer.districts)
+
+
+def test_full_district_and_street_names(real_geocoder):
+    result = real_geocoder.geocode("岳麓区望月湖街道桃子湖路晚上好多摊贩占道")
+    assert result.district == {"adcode": YUELU, "name": "岳麓区"}
+    assert result.street == {"id": "430104001", "name": "望月湖街道"}
+    assert not result.ambiguous and result.question is None and result.outside_city is None
+    assert result.source == "text"
+    assert result.confidence == pytest.approx(1.0)
+    assert result.mentions == ["岳麓区", "望月湖街道"]
+    assert result.standard_address.startswith("湖南省长沙市岳麓区望月湖街道")
+
+
+def test_short_street_name(real_geocoder):
+    result = real_geocoder.geocode("望月湖那边晚上烧烤摊好吵")
+    assert result.district["name"] == "岳麓区"
+    assert result.street["name"] == "望月湖街道"
+    assert result.mentions == ["望月湖"]
+
+
+def test_town_name(real_geocoder):
+    result = real_geocoder.geocode("长沙县高桥镇有家工厂晚上偷排废水")
+    assert result.district["name"] == "长沙县" and result.street["name"] == "高桥镇"
+    assert not result.ambiguous
+
+
+def test_homonym_is_ambiguous_with_a_question(real_geocoder):
+    result = real_geocoder.geocode("高桥这边的路灯坏了好几天")
+    assert result.ambiguous is True
+    assert result.question and "雨花区" in result.question and "长沙县" in result.question
+    assert {c["district"] for c in result.candidates[:2]} == {"雨花区", "长沙县"}
+    assert result.confidence <= 0.6
+
+
+def test_homonym_resolved_by_the_district(real_geocoder):
+    result = real_geocoder.geocode("雨花区高桥这边的路灯坏了好几天")
+    assert result.ambiguous is False and result.question is None
+    assert result.district["name"] == "雨花区"
+    assert result.street == {"id": "430111007", "name": "高桥街道"}
+
+
+def test_district_alias_if_the_city_has_them(real_gazetteer, real_geocoder):
+    aliases = REAL_CITY_DIR / "geo" / "district_aliases.csv"
+    if not aliases.exists():
+        pytest.skip("knowledge_base/data/changsha/geo/district_aliases.csv does not exist yet")
+    with aliases.open(encoding="utf-8-sig", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if "|" not in r["district_adcode"]]
+    assert rows, "district_aliases.csv has no single-district alias"
+    by_alias = {r["alias"]: r["district_adcode"] for r in rows}
+    alias = "河西" if "河西" in by_alias else rows[0]["alias"]
+    result = real_geocoder.geocode(f"{alias}有人半夜在路边烧垃圾")
+    assert result.district["adcode"] == by_alias[alias]
+
+
+def test_district_alias_on_the_tiny_gazetteer(tiny_gazetteer):
+    from routing.geocode import GazetteerGeocoder
+
+    result = GazetteerGeocoder(tiny_gazetteer).geocode("河西有人半夜在路边烧垃圾")
+    assert result.district == {"adcode": YUELU, "name": "岳麓区"}
+    assert result.street is None
+    assert result.confidence == pytest.approx(0.6)  # district only
+
+
+def test_no_place_no_district(real_geocoder):
+    result = real_geocoder.geocode("楼下烧烤店油烟太大，晚上十点还在营业")
+    assert result.district is None and result.street is None
+    assert result.confidence == 0.0 and result.source == "none" and result.mentions == []
+    assert result.outside_city is None
+
+
+def test_another_city_is_outside(real_geocoder):
+    result = real_geocoder.geocode("北京市朝阳区那边有个工地半夜施工")
+    assert result.district is None
+    assert result.outside_city in {"北京市", "朝阳区"}
+
+
+# ----------------------------------------------------------------------------------------- coordinates
+
+
+def test_reverse_geocoding_gcj02_point_in_yuelu(real_geocoder, district_centroids):
+    lat, lng = district_centroids[YUELU]
+    district, street, street_conf, coords = real_geocoder.reverse(GeoPoint(lat, lng, "gcj02"))
+    assert district == YUELU
+    assert coords["datum"] == "gcj02"
+    assert coords["lat"] == pytest.approx(lat, abs=1e-6) and coords["lng"] == pytest.approx(lng, abs=1e-6)
+    wlat, wlng = gcj02_to_wgs84(lat, lng)
+    assert coords["wgs84"]["lat"] == pytest.approx(wlat, abs=1e-6)
+
+
+def test_reverse_geocoding_wgs84_point_in_yuelu(real_geocoder, district_centroids):
+    lat, lng = district_centroids[YUELU]
+    wlat, wlng = gcj02_to_wgs84(lat, lng)
+    # The datums differ by hundreds of metres around 长沙: the point must be converted, not read as GCJ-02.
+    assert abs(wlat - lat) + abs(wlng - lng) > 0.003
+    district, _, _, coords = real_geocoder.reverse(GeoPoint(wlat, wlng, "wgs84"))
+    assert district == YUELU
+    assert coords["lat"] == pytest.approx(lat, abs=1e-5) and coords["lng"] == pytest.approx(lng, abs=1e-5)
+
+
+def test_geocode_with_a_point_only(real_geocoder, district_centroids):
+    lat, lng = district_centroids[YUELU]
+    result = real_geocoder.geocode("这里的路灯坏了", GeoPoint(*gcj02_to_wgs84(lat, lng), "wgs84"))
+    assert result.district["name"] == "岳麓区"
+    assert result.source == "coordinates"
+    assert result.coordinates["datum"] == "gcj02"
+
+
+def test_point_outside_the_city(real_geocoder):
+    district, street, conf, _ = real_geocoder.reverse(GeoPoint(39.9042, 116.4074, "wgs84"))  # 北京
+    assert district is None and street is None and conf == 0.0
+
+
+def test_nearest_place_gives_the_street_on_the_tiny_gazetteer(tiny_gazetteer):
+    from routing.geocode import GazetteerGeocoder
+
+    geocoder = GazetteerGeocoder(tiny_gazetteer)
+    # 望月湖社区 is at (28.1912, 112.9455) GCJ-02 in the tiny places.csv.
+    district, street, conf, _ = geocoder.reverse(GeoPoint(28.1915, 112.9450, "gcj02"))
+    assert district == YUELU and street == "430104001"
+    assert 0.9 < conf <= 1.0
+
+
+@pytest.mark.parametrize("lat, lng", [(28.131757, 112.836857), (28.228483, 113.715506), (28.35, 113.2)])
+def test_gcj02_wgs84_round_trip(lat, lng):
+    wlat, wlng = gcj02_to_wgs84(lat, lng)
+    back = wgs84_to_gcj02(wlat, wlng)
+    assert back[0] == pytest.approx(lat, abs=1e-5) and back[1] == pytest.approx(lng, abs=1e-5)
+    glat, glng = wgs84_to_gcj02(lat, lng)
+    again = gcj02_to_wgs84(glat, glng)
+    assert again[0] == pytest.approx(lat, abs=1e-5) and again[1] == pytest.approx(lng, abs=1e-5)
+    # and the shift itself is real (a few hundred metres), so the round trip is not trivially the identity
+    assert abs(glat - lat) > 1e-4 or abs(glng - lng) > 1e-4
+
+
+def test_bd09_point_is_converted(real_geocoder, district_centroids):
+    import prcoords
+
+    lat, lng = district_centroids[YUELU]
+    bd = prcoords.gcj_bd(prcoords.Coords(lat, lng))
+    district, _, _, coords = real_geocoder.reverse(GeoPoint(bd.lat, bd.lon, "bd09"))
+    assert district == YUELU
+    assert coords["lat"] == pytest.approx(lat, abs=1e-5) and coords["lng"] == pytest.approx(lng, abs=1e-5)
