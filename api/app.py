@@ -1,6 +1,4 @@
 """FastAPI application: the stateless routing API (the work-order service builds on it)."""
-from __future__ import annotations
-
 import logging
 from contextlib import asynccontextmanager
 from typing import Annotated, Any

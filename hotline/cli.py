@@ -31,7 +31,9 @@ out = Console()
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # No markup or wrapping in the message itself: file:row:field paths must stay whole and literal.
+    err.print("[bold red]error:[/]", end=" ")
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -94,50 +96,36 @@ def route(
     router = _load_router(model)
     problems: list[str] = []
     output.parent.mkdir(parents=True, exist_ok=True)
+    # Output line k answers input line k: each chunk is routed, then written back in input order.
     with output.open("wb") as sink, _progress() as bar:
         task = bar.add_task("routing", total=len(lines))
-        pending: list[tuple[int, RouteRequest]] = []
-
-        def flush() -> None:
-            if not pending:
-                return
-            try:
-                results = router.route_many([r for _, r in pending], batch_size=batch_size)
-            except InputError:
-                results = []
-                for number, request in pending:  # find the bad one(s) without losing the good ones
-                    try:
-                        results.append(router.route_many([request])[0])
-                    except InputError as exc:
-                        problems.append(f"line {number}: {exc}")
-                        results.append({"id": request.id, "line": number, "error": str(exc)})
-            for result in results:
-                sink.write(orjson.dumps(result) + b"\n")
-            bar.advance(task, len(pending))
-            pending.clear()
-
-        for number, record, problem in lines:
-            if problem:
-                problems.append(problem)
-                sink.write(orjson.dumps({"line": number, "error": problem}) + b"\n")
-                bar.advance(task)
-                continue
-            try:
-                request = RouteRequest(str(record.get("id", number)), record.get("text"), parse_location(record.get("location")))
-                router.prepare(request)
-            except (InputError, ValueError) as exc:
-                problems.append(f"line {number}: {exc}")
-                sink.write(orjson.dumps({"id": record.get("id"), "line": number, "error": str(exc)}) + b"\n")
-                bar.advance(task)
-                continue
-            pending.append((number, request))
-            if len(pending) >= batch_size:
-                flush()
-        flush()
+        for start in range(0, len(lines), batch_size):
+            chunk = lines[start:start + batch_size]
+            answers: dict[int, dict] = {}
+            good: list[tuple[int, RouteRequest]] = []
+            for number, record, problem in chunk:
+                if problem:
+                    answers[number] = {"line": number, "error": problem}
+                    continue
+                try:
+                    request = RouteRequest(str(record.get("id", number)), record.get("text"),
+                                           parse_location(record.get("location")))
+                    router.prepare(request)
+                    good.append((number, request))
+                except (InputError, ValueError) as exc:
+                    answers[number] = {"id": record.get("id"), "line": number, "error": f"line {number}: {exc}"}
+            for (number, _), result in zip(good, router.route_many([r for _, r in good], batch_size=batch_size)):
+                answers[number] = {**result, "line": number}
+            for number, _, _ in chunk:
+                answer = answers[number]
+                if "error" in answer:
+                    problems.append(answer["error"])
+                sink.write(orjson.dumps(answer) + b"\n")
+            bar.advance(task, len(chunk))
     err.print(f"routed {len(lines) - len(problems)} of {len(lines)} lines → {output}")
     if problems:
         for p in problems[:20]:
-            err.print(f"[yellow]skipped[/] {p}", highlight=False)
+            err.print(f"skipped {p}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(3)
 
 
@@ -150,14 +138,18 @@ def train(
     department_column: Annotated[str, typer.Option("--department-column")] = "department",
 ) -> None:
     """Learn the city's own label space (category and/or department) from past orders."""
+    from knowledge_base.kb import load_knowledge_base
     from routing.history import read_labelled
     from routing.history_model import train_history_model
+    from routing.matcher import prepare_encoders
     from routing.service import choose_encoders
 
     try:
         records = read_labelled(history, text_column=text_column, category_column=category_column,
                                 department_column=department_column)
-        choice = choose_encoders(get_settings())
+        settings = get_settings()
+        choice = choose_encoders(settings)
+        prepare_encoders(load_knowledge_base(settings.city_dir), choice.encoders)
         err.print(f"[dim]embeddings: {choice.note}[/]", highlight=False)
         started = time.perf_counter()
         with err.status(f"training on {len(records)} orders"):
@@ -166,7 +158,7 @@ def train(
     except _user_errors() as exc:
         _fail(str(exc))
     for line in skipped[:20]:
-        err.print(f"[yellow]skipped[/] {line}", highlight=False)
+        err.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
     table = Table(title=f"trained in {time.perf_counter() - started:.1f} s → {out_dir}")
     table.add_column("head")
     table.add_column("labels", justify="right")

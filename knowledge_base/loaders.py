@@ -11,6 +11,20 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 TABLE_SUFFIXES = {".csv", ".xlsx", ".yaml", ".yml"}
+
+
+class _CodeKeepingLoader(yaml.SafeLoader):
+    """YAML 1.1 reads an unquoted 010203 as the octal number 4227; codes must stay text."""
+
+
+def _int_or_code(loader: yaml.SafeLoader, node: yaml.ScalarNode):
+    value = loader.construct_scalar(node)
+    if len(value) > 1 and value.startswith("0") and value.isdigit():
+        return value
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_CodeKeepingLoader.add_constructor("tag:yaml.org,2002:int", _int_or_code)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -106,8 +120,8 @@ def _read_xlsx(path: Path) -> list[SourceRow]:
 def _read_yaml(path: Path) -> list[SourceRow]:
     text = path.read_text(encoding="utf-8-sig")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        items = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=_CodeKeepingLoader)
+        items = yaml.load(text, Loader=_CodeKeepingLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

@@ -26,6 +26,22 @@ def _split_multi(value: object) -> list[str]:
     return [part.strip() for part in text.split("|") if part.strip()]
 
 
+def _split_examples(value: object) -> list[str]:
+    """Examples are whole sentences: in a CSV/Excel cell they are separated by newlines or `|` only."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value).replace("\n", "|").split("|") if part.strip()]
+
+
+def _code_text(value: object) -> object:
+    """Excel stores 430104001 as a number; codes are text."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value) if isinstance(value, int) else ("" if value is None else value)
+
+
 class Department(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -40,10 +56,18 @@ class Department(BaseModel):
     parent_code: str = ""
 
     _split_aliases = field_validator("aliases", mode="before")(_split_multi)
+    _codes = field_validator("code", "district_adcode", "street_id", "parent_code", mode="before")(_code_text)
 
 
 class TaxonomyNode(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code_as_text(cls, value: object) -> object:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return f"{value:06d}" if isinstance(value, int) else value
 
     code: str = Field(pattern=r"^\d{6}$")
     level1: str = Field(min_length=1)
@@ -81,12 +105,16 @@ class ResponsibilityEntry(BaseModel):
     effective_to: dt.date | None = None
     version: int = Field(default=1, ge=1)
 
-    _split_lists = field_validator("co_handlers", "keywords", "examples", mode="before")(_split_multi)
+    _split_lists = field_validator("co_handlers", "keywords", mode="before")(_split_multi)
+    _split_example_cells = field_validator("examples", mode="before")(_split_examples)
+    _id_text = field_validator("id", mode="before")(_code_text)
 
     @field_validator("category", mode="before")
     @classmethod
     def _category_as_text(cls, value: object) -> object:
-        # Excel and YAML turn 010203 into the integer 10203.
+        # Excel turns 010203 into the number 10203.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         return f"{value:06d}" if isinstance(value, int) else value
 
     @field_validator("type")

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 # Mobile numbers, optionally +86 and split by spaces/dashes (agents and ASR write 138 1234 5678).
 _MOBILE = re.compile(r"(?<!\d)(?:\+?86[-\s]?)?(1[3-9]\d)[-\s]?(\d{4})[-\s]?(\d{4})(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(0731|0\d{2,3})[-\s]?(\d{7,8})(?!\d)")
+_LANDLINE = re.compile(r"(?<!\d)(0731|0\d{2,3})[-\s]?(\d{3,4})[-\s]?(\d{4})(?!\d)")
 _ID_NUMBER = re.compile(r"(?<![\dA-Za-z])(\d{6})(\d{8})(\d{3})([\dXx])(?![\dA-Za-z])")
 _ORDER_NUMBER = re.compile(
     r"(?:工单|单|受理|流水|订单)(?:编?号|号码)\s*(?:是|为|：|:)?\s*([A-Za-z]{0,4}\d[A-Za-z0-9\-]{5,24})"
@@ -61,7 +61,7 @@ def find_phones(text: str) -> list[Span]:
     taken = [(s.start, s.end) for s in spans]
     for m in _LANDLINE.finditer(text):
         if not any(a <= m.start() < b for a, b in taken):
-            spans.append(Span(m.group(0), m.start(), m.end(), "landline", m.group(1) + m.group(2)))
+            spans.append(Span(m.group(0), m.start(), m.end(), "landline", "".join(m.groups())))
     return spans
 
 

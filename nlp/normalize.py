@@ -48,7 +48,7 @@ def check_text(text: object, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t")
     if controls > max(3, len(text) // 10):
         raise InputError("text looks like binary data (too many control characters)")
-    if not text.strip():
+    if not _INVISIBLE.sub("", "".join(ch for ch in text if unicodedata.category(ch) != "Cc")).strip():
         raise InputError("text is empty")
     if len(text) > max_chars:
         raise InputError(f"text is {len(text)} characters long; the limit is {max_chars}")
@@ -84,6 +84,8 @@ def strip_boilerplate(text: str) -> str:
         stripped = pattern.sub(" ", stripped)
     stripped = re.sub(r"\s+", " ", stripped)
     stripped = re.sub(r"^[\s，,。.；;：:]+|[\s，,；;：:]+$", "", stripped)
+    stripped = re.sub(r"[\s，,；;：:]+([。！？!?]+)$", r"\1", stripped)
+    stripped = re.sub(r"^[。！？!?]+$", "", stripped)
     # Never strip a complaint down to nothing: the template may be all the agent typed.
     return stripped if len(stripped) >= 2 else text.strip()
 

@@ -28,7 +28,9 @@ def _lists():
 
 def _negated(text: str, index: int) -> bool:
     window = text[max(0, index - 3):index]
-    return any(window.endswith(n) or n in window[-2:] for n in _NEGATIONS)
+    if "是不是" in window or "是否" in window or window.endswith("有没有"):
+        return False  # a question ("是不是着火了") is not a denial
+    return any(window.endswith(n) for n in _NEGATIONS)
 
 
 def _hits(text: str, words: list[str]) -> list[str]:

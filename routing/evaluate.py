@@ -41,9 +41,11 @@ def _category_matches(expected: str, predicted) -> bool:
 def calibration_table(confidences: np.ndarray, correct: np.ndarray) -> tuple[float, list[dict]]:
     """Expected calibration error and the reliability table (equal-width bins)."""
     bins, ece = [], 0.0
-    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        mask = (confidences >= lo) & ((confidences < hi) if hi < 1 else (confidences <= hi))
+    # Bin by integer arithmetic: float edges from linspace put 0.7 into the 0.6–0.7 bin.
+    index = np.clip(np.floor(np.round(confidences * CALIBRATION_BINS, 9)).astype(int), 0, CALIBRATION_BINS - 1)
+    for b in range(CALIBRATION_BINS):
+        lo, hi = b / CALIBRATION_BINS, (b + 1) / CALIBRATION_BINS
+        mask = index == b
         if not mask.any():
             continue
         conf, acc = float(confidences[mask].mean()), float(correct[mask].mean())

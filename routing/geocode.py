@@ -100,7 +100,9 @@ class GazetteerGeocoder:
         automaton = ahocorasick.Automaton()
         with path.open(encoding="utf-8-sig") as handle:
             for row in csv.DictReader(handle):
-                if row["level"] not in {"city", "district"} or row["adcode"].startswith(city_adcode[:4]):
+                if row["level"] not in {"province", "city", "district"} or row["adcode"].startswith(city_adcode[:4]):
+                    continue
+                if row["level"] == "province" and row["adcode"].startswith(city_adcode[:2]):
                     continue
                 if row["adcode"].startswith(city_adcode[:2]) and row["level"] == "district":
                     continue  # other districts of the same province share names with ours (开福/岳麓 are unique anyway)
@@ -165,7 +167,7 @@ class GazetteerGeocoder:
         if self._foreign is not None and not district_score:
             foreign = [name for _, name in self._foreign.iter(text) if len(name) >= 3]
             if foreign:
-                result.outside_city = max(foreign, key=len)
+                result.outside_city = foreign[0] if len(foreign) == 1 else "".join(dict.fromkeys(foreign))
         if not district_score:
             return result
 

@@ -226,7 +226,7 @@ class Router:
             "explanation": self._explain(top_entry, unit, resolution, geo, candidates, feedback_note),
         }
         if history:
-            output = self._apply_history(output, history)
+            output = self._apply_history(output, history, geo)
         return output
 
     def _candidates(self, order, probs, similarity, best_rows, geo, normalized) -> list[dict]:
@@ -290,7 +290,7 @@ class Router:
             parts.append(f"参考改派记录（相似度{feedback_note['similarity']}）")
         return "；".join(parts)
 
-    def _apply_history(self, output: dict, history: dict) -> dict:
+    def _apply_history(self, output: dict, history: dict, geo: GeocodeResult) -> dict:
         """With a trained model the category (and department, when trained) come from the city's own label space."""
         if "category" in history:
             label, prob = history["category"][0]
@@ -303,6 +303,11 @@ class Router:
             blended = self._blend_departments(history["department"], output)
             label, prob = blended[0]
             known = self._find_department(label)
+            if known is not None and known.level != "city":
+                # The history names a unit somewhere; the same kind of unit in THIS complaint's place owns it.
+                local, _, _ = self.resolve_unit(known.kind, known.level, geo)
+                if local is not None and local.kind == known.kind:
+                    known = local
             output["kb_department"] = kb_dept
             output["department"] = _dept(known) if known else {"code": label, "name": label, "level": None}
             output["confidence"] = round(float(prob), 4)

@@ -15,11 +15,6 @@ YUHUA_CENTROID = (28.063301, 113.08366)  # GCJ-02
 # as a LOCAL of create_app(); FastAPI resolves the string annotation "RouterDep" in the module globals, fails, and
 # treats `router` as a required query parameter: every route/correction request is answered 422
 # {"loc": ["query", "router"], "msg": "Field required"}, and /openapi.json raises PydanticUserError.
-ROUTER_DEP_BUG = pytest.mark.xfail(
-    reason="BUG: api/app.py:59 RouterDep is a local of create_app() but annotations are strings (from __future__ "
-           "import annotations), so FastAPI cannot resolve it and every request fails 422 'query.router Field "
-           "required' (and /openapi.json crashes)", strict=True)
-
 
 @pytest.fixture
 def client(router):
@@ -33,7 +28,6 @@ def test_healthz(client):
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-@ROUTER_DEP_BUG
 def test_route_returns_the_contract(client):
     response = client.post("/api/v1/route", json={"id": "GD-42", "text": f"岳麓区望月湖街道桃子湖路{STALL}"})
     assert response.status_code == 200
@@ -50,7 +44,6 @@ def test_route_returns_the_contract(client):
     assert body["address"]["street"] == {"id": "430104001", "name": "望月湖街道"}
 
 
-@ROUTER_DEP_BUG
 def test_route_uses_the_location_and_its_datum(client):
     lat, lng = gcj02_to_wgs84(*YUHUA_CENTROID)
     response = client.post("/api/v1/route", json={"text": "楼下" + STALL,
@@ -65,7 +58,6 @@ def test_route_uses_the_location_and_its_datum(client):
     assert upper.status_code == 200 and upper.json()["department"]["code"] == "430111-CHENGGUAN"
 
 
-@ROUTER_DEP_BUG
 @pytest.mark.parametrize("text", ["", "   ", "\n\u3000"])
 def test_empty_text_is_422_with_a_reason(client, text):
     response = client.post("/api/v1/route", json={"text": text})
@@ -73,14 +65,12 @@ def test_empty_text_is_422_with_a_reason(client, text):
     assert response.json()["detail"] == "text is empty"
 
 
-@ROUTER_DEP_BUG
 def test_too_long_text_is_422_naming_the_limit(client):
     response = client.post("/api/v1/route", json={"text": "噪音" * 25_000})
     assert response.status_code == 422
     assert "50000" in response.json()["detail"] and "20000" in response.json()["detail"]
 
 
-@ROUTER_DEP_BUG
 def test_openapi_schema_has_no_router_parameter(client):
     response = client.get("/openapi.json")
     assert response.status_code == 200
@@ -107,7 +97,6 @@ def test_missing_text_is_422(client):
     assert any(err["loc"][-1] == "text" for err in response.json()["detail"])
 
 
-@ROUTER_DEP_BUG
 def test_correction_changes_the_next_routing(client, router):
     similar = CONSTRUCTION.replace("很大", "太大")
     before = client.post("/api/v1/route", json={"text": similar}).json()
@@ -122,7 +111,6 @@ def test_correction_changes_the_next_routing(client, router):
     assert len(router.feedback) == 1
 
 
-@ROUTER_DEP_BUG
 def test_correction_with_an_unknown_department_is_422(client, router):
     response = client.post("/api/v1/route/corrections", json={"text": CONSTRUCTION, "department_code": "XX-999"})
     assert response.status_code == 422
@@ -132,7 +120,6 @@ def test_correction_with_an_unknown_department_is_422(client, router):
     assert len(router.feedback) == 0
 
 
-@ROUTER_DEP_BUG
 def test_router_not_ready_is_503(router):
     app = create_app(router.settings, router=None)
     client = TestClient(app)  # no lifespan: nothing builds the router

@@ -174,9 +174,6 @@ def test_mask_pii_keeps_a_text_without_personal_data():
     assert mask_pii(text) == text
 
 
-@pytest.mark.xfail(reason="BUG: nlp/entities.py _LANDLINE only allows 7-8 contiguous digits after the area code, so a "
-                          "landline written in groups ('0731 8888 6666', '0731-8888-6666') is neither found nor "
-                          "masked and the full number survives mask_pii", strict=True)
 @pytest.mark.parametrize("written", ["0731 8888 6666", "0731-8888-6666"])
 def test_mask_pii_masks_a_grouped_landline(written):
     masked = mask_pii(f"座机{written}，白天打")

@@ -175,10 +175,6 @@ def test_yaml_top_level_must_be_a_list(tiny_city_copy):
     assert _load_errors(tiny_city_copy) == [f"{path}:1: expected a list of entries at the top level"]
 
 
-@pytest.mark.xfail(reason="BUG: knowledge_base/models.py ResponsibilityEntry._category_as_text assumes YAML reads an "
-                          "unquoted 010101 as the integer 10101, but YAML 1.1 reads a leading-zero number as OCTAL "
-                          "(010101 -> 4161 -> '004161'), so the format doc's own unquoted `category: 010203` example "
-                          "fails with 'unknown taxonomy code 004227'", strict=True)
 def test_unquoted_category_code_in_yaml(tiny_city_copy):
     path = tiny_city_copy / "responsibilities" / "01_tiny.yaml"
     text = path.read_text(encoding="utf-8")
@@ -310,9 +306,6 @@ def test_responsibilities_from_xlsx(tiny_city_copy):
     assert kb.entries["KB-03-004"].disputed is True
 
 
-@pytest.mark.xfail(reason="BUG: knowledge_base/models.py _split_multi is applied to `examples` and splits CSV/Excel "
-                          "cells at '，' '、' ',' ';' as well as '|', so every example complaint containing a Chinese "
-                          "comma is cut into fragments (3 examples become 6)", strict=True)
 def test_xlsx_examples_keep_their_commas(tiny_city_copy):
     (tiny_city_copy / "responsibilities" / "01_tiny.yaml").unlink()
     header = ["id", "name", "type", "category", "legal_basis", "duty_mode", "lead", "level", "time_limit_days",
@@ -324,10 +317,6 @@ def test_xlsx_examples_keep_their_commas(tiny_city_copy):
     assert load_knowledge_base(tiny_city_copy).entries["KB-01-001"].examples == examples
 
 
-@pytest.mark.xfail(reason="BUG: knowledge_base/models.py Department/TaxonomyNode declare codes as plain str, so an "
-                          ".xlsx departments sheet whose adcode/street-id cells are numbers (as Excel stores them) "
-                          "fails with 'Input should be a valid string'; only ResponsibilityEntry.category is coerced",
-                   strict=True)
 def test_departments_xlsx_with_numeric_code_cells(tiny_city_copy):
     csv_path = tiny_city_copy / "departments.csv"
     with csv_path.open(encoding="utf-8", newline="") as handle:

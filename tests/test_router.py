@@ -175,9 +175,6 @@ def test_binary_and_too_long_text_are_input_errors(router):
         router.route("噪音" * 10_001)
 
 
-@pytest.mark.xfail(reason="BUG: nlp/normalize.py check_text only tests text.strip(), so text made of zero-width "
-                          "spaces/BOM or of <=3 control characters passes; Router.prepare then routes the empty "
-                          "normalised text (to the city 城管 bureau) instead of raising InputError", strict=True)
 @pytest.mark.parametrize("text", ["\u200b\u200b\ufeff", "\x01\x02\x03"])
 def test_invisible_only_text_is_an_input_error(router, text):
     with pytest.raises(InputError):
@@ -338,10 +335,6 @@ def test_history_model_keeps_a_disputed_matter_in_review(router, yuelu_history_m
     assert out["decision"] == "review"
 
 
-@pytest.mark.xfail(reason="BUG: routing/router.py Router._apply_history replaces the KB's place-resolved unit with "
-                          "the history model's top label even when that label is a unit of ANOTHER district: trained "
-                          "on 岳麓区 orders, a complaint naming 雨花区高桥街道 goes to 岳麓区城管 (以块为主 violated)",
-                   strict=True)
 def test_history_model_does_not_move_a_complaint_to_another_district(router, yuelu_history_model):
     router.history_model = yuelu_history_model
     out = router.route(f"雨花区高桥街道{STALL}")
