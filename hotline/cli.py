@@ -268,10 +268,8 @@ def index_build() -> None:
             matcher = build_index(get_settings(), choice=choice, progress=lambda m: status.update(m) or err.print(f"[dim]{m}[/]"))
     except _user_errors() as exc:
         _fail(str(exc))
-    oof = matcher.model.oof
     out.print(f"index built in {time.perf_counter() - started:.1f} s: {len(matcher.rows)} passages, "
-              f"{len(matcher.model.entry_ids)} entries; held-out KB examples entry@1 {oof['entry_accuracy@1']:.3f}, "
-              f"unit-kind@1 {oof['department_kind_accuracy@1']:.3f}")
+              f"{len(matcher.model.entry_ids)} entries; calibration: {matcher.model.calibration or 'none'}")
 
 
 @index_app.command("status")

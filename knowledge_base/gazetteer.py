@@ -98,13 +98,16 @@ def load_gazetteer(city_dir: Path, *, city_name: str = "长沙市") -> Gazetteer
         raise DataFileError([f"{geo}: need <city>_districts.csv and <city>_streets.csv"])
 
     districts = {row["adcode"]: row["name"] for _, row in _read_csv(districts_file)}
+    # Short names that are also ordinary words ("那个路口" ≠ 路口镇) are never matched bare.
+    stoplist_file = geo / "short_name_stoplist.csv"
+    stoplist = {row["name"] for _, row in _read_csv(stoplist_file)} if stoplist_file.exists() else set()
     places: list[Place] = []
     for adcode, name in districts.items():
         places.append(Place(name, "district", (adcode,)))
         short = name[:-1]
         # 长沙县 → 长沙 would swallow every 长沙市; 芙蓉/天心/开福 are also road and temple names,
         # but the longest match (芙蓉中路, 天心阁) wins, so the short form is safe for those.
-        if len(short) >= 2 and short not in city_name:
+        if len(short) >= 2 and short not in city_name and short not in stoplist:
             places.append(Place(short, "district", (adcode,)))
 
     streets: dict[str, tuple[str, str]] = {}
@@ -117,7 +120,7 @@ def load_gazetteer(city_dir: Path, *, city_name: str = "长沙市") -> Gazetteer
         for variant in _street_variants(row["street_name"], row.get("short_name", "")):
             places.append(Place(variant, "street", (adcode,), (row["street_id"],)))
         short = row.get("short_name", "")
-        if len(short) >= 2:
+        if len(short) >= 2 and short not in stoplist:
             # A bare 望月湖 or 星沙 usually means the area of that street; weaker than the full name.
             places.append(Place(short, "area", (adcode,), (row["street_id"],)))
 

@@ -126,3 +126,11 @@ def load_index(directory: Path, *, model_id: str, kb_hash: str) -> StoredIndex:
     with (directory / "extra.pkl").open("rb") as handle:
         extra = pickle.load(handle)  # written by this program only, never user-supplied
     return StoredIndex(manifest["model_id"], manifest["kb_hash"], rows, vectors, index, manifest["built_at"], extra)
+
+
+def update_extra(directory: Path, extra: dict) -> None:
+    """Replace the artefacts stored with an index (e.g. a re-calibrated matcher), atomically."""
+    tmp = directory / "extra.pkl.tmp"
+    with tmp.open("wb") as handle:
+        pickle.dump(extra, handle)
+    os.replace(tmp, directory / "extra.pkl")

@@ -1,50 +1,52 @@
-"""Matching a complaint to responsibility-list entries: retrieval over examples plus a linear classifier.
+"""Matching a complaint to responsibility-list entries: a linear classifier plus retrieval over examples.
 
-Both are fitted from the knowledge base alone at index-build time, and calibrated on out-of-fold predictions of
-the knowledge base's own example complaints, so any city's list gets a calibrated confidence without labelled
-history.
+The classifier is a LinearSVC over character n-gram TF-IDF and the sentence embeddings of the knowledge base's
+example complaints; the retrieval similarity (best FAISS match among an entry's definition and examples) is added
+to its score. On the 长沙 development set this mix named the right kind of unit for 0.94 of complaints, against
+0.83 for retrieval alone and 0.90 for retrieval + a ridge classifier (benchmarks/matcher_variants.py).
+
+Everything is fitted from the knowledge base alone; the confidence is calibrated either on the city's labelled
+calibration set (routing/calibration.py) or, without one, on out-of-fold predictions of the list's own examples.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 
-from knowledge_base.index_store import PassageRow, StoredIndex, entry_passages, index_dir_for, load_index, save_index
+from knowledge_base.index_store import (PassageRow, StoredIndex, entry_passages, index_dir_for, load_index,
+                                        save_index, update_extra)
 from knowledge_base.kb import KnowledgeBase
 from nlp.embedder import Embedder, TfidfEmbedder
 
 log = logging.getLogger(__name__)
-FOLDS = 5
-RIDGE_LAMBDA = 1.0
 RETRIEVAL_K = 96
+RETRIEVAL_WEIGHT = 1.0
+SVC_C = 0.5
+OOF_FOLDS = 3
+TEMPERATURES = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _segment_max(sims: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Max similarity per entry; passages of one entry are contiguous, starting at `starts`."""
-    return np.maximum.reduceat(sims, starts, axis=1)
+def text_vectorizer() -> TfidfVectorizer:
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)
 
 
-def _ridge_fit(x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Closed-form ridge regression onto one-hot labels (fast for a few thousand examples)."""
-    x1 = np.hstack([x, np.ones((x.shape[0], 1), dtype=np.float32)])
-    targets = np.zeros((x.shape[0], n_classes), dtype=np.float32)
-    targets[np.arange(x.shape[0]), y] = 1.0
-    gram = x1.T @ x1 + RIDGE_LAMBDA * np.eye(x1.shape[1], dtype=np.float32)
-    return np.linalg.solve(gram, x1.T @ targets).astype(np.float32)
-
-
-def _ridge_scores(weights: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.hstack([x, np.ones((x.shape[0], 1), dtype=np.float32)]) @ weights
+def combine_features(lexical: sparse.spmatrix, vectors: list[np.ndarray]) -> sparse.csr_matrix:
+    """TF-IDF block and embedding block side by side, each of unit norm."""
+    dense = np.hstack(vectors) / np.sqrt(len(vectors))
+    return sparse.hstack([lexical, sparse.csr_matrix(dense)]).tocsr()
 
 
 @dataclass
@@ -52,16 +54,16 @@ class MatcherModel:
     """Everything fitted at build time besides the passage vectors."""
 
     entry_ids: list[str]
-    entry_starts: np.ndarray          # first passage row of each entry
-    ridge: np.ndarray                 # (sum of dims + 1, n_entries)
-    a: float                          # weight of the retrieval similarity in the logit
-    b: float                          # weight of the ridge score in the logit
-    calibrator: LogisticRegression | None
-    oof: dict                         # out-of-fold figures on the KB's own examples
+    vectorizer: TfidfVectorizer
+    classifier: LinearSVC
+    temperature: float                      # softmax(temperature * score) → probabilities over entries
+    calibrator: LogisticRegression | None = None
+    calibrator_kind: str = "none"           # "router": P(department right | top, margin, place); "matter": P(kind right)
+    calibration: dict = field(default_factory=dict)
 
 
 class Encoders:
-    """One or more embedders used together (e5 + USE averaged is better than either; offline-stack.md)."""
+    """One or more embedders used together (e5 + USE: their similarities are averaged)."""
 
     def __init__(self, embedders: Sequence[Embedder]):
         self.embedders = list(embedders)
@@ -74,140 +76,168 @@ class Encoders:
         return [e.embed_passages(list(texts)) for e in self.embedders]
 
 
-def feature_key(kb: KnowledgeBase, entry_id: str) -> tuple[str, str]:
+def unit_kind(kb: KnowledgeBase, entry_id: str) -> tuple[str, str]:
     """Entries owned by the same kind of unit at the same level route to the same department."""
     entry = kb.entries[entry_id]
     return entry.lead, entry.level
 
 
 class KBMatcher:
-    def __init__(self, kb: KnowledgeBase, encoders: Encoders, indexes: list[StoredIndex], model: MatcherModel):
+    def __init__(self, kb: KnowledgeBase, encoders: Encoders, indexes: list[StoredIndex], model: MatcherModel,
+                 index_dirs: list | None = None):
         self.kb = kb
         self.encoders = encoders
         self.indexes = indexes
         self.model = model
+        self.index_dirs = index_dirs or []
         self.rows: list[PassageRow] = indexes[0].rows
         self.entry_pos = {eid: i for i, eid in enumerate(model.entry_ids)}
         self._row_entry = np.array([self.entry_pos[r.entry_id] for r in self.rows])
+        self._class_columns = np.array([self.entry_pos[model.entry_ids[c]] for c in model.classifier.classes_])
 
-    # -- scoring -------------------------------------------------------------------------------------------
-    def entry_probabilities(self, query_vectors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(probabilities over entries, retrieval similarity per entry, best passage row per entry) for a batch."""
-        n = query_vectors[0].shape[0]
-        n_entries = len(self.model.entry_ids)
-        sim_sum = np.zeros((n, n_entries), dtype=np.float32)
+    def retrieval(self, query_vectors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(similarity per entry averaged over embedders, best passage row per entry) for a batch."""
+        n, n_entries = query_vectors[0].shape[0], len(self.model.entry_ids)
+        total = np.zeros((n, n_entries), dtype=np.float32)
         best_row = np.full((n, n_entries), -1, dtype=np.int64)
         best_sim = np.full((n, n_entries), -np.inf, dtype=np.float32)
         for vectors, stored in zip(query_vectors, self.indexes):
             scores, rows = stored.index.search(vectors, RETRIEVAL_K)
-            floor = scores[:, -1:]  # entries outside the top K get the K-th similarity
-            per_entry = np.repeat(floor, n_entries, axis=1)
             for q in range(n):
+                # Entries outside the top K get the K-th similarity (an upper bound of what they would score).
+                per_entry = np.full(n_entries, scores[q, -1], dtype=np.float32)
                 for score, row in zip(scores[q], rows[q]):
                     if row < 0:
                         continue
                     e = self._row_entry[row]
-                    if score > per_entry[q, e] or per_entry[q, e] == floor[q, 0]:
-                        per_entry[q, e] = max(per_entry[q, e], score)
+                    if score > per_entry[e] or best_row[q, e] < 0:
+                        per_entry[e] = max(per_entry[e], score)
                     if score > best_sim[q, e]:
                         best_sim[q, e], best_row[q, e] = score, row
-            sim_sum += per_entry
-        similarity = sim_sum / len(self.indexes)
-        ridge = _ridge_scores(self.model.ridge, np.hstack(query_vectors))
-        probs = _softmax(self.model.a * similarity + self.model.b * ridge)
-        return probs, similarity, best_row
+                total[q] += per_entry
+        return total / len(self.indexes), best_row
 
-    def calibrate(self, top_prob: float, margin: float) -> float:
-        if self.model.calibrator is None:
-            return top_prob
-        return float(self.model.calibrator.predict_proba(np.array([[top_prob, margin]]))[0, 1])
+    def scores(self, texts: Sequence[str], query_vectors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        similarity, best_row = self.retrieval(query_vectors)
+        features = combine_features(self.model.vectorizer.transform(list(texts)), query_vectors)
+        decision = self.model.classifier.decision_function(features)
+        score = np.full_like(similarity, -10.0)
+        score[:, self._class_columns] = decision
+        return score + RETRIEVAL_WEIGHT * similarity, similarity, best_row
+
+    def entry_probabilities(self, texts: Sequence[str], query_vectors: list[np.ndarray]
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities over entries, retrieval similarity per entry, best passage row per entry)."""
+        score, similarity, best_row = self.scores(texts, query_vectors)
+        return softmax(self.model.temperature * score), similarity, best_row
+
+    def calibrated(self, top: float, margin: float, place: float) -> float:
+        """Calibrated confidence that the routed department is right."""
+        model = self.model
+        if model.calibrator is None:
+            return top * place
+        if model.calibrator_kind == "router":
+            return float(model.calibrator.predict_proba(np.array([[top, margin, place]]))[0, 1])
+        return float(model.calibrator.predict_proba(np.array([[top, margin]]))[0, 1]) * place
+
+    def save_model(self) -> None:
+        """Persist a re-calibrated model next to the index it belongs to."""
+        if self.index_dirs:
+            update_extra(self.index_dirs[0], {"matcher": self.model})
 
 
 # -- building ----------------------------------------------------------------------------------------------
-def _entry_layout(rows: list[PassageRow]) -> tuple[list[str], np.ndarray]:
-    ids: list[str] = []
-    starts: list[int] = []
-    for i, row in enumerate(rows):
-        if not ids or ids[-1] != row.entry_id:
-            ids.append(row.entry_id)
-            starts.append(i)
-    return ids, np.array(starts)
+def _fit_classifier(texts: list[str], vectors: list[np.ndarray], labels: np.ndarray) -> tuple[TfidfVectorizer, LinearSVC]:
+    vectorizer = text_vectorizer().fit(texts)
+    classifier = LinearSVC(C=SVC_C).fit(combine_features(vectorizer.transform(texts), vectors), labels)
+    return vectorizer, classifier
 
 
-def _key_probabilities(probs: np.ndarray, key_of_entry: np.ndarray, n_keys: int) -> np.ndarray:
-    out = np.zeros((probs.shape[0], n_keys), dtype=np.float64)
-    for k in range(n_keys):
-        out[:, k] = probs[:, key_of_entry == k].sum(axis=1)
-    return out
+def best_temperature(scores: np.ndarray, gold: np.ndarray) -> float:
+    """The softmax temperature with the highest likelihood of the gold entries."""
+    def nll(t: float) -> float:
+        p = softmax(t * scores)[np.arange(len(gold)), gold]
+        return float(-np.log(np.clip(p, 1e-9, None)).mean())
+    return min(TEMPERATURES, key=nll)
 
 
-def fit_matcher(kb: KnowledgeBase, encoders: Encoders, index_root, *, progress: Callable[[str], None] = lambda m: None
-                ) -> tuple[list[StoredIndex], MatcherModel]:
+def _kind_features(kb: KnowledgeBase, entry_ids: list[str], probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(top unit-kind probability, margin to the second) per row."""
+    kinds = sorted({unit_kind(kb, e) for e in entry_ids})
+    column = {k: i for i, k in enumerate(kinds)}
+    of_entry = np.array([column[unit_kind(kb, e)] for e in entry_ids])
+    kind_probs = np.zeros((probs.shape[0], len(kinds)))
+    np.add.at(kind_probs.T, of_entry, probs.T)
+    ordered = np.sort(kind_probs, axis=1)
+    top = ordered[:, -1]
+    second = ordered[:, -2] if len(kinds) > 1 else np.zeros_like(top)
+    return np.column_stack([top, top - second]), kind_probs.argmax(axis=1), of_entry
+
+
+def fit_matcher(kb: KnowledgeBase, encoders: Encoders, index_root, *, out_of_fold: bool = True,
+                progress: Callable[[str], None] = lambda m: None) -> KBMatcher:
     rows = entry_passages(kb)
-    entry_ids, starts = _entry_layout(rows)
     texts = [r.text for r in rows]
+    entry_ids = list(dict.fromkeys(r.entry_id for r in rows))
+    entry_pos = {eid: i for i, eid in enumerate(entry_ids)}
     progress(f"embedding {len(rows)} passages with {encoders.model_id}")
     passage_vectors = encoders.passages(texts)
-    example_rows = np.array([i for i, r in enumerate(rows) if r.kind == "example"])
-    progress(f"embedding {len(example_rows)} example complaints as queries")
-    query_vectors = encoders.queries([texts[i] for i in example_rows])
-    entry_pos = {eid: i for i, eid in enumerate(entry_ids)}
-    labels = np.array([entry_pos[rows[i].entry_id] for i in example_rows])
-    x_all = np.hstack(query_vectors)
+    # Classifier rows: every example complaint plus each entry's definition, embedded as queries.
+    train_rows = np.arange(len(rows))
+    progress(f"embedding {len(train_rows)} examples and definitions as queries")
+    query_vectors = encoders.queries(texts)
+    labels = np.array([entry_pos[r.entry_id] for r in rows])
+    progress("fitting the classifier (TF-IDF + embeddings → LinearSVC)")
+    vectorizer, classifier = _fit_classifier(texts, query_vectors, labels)
+    model = MatcherModel(entry_ids, vectorizer, classifier, temperature=4.0)
 
-    # Out-of-fold similarity and ridge scores of every example: its own passage (and its fold) is held out.
-    progress(f"calibrating on {FOLDS}-fold held-out examples")
-    fold_of = np.arange(len(example_rows)) % FOLDS
-    oof_sim = np.zeros((len(example_rows), len(entry_ids)), dtype=np.float32)
-    oof_ridge = np.zeros_like(oof_sim)
-    for fold in range(FOLDS):
+    index_dirs = [_set_dir(index_root, encoders, e) for e in encoders.embedders]
+    stored = [save_index(d, model_id=e.model_id, kb_hash=kb.content_hash, rows=rows, vectors=v,
+                         extra={"matcher": model} if i == 0 else {})
+              for i, (d, e, v) in enumerate(zip(index_dirs, encoders.embedders, passage_vectors))]
+    matcher = KBMatcher(kb, encoders, stored, model, index_dirs)
+    if out_of_fold:
+        _calibrate_out_of_fold(matcher, rows, texts, query_vectors, passage_vectors, labels, progress)
+        matcher.save_model()
+    return matcher
+
+
+def _calibrate_out_of_fold(matcher: KBMatcher, rows, texts, query_vectors, passage_vectors, labels, progress) -> None:
+    """Without a labelled calibration set: calibrate on the list's own examples, each fold held out."""
+    kb, model = matcher.kb, matcher.model
+    examples = np.array([i for i, r in enumerate(rows) if r.kind == "example"])
+    if len(examples) < OOF_FOLDS * 2:
+        return
+    progress(f"calibrating on {OOF_FOLDS}-fold held-out examples ({len(examples)})")
+    starts = np.array([i for i, r in enumerate(rows) if i == 0 or rows[i - 1].entry_id != r.entry_id])
+    fold_of = np.full(len(rows), -1)
+    fold_of[examples] = np.arange(len(examples)) % OOF_FOLDS
+    scores = np.zeros((len(examples), len(model.entry_ids)))
+    for fold in range(OOF_FOLDS):
         held = fold_of == fold
-        masked_rows = example_rows[held]
-        sims = np.zeros((held.sum(), len(rows)), dtype=np.float32)
-        for q, p in zip(query_vectors, passage_vectors):
-            sims += q[held] @ p.T
-        sims /= len(passage_vectors)
-        sims[:, masked_rows] = -1.0
-        oof_sim[held] = _segment_max(sims, starts)
-        weights = _ridge_fit(x_all[~held], labels[~held], len(entry_ids))
-        oof_ridge[held] = _ridge_scores(weights, x_all[held])
-
-    key_names = sorted({feature_key(kb, e) for e in entry_ids})
-    key_pos = {k: i for i, k in enumerate(key_names)}
-    key_of_entry = np.array([key_pos[feature_key(kb, e)] for e in entry_ids])
-    true_keys = key_of_entry[labels]
-    best = None
-    for a in (10.0, 20.0, 30.0, 40.0, 60.0):
-        for b in (0.0, 2.0, 5.0, 10.0, 20.0):
-            probs = _softmax(a * oof_sim + b * oof_ridge)
-            nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-9, None)).mean()
-            if best is None or nll < best[0]:
-                best = (nll, a, b, probs)
-    nll, a, b, probs = best
-    key_probs = _key_probabilities(probs, key_of_entry, len(key_names))
-    order = np.argsort(-key_probs, axis=1)
-    top = key_probs[np.arange(len(labels)), order[:, 0]]
-    second = key_probs[np.arange(len(labels)), order[:, 1]] if key_probs.shape[1] > 1 else np.zeros_like(top)
-    correct = (order[:, 0] == true_keys).astype(int)
-    features = np.column_stack([top, top - second])
-    calibrator = None
+        keep = ~held
+        vectorizer, classifier = _fit_classifier([t for t, k in zip(texts, keep) if k], [v[keep] for v in query_vectors], labels[keep])
+        held_idx = np.where(held)[0]
+        decision = np.full((len(held_idx), len(model.entry_ids)), -10.0)
+        decision[:, classifier.classes_] = classifier.decision_function(
+            combine_features(vectorizer.transform([texts[i] for i in held_idx]), [v[held] for v in query_vectors]))
+        sims = sum(q[held] @ p.T for q, p in zip(query_vectors, passage_vectors)) / len(query_vectors)
+        sims[:, held] = -1.0  # a held-out example must not find itself
+        similarity = np.maximum.reduceat(sims, starts, axis=1)
+        scores[np.searchsorted(examples, held_idx)] = decision + RETRIEVAL_WEIGHT * similarity
+    gold = labels[examples]
+    model.temperature = best_temperature(scores, gold)
+    probs = softmax(model.temperature * scores)
+    features, predicted_kind, of_entry = _kind_features(kb, model.entry_ids, probs)
+    correct = (predicted_kind == of_entry[gold]).astype(int)
     if 0 < correct.sum() < len(correct):
-        calibrator = LogisticRegression(C=10.0).fit(features, correct)
-    oof = {
-        "examples": int(len(labels)),
-        "entry_accuracy@1": float((probs.argmax(axis=1) == labels).mean()),
-        "department_kind_accuracy@1": float(correct.mean()),
-        "nll": float(nll), "a": a, "b": b,
-    }
-    progress(f"held-out KB examples: entry@1 {oof['entry_accuracy@1']:.3f}, unit-kind@1 {oof['department_kind_accuracy@1']:.3f}")
-
-    model = MatcherModel(entry_ids, starts, _ridge_fit(x_all, labels, len(entry_ids)), a, b, calibrator, oof)
-    stored = []
-    for i, (embedder, vectors) in enumerate(zip(encoders.embedders, passage_vectors)):
-        extra = {"matcher": model} if i == 0 else {}
-        stored.append(save_index(_set_dir(index_root, encoders, embedder), model_id=embedder.model_id,
-                                 kb_hash=kb.content_hash, rows=rows, vectors=vectors, extra=extra))
-    return stored, model
+        model.calibrator = LogisticRegression(C=10.0).fit(features, correct)
+        model.calibrator_kind = "matter"
+    model.calibration = {"source": "knowledge-base examples, out of fold", "rows": int(len(gold)),
+                         "entry_accuracy@1": round(float((probs.argmax(1) == gold).mean()), 4),
+                         "unit_kind_accuracy@1": round(float(correct.mean()), 4), "temperature": model.temperature}
+    progress(f"held-out KB examples: entry@1 {model.calibration['entry_accuracy@1']:.3f}, "
+             f"unit-kind@1 {model.calibration['unit_kind_accuracy@1']:.3f}")
 
 
 def _set_dir(index_root, encoders: Encoders, embedder: Embedder):
@@ -224,11 +254,10 @@ def prepare_encoders(kb: KnowledgeBase, encoders: Encoders) -> None:
 
 
 def load_matcher(kb: KnowledgeBase, encoders: Encoders, index_root) -> KBMatcher:
-    stored = [load_index(_set_dir(index_root, encoders, e), model_id=e.model_id, kb_hash=kb.content_hash)
-              for e in encoders.embedders]
-    return KBMatcher(kb, encoders, stored, stored[0].extra["matcher"])
+    dirs = [_set_dir(index_root, encoders, e) for e in encoders.embedders]
+    stored = [load_index(d, model_id=e.model_id, kb_hash=kb.content_hash) for d, e in zip(dirs, encoders.embedders)]
+    return KBMatcher(kb, encoders, stored, stored[0].extra["matcher"], dirs)
 
 
 def build_matcher(kb: KnowledgeBase, encoders: Encoders, index_root, **kwargs) -> KBMatcher:
-    stored, model = fit_matcher(kb, encoders, index_root, **kwargs)
-    return KBMatcher(kb, encoders, stored, model)
+    return fit_matcher(kb, encoders, index_root, **kwargs)

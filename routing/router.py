@@ -121,8 +121,9 @@ class Router:
         results: list[dict] = []
         for start in range(0, len(requests), batch_size):
             chunk = [self.prepare(r) for r in requests[start:start + batch_size]]
-            vectors = self.matcher.encoders.queries([c["match_text"] for c in chunk])
-            probs, similarity, best_rows = self.matcher.entry_probabilities(vectors)
+            texts = [c["match_text"] for c in chunk]
+            vectors = self.matcher.encoders.queries(texts)
+            probs, similarity, best_rows = self.matcher.entry_probabilities(texts, vectors)
             history = self.history_model.predict([c["match_text"] for c in chunk], vectors) if self.history_model else None
             for i, item in enumerate(chunk):
                 results.append(self._decide(item, probs[i], similarity[i], best_rows[i],
@@ -170,9 +171,6 @@ class Router:
         ranked_keys = sorted(key_prob.items(), key=lambda kv: -kv[1])
         top_key, top_p = ranked_keys[0]
         second_p = ranked_keys[1][1] if len(ranked_keys) > 1 else 0.0
-        matter_conf = self.matcher.calibrate(top_p, top_p - second_p)
-        if corrections:
-            matter_conf = max(matter_conf, top_p)
 
         # The best entry behind the chosen kind of unit explains the matter.
         top_entry_pos = next((p for p in np.argsort(-probs) if (self.kb.entries[entry_ids[p]].lead,
@@ -181,7 +179,10 @@ class Router:
             top_entry_pos = self.matcher.entry_pos.get(corrections[0].entry_id, top_entry_pos)
         top_entry = self.kb.entries[entry_ids[top_entry_pos]]
         unit, resolution, place_conf = self.resolve_unit(top_key[0], top_key[1], geo)
-        confidence = round(float(matter_conf * place_conf), 4)
+        confidence = self.matcher.calibrated(top_p, top_p - second_p, place_conf)
+        if corrections:
+            confidence = max(confidence, top_p * place_conf)
+        confidence = round(float(confidence), 4)
 
         candidates = self._candidates(order, probs, similarity, best_rows, geo, normalized)
         if corrections:
@@ -215,6 +216,8 @@ class Router:
             "decision_reasons": reasons,
             "kb_item": {"id": top_entry.id, "name": top_entry.name},
             "time_limit_days": top_entry.time_limit_days,
+            "scores": {"matter_probability": round(float(top_p), 4), "margin": round(float(top_p - second_p), 4),
+                       "place_confidence": round(float(place_conf), 4)},
             "co_handlers": self._co_handlers(top_entry, geo),
             "candidates": candidates[: self.settings.top_k],
             "tags": signals.tags,

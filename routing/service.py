@@ -9,10 +9,11 @@ from pathlib import Path
 
 from hotline.config import Settings
 from knowledge_base.gazetteer import load_gazetteer
-from knowledge_base.index_store import IndexMismatchError
-from knowledge_base.kb import KnowledgeBase, load_knowledge_base
+from knowledge_base.kb import load_knowledge_base
 from routing.feedback import FeedbackMemory, FeedbackStore, SQLiteFeedbackStore
 from routing.geocode import GazetteerGeocoder
+from routing.calibration import calibrate_router
+from routing.history import read_labelled
 from routing.history_model import HistoryModel
 from routing.matcher import Encoders, build_matcher, load_matcher, prepare_encoders
 from routing.router import Router
@@ -48,12 +49,14 @@ def index_root(settings: Settings) -> Path:
     return settings.index_dir
 
 
-def build_index(settings: Settings, *, kb: KnowledgeBase | None = None, choice: EncoderChoice | None = None,
+def calibration_file(settings: Settings) -> Path:
+    return settings.city_dir / "calibration.jsonl"
+
+
+def build_index(settings: Settings, *, choice: EncoderChoice | None = None,
                 progress: Callable[[str], None] = lambda m: None):
-    kb = kb or load_knowledge_base(settings.city_dir)
-    choice = choice or choose_encoders(settings)
-    prepare_encoders(kb, choice.encoders)
-    return build_matcher(kb, choice.encoders, index_root(settings), progress=progress)
+    """(Re)build the index and the calibrated matcher; returns the matcher."""
+    return build_router(settings, rebuild_index=True, choice=choice, progress=progress).matcher
 
 
 def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_index: bool = False,
@@ -66,22 +69,27 @@ def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_i
     choice = choice or choose_encoders(settings)
     progress(f"embeddings: {choice.note}")
     prepare_encoders(kb, choice.encoders)
-    if rebuild_index:
-        matcher = build_matcher(kb, choice.encoders, index_root(settings), progress=progress)
-    else:
+    calibration = calibration_file(settings)
+    built = False
+    if not rebuild_index:
         try:
             matcher = load_matcher(kb, choice.encoders, index_root(settings))
         except FileNotFoundError:
             if not build_missing_index:
                 raise
             progress("no index yet: building it (once)")
-            matcher = build_matcher(kb, choice.encoders, index_root(settings), progress=progress)
-        except IndexMismatchError:
-            raise
+            rebuild_index = True
+    if rebuild_index:
+        matcher = build_matcher(kb, choice.encoders, index_root(settings), out_of_fold=not calibration.exists(),
+                                progress=progress)
+        built = True
     first = choice.encoders.embedders[0]
     store = feedback_store or SQLiteFeedbackStore(settings.cache_dir / "feedback" / f"{settings.city}.sqlite3")
     feedback = FeedbackMemory(store, embed=lambda texts: first.embed_queries(list(texts)), model_id=first.model_id,
                               dim=first.dim)
     history_model = HistoryModel.load(model_dir, encoder_id=choice.encoders.model_id) if model_dir else None
-    return Router(kb=kb, gazetteer=gazetteer, geocoder=geocoder, matcher=matcher, settings=settings,
-                  feedback=feedback, history_model=history_model, embedder_note=choice.note)
+    router = Router(kb=kb, gazetteer=gazetteer, geocoder=geocoder, matcher=matcher, settings=settings,
+                    feedback=feedback, history_model=history_model, embedder_note=choice.note)
+    if built and calibration.exists():
+        calibrate_router(router, read_labelled(calibration, category_column=None), progress=progress)
+    return router
