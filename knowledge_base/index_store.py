@@ -17,6 +17,8 @@ from knowledge_base.kb import KnowledgeBase
 from nlp.normalize import normalize
 
 INDEX_FORMAT = 1
+# Flat searches over a few thousand vectors gain nothing from threads, and idle faiss threads slow torch down.
+faiss.omp_set_num_threads(1)
 
 
 class IndexMismatchError(RuntimeError):
