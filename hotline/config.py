@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     torch_threads: int = 2
 
     # Dispatch policy: decision thresholds on the calibrated confidence.
-    auto_threshold: float = 0.80
+    # Auto-dispatch only when the calibrated probability that the unit is right is at least this.
+    auto_threshold: float = 0.95
     # Two kinds of unit both this likely (and close) = 职责交叉: send to joint review.
     cross_duty_min: float = 0.35
     top_k: int = 5

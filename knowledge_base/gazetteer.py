@@ -155,6 +155,9 @@ def load_gazetteer(city_dir: Path, *, city_name: str = "长沙市") -> Gazetteer
                 if len(name) >= 2:
                     places.append(Place(name, row.get("type") or "poi", codes, street_ids, lng, lat))
 
+    # Stop-listed names still occupy their span (so 浏阳河 is not read as 浏阳 + 河), but vote for nothing.
+    places.extend(Place(name, "ignore", ()) for name in stoplist)
+
     if errors:
         raise DataFileError(errors)
 

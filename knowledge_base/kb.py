@@ -134,5 +134,8 @@ def load_knowledge_base(city_dir: Path) -> KnowledgeBase:
 
     changelog_path = city_dir / "changelog.yaml"
     changelog = yaml.safe_load(changelog_path.read_text(encoding="utf-8")) if changelog_path.exists() else []
-    content_hash = _file_digest([dept_file, *taxonomy_files, *entry_files])
+    # The gazetteer and the calibration set shape the calibrated confidence, so they are part of the hash too.
+    geo_files = sorted(p for p in (city_dir / "geo").glob("*") if p.is_file())
+    calibration = [p for p in (city_dir / "calibration.jsonl",) if p.exists()]
+    content_hash = _file_digest([dept_file, *taxonomy_files, *entry_files, *geo_files, *calibration])
     return KnowledgeBase(city_dir, departments, taxonomy, entries, changelog or [], content_hash, district_names, mappings)

@@ -140,6 +140,9 @@ class GazetteerGeocoder:
         community_of: dict[str, str] = {}
         mentions = self.gaz.mentions(text)
         for _, _, name, candidates in mentions:
+            candidates = tuple(p for p in candidates if p.type != "ignore")
+            if not candidates:
+                continue
             result.mentions.append(name)
             weight = max(MENTION_WEIGHT.get(p.type, 2.0 if p.type in STRONG_TYPES else 1.0) for p in candidates)
             # Homonyms (高桥街道 vs 高桥镇) share the mention's weight: other cues must decide.
@@ -160,8 +163,8 @@ class GazetteerGeocoder:
                 district_score[d_code] += 3.0
                 if s_id:
                     street_score[s_id] += 2.0 * s_conf
-            result.source = "text+coordinates" if mentions else "coordinates"
-        elif mentions:
+            result.source = "text+coordinates" if result.mentions else "coordinates"
+        elif result.mentions:
             result.source = "text"
 
         if self._foreign is not None and not district_score:

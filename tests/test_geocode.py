@@ -167,3 +167,20 @@ def test_bd09_point_is_converted(real_geocoder, district_centroids):
     district, _, _, coords = real_geocoder.reverse(GeoPoint(bd.lat, bd.lon, "bd09"))
     assert district == YUELU
     assert coords["lat"] == pytest.approx(lat, abs=1e-5) and coords["lng"] == pytest.approx(lng, abs=1e-5)
+
+
+@pytest.mark.parametrize("text, district, street", [
+    ("浏阳河边上东屯渡那段的空地被倒了建筑渣子", "430102", "430102011"),       # a river name is not 浏阳市
+    ("桐梓坡西路跟那个金星路那个路口那里路面塌了", "430104", None),             # 路口 is a word, not 路口镇
+    ("长沙市芙蓉区文艺路", "430102", "430102001"),                           # 长沙市 does not contain 沙市镇
+])
+def test_stoplisted_names_take_their_span_but_vote_for_nothing(real_geocoder, text, district, street):
+    result = real_geocoder.geocode(text)
+    assert result.district["adcode"] == district
+    assert (result.street or {}).get("id") == street
+    assert "浏阳" not in result.mentions and "路口" not in result.mentions and "沙市" not in result.mentions
+
+
+def test_a_stoplisted_phrase_alone_places_nothing(real_geocoder):
+    result = real_geocoder.geocode("电焊的时候火星四溅，差点引燃纸箱")
+    assert result.district is None and result.mentions == []
