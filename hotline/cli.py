@@ -84,7 +84,7 @@ def route(
     input: Annotated[Path, typer.Option("--input", "-i", help="JSONL: {\"id\", \"text\", \"location\"?} per line")],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL routing results, one per input line")],
     model: Annotated[Optional[Path], typer.Option("--model", help="a model directory from `hotline train`")] = None,
-    batch_size: Annotated[int, typer.Option(help="complaints embedded together")] = 32,
+    batch_size: Annotated[int, typer.Option(help="complaints embedded together")] = 256,
 ) -> None:
     """Route complaints. Bad lines get an {"error"} record in the output and are listed; the rest are routed."""
     from nlp.normalize import InputError
@@ -192,8 +192,8 @@ def eval_command(
     started = time.perf_counter()
     with _progress() as bar:
         task = bar.add_task("evaluating", total=len(requests))
-        for start in range(0, len(requests), 32):
-            chunk = requests[start:start + 32]
+        for start in range(0, len(requests), 256):
+            chunk = requests[start:start + 256]
             try:
                 outputs.extend(router.route_many(chunk))
             except _user_errors() as exc:

