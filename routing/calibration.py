@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from nlp.normalize import InputError
 from routing.history import LabelledRecord
-from routing.matcher import best_temperature
+from routing.matcher import best_temperature, router_calibration_features
 from routing.router import Router, RouteRequest, parse_location
 
 
@@ -55,7 +55,7 @@ def calibrate_router(router: Router, records: list[LabelledRecord], *,
     if len(correct) < 20 or correct.min() == correct.max():
         model.calibrator = saved_calibrator
         return {"rows": int(len(correct)), "note": "too few labelled rows to calibrate"}
-    model.calibrator = LogisticRegression(C=10.0).fit(features, correct)
+    model.calibrator = LogisticRegression(C=1.0).fit(router_calibration_features(features), correct)
     model.calibrator_kind = "router"
     model.calibration = {"source": "calibration set", "rows": int(len(correct)),
                          "department_accuracy@1": round(float(correct.mean()), 4),
