@@ -42,6 +42,13 @@ def _code_text(value: object) -> object:
     return str(value) if isinstance(value, int) else ("" if value is None else value)
 
 
+def _six_digit_code(value: object) -> object:
+    """Taxonomy codes keep their leading zero: Excel turns 010203 into the number 10203."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:06d}" if isinstance(value, int) else value
+
+
 class Department(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -62,13 +69,6 @@ class Department(BaseModel):
 class TaxonomyNode(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    @field_validator("code", mode="before")
-    @classmethod
-    def _code_as_text(cls, value: object) -> object:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return f"{value:06d}" if isinstance(value, int) else value
-
     code: str = Field(pattern=r"^\d{6}$")
     level1: str = Field(min_length=1)
     level2: str = Field(min_length=1)
@@ -79,6 +79,8 @@ class TaxonomyNode(BaseModel):
     @property
     def path(self) -> list[str]:
         return [self.level1, self.level2, self.level3]
+
+    _code_as_text = field_validator("code", mode="before")(_six_digit_code)
 
 
 class ResponsibilityEntry(BaseModel):
@@ -109,13 +111,7 @@ class ResponsibilityEntry(BaseModel):
     _split_example_cells = field_validator("examples", mode="before")(_split_examples)
     _id_text = field_validator("id", mode="before")(_code_text)
 
-    @field_validator("category", mode="before")
-    @classmethod
-    def _category_as_text(cls, value: object) -> object:
-        # Excel turns 010203 into the number 10203.
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return f"{value:06d}" if isinstance(value, int) else value
+    _category_as_text = field_validator("category", mode="before")(_six_digit_code)
 
     @field_validator("type")
     @classmethod
