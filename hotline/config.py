@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     data_root: Path = DEFAULT_DATA_ROOT
     # Converted models, FAISS indexes and other build artefacts; never committed.
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "hotline")
+    # Work orders live here. Embedded default: SQLite (WAL) in the user's data folder. PostgreSQL:
+    # HOTLINE_DATABASE_URL=postgresql+psycopg://user:password@host:5432/hotline
+    database_url: str = Field(default_factory=lambda: "sqlite:///" + str(Path.home() / ".local" / "share" / "hotline" / "hotline.sqlite3"))
     # auto = e5, falling back to USE, then char n-gram TF-IDF (the choice is reported at start-up).
     embedder: Literal["auto", "e5", "use", "tfidf"] = "auto"
     torch_threads: int = 2

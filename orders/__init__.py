@@ -1,0 +1,2 @@
+"""Work orders: intake to archive, with every step recorded."""
+import hotline.runtime  # noqa: F401  (thread settings before numpy/torch/faiss load)

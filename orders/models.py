@@ -1,0 +1,126 @@
+"""Tables of the work-order service: orders, their event trail, routing decisions, supervision."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hotline.db import Base
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class WorkOrder(Base):
+    __tablename__ = "work_orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_no: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
+    channel: Mapped[str] = mapped_column(String(16))                   # hotline / wechat / web / open311 / grid …
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    text: Mapped[str] = mapped_column(Text)                            # as received (access-controlled)
+    text_masked: Mapped[str] = mapped_column(Text)                     # phones/ID numbers masked: for analytics
+    caller_phone: Mapped[str | None] = mapped_column(String(32))       # for the handler's call-back only
+    caller_phone_last4: Mapped[str | None] = mapped_column(String(4))  # status lookup: order number + last 4
+    caller_openid: Mapped[str | None] = mapped_column(String(64), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))      # same key with another body → refused
+
+    lat: Mapped[float | None] = mapped_column(Float)                   # WGS-84
+    lng: Mapped[float | None] = mapped_column(Float)
+    address: Mapped[str | None] = mapped_column(Text)                  # 标准地址
+    district_adcode: Mapped[str | None] = mapped_column(String(12), index=True)
+    street_id: Mapped[str | None] = mapped_column(String(12), index=True)
+    community: Mapped[str | None] = mapped_column(String(64))
+
+    kb_item_id: Mapped[str | None] = mapped_column(String(32))
+    category_code: Mapped[str | None] = mapped_column(String(6), index=True)
+    category_path: Mapped[str | None] = mapped_column(String(128))
+    department_code: Mapped[str | None] = mapped_column(String(32), index=True)   # the unit holding it now
+    handler: Mapped[str | None] = mapped_column(String(64))
+    urgency: Mapped[str] = mapped_column(String(8), default="非紧急")
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    sentiment: Mapped[float | None] = mapped_column(Float)
+
+    time_limit_days: Mapped[int | None] = mapped_column(Integer)
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    first_dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    satisfaction: Mapped[str | None] = mapped_column(String(8))
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    return_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("work_orders.id"), index=True)
+    role: Mapped[str | None] = mapped_column(String(8))                # lead (牵头) / co (协办) on child orders
+
+    # Optimistic locking: an UPDATE that raced another one matches no row and fails (StaleDataError).
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    __mapper_args__ = {"version_id_col": version}
+
+    events: Mapped[list[OrderEvent]] = relationship(back_populates="order", order_by="OrderEvent.seq",
+                                                    cascade="all, delete-orphan")
+    children: Mapped[list[WorkOrder]] = relationship(back_populates="parent")
+    parent: Mapped[WorkOrder | None] = relationship(back_populates="children", remote_side=[id])
+
+
+class OrderEvent(Base):
+    """Every step of an order: who, when, what, why. Append-only."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (UniqueConstraint("order_id", "seq", name="uq_order_event_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    department_code: Mapped[str | None] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    order: Mapped[WorkOrder] = relationship(back_populates="events")
+
+
+class RoutingDecision(Base):
+    """What the router proposed for an order, and — once the department signs or returns — whether it was right."""
+
+    __tablename__ = "routing_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id"), index=True)
+    decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decision: Mapped[str] = mapped_column(String(8))                   # auto / suggest / review
+    confidence: Mapped[float] = mapped_column(Float)
+    department_code: Mapped[str | None] = mapped_column(String(32))
+    kb_item_id: Mapped[str | None] = mapped_column(String(32))
+    candidates: Mapped[list] = mapped_column(JSON, default=list)
+    model: Mapped[str | None] = mapped_column(String(256))
+    correct: Mapped[bool | None] = mapped_column(Boolean)              # None until the department answers
+    final_department_code: Mapped[str | None] = mapped_column(String(32))
+
+
+class Supervision(Base):
+    """督办: a supervisor's follow-up on an open order."""
+
+    __tablename__ = "supervisions"
+    __table_args__ = (Index("ix_supervision_open", "order_id", "closed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id"))
+    supervision_type: Mapped[str] = mapped_column(String(8))           # 系统/书面/联合/专项督办
+    leader_flag: Mapped[bool] = mapped_column(Boolean, default=False)  # 领导督办件
+    note: Mapped[str | None] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,266 @@
+"""Work-order operations. Keyword-only functions that take the session explicitly; the caller owns the transaction.
+
+Why a package of its own: the design card has no home for the order loop (routing is stateless, api is transport),
+and every channel, the dispatch API, indicators and the assistant share it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from nlp.normalize import check_text
+from nlp.pii import mask_pii
+from orders.lifecycle import Action, IllegalTransition, State, add_working_days, next_state
+from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder, utcnow
+
+DEFAULT_TIME_LIMIT_DAYS = 5
+CHANNELS = ("hotline", "wechat", "web", "open311", "grid", "app", "sensor", "110")
+
+# Who may do what. A department handler acts only on orders held by their own department.
+ROLE_ACTIONS: dict[str, frozenset[Action]] = {
+    "agent": frozenset({Action.ACCEPT, Action.REJECT, Action.DISPATCH, Action.RATE, Action.REOPEN}),
+    "dispatcher": frozenset({Action.ACCEPT, Action.REJECT, Action.DISPATCH, Action.APPROVE, Action.SEND_BACK,
+                             Action.REOPEN, Action.ARCHIVE, Action.SUPERVISE}),
+    "handler": frozenset({Action.SIGN, Action.RETURN, Action.HANDLE, Action.EXTEND, Action.COMPLETE}),
+    "supervisor": frozenset({Action.SUPERVISE}),
+    "citizen": frozenset({Action.RATE, Action.REOPEN}),
+    "system": frozenset(Action),
+    "admin": frozenset(Action),
+}
+
+
+class OrderNotFound(LookupError):
+    pass
+
+
+class ConcurrentUpdate(RuntimeError):
+    """Someone else changed the order first; reload and try again."""
+
+
+class IdempotencyConflict(ValueError):
+    """The Idempotency-Key was already used for a different request."""
+
+
+class Forbidden(PermissionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    role: str
+    department_code: str | None = None
+
+
+def _request_hash(**fields) -> str:
+    return hashlib.sha256(json.dumps(fields, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _event(order: WorkOrder, *, action: str, from_state: str | None, actor: Actor, now: dt.datetime,
+           comment: str | None = None, data: dict | None = None) -> OrderEvent:
+    event = OrderEvent(seq=len(order.events) + 1, action=action, from_state=from_state, to_state=order.state,
+                       actor=actor.name, actor_role=actor.role, department_code=order.department_code,
+                       comment=comment, data=data or {}, at=now)
+    order.events.append(event)
+    return event
+
+
+def find_by_idempotency_key(session: Session, *, key: str) -> WorkOrder | None:
+    return session.scalar(select(WorkOrder).where(WorkOrder.idempotency_key == key))
+
+
+def create_order(session: Session, *, text: str, channel: str, actor: Actor, caller_phone: str | None = None,
+                 caller_openid: str | None = None, lat: float | None = None, lng: float | None = None,
+                 idempotency_key: str | None = None, routing: dict | None = None, routing_model: str | None = None,
+                 order_no_prefix: str = "CS", now: dt.datetime | None = None) -> tuple[WorkOrder, bool]:
+    """(order, created). The same Idempotency-Key with the same request returns the first order, never a second."""
+    text = check_text(text)
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
+    now = now or utcnow()
+    request_hash = _request_hash(text=text, channel=channel, phone=caller_phone, openid=caller_openid, lat=lat, lng=lng)
+    if idempotency_key:
+        existing = find_by_idempotency_key(session, key=idempotency_key)
+        if existing is not None:
+            return _replay(existing, request_hash), False
+
+    digits = "".join(ch for ch in caller_phone or "" if ch.isdigit())
+    order = WorkOrder(channel=channel, state=State.RECEIVED, text=text, text_masked=mask_pii(text),
+                      caller_phone=digits or None, caller_phone_last4=digits[-4:] or None,
+                      caller_openid=caller_openid, idempotency_key=idempotency_key, request_hash=request_hash,
+                      lat=lat, lng=lng, created_at=now, updated_at=now, tags=[])
+    if routing:
+        _apply_routing(order, routing)
+    try:
+        # A savepoint: a concurrent request with the same key makes this insert fail, and we return the winner.
+        with session.begin_nested():
+            session.add(order)
+            session.flush()
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        existing = find_by_idempotency_key(session, key=idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, request_hash), False
+    order.order_no = f"{order_no_prefix}{now:%Y%m%d}{order.id:06d}"
+    _event(order, action="create", from_state=None, actor=actor, now=now, data={"channel": channel})
+    if routing:
+        session.add(RoutingDecision(order_id=order.id, decided_at=now, decision=routing.get("decision", "suggest"),
+                                    confidence=float(routing.get("confidence") or 0.0),
+                                    department_code=(routing.get("department") or {}).get("code"),
+                                    kb_item_id=(routing.get("kb_item") or {}).get("id"),
+                                    candidates=[_candidate_summary(c) for c in routing.get("candidates", [])],
+                                    model=routing_model))
+    session.flush()
+    return order, True
+
+
+def _replay(existing: WorkOrder, request_hash: str) -> WorkOrder:
+    if existing.request_hash != request_hash:
+        raise IdempotencyConflict("this Idempotency-Key was already used for a different request")
+    return existing
+
+
+def _candidate_summary(candidate: dict) -> dict:
+    return {"department": (candidate.get("department") or {}).get("code"),
+            "kb_item": (candidate.get("kb_item") or {}).get("id"), "score": candidate.get("score")}
+
+
+def _apply_routing(order: WorkOrder, routing: dict) -> None:
+    """Copy what the router found (place, matter, time limit, tags) onto the order."""
+    address = routing.get("address") or {}
+    order.address = address.get("standard_address") or None
+    order.district_adcode = (address.get("district") or {}).get("adcode")
+    order.street_id = (address.get("street") or {}).get("id")
+    order.community = address.get("community")
+    order.kb_item_id = (routing.get("kb_item") or {}).get("id")
+    order.category_path = "/".join(routing.get("category") or []) or None
+    order.category_code = routing.get("category_code")
+    order.time_limit_days = routing.get("time_limit_days")
+    order.urgency = routing.get("urgency") or "非紧急"
+    order.tags = list(routing.get("tags") or [])
+    order.sentiment = routing.get("sentiment")
+
+
+def get_order(session: Session, *, order_id: int) -> WorkOrder:
+    order = session.get(WorkOrder, order_id)
+    if order is None:
+        raise OrderNotFound(f"work order {order_id} not found")
+    return order
+
+
+def _check_permission(order: WorkOrder, action: Action, actor: Actor) -> None:
+    if action not in ROLE_ACTIONS.get(actor.role, frozenset()):
+        raise Forbidden(f"role {actor.role!r} may not {action.value} orders")
+    if actor.role == "handler" and actor.department_code != order.department_code:
+        raise Forbidden("this order is not held by your department")
+
+
+def apply_action(session: Session, *, order_id: int, action: Action | str, actor: Actor,
+                 expected_version: int | None = None, now: dt.datetime | None = None, **data) -> WorkOrder:
+    """Move an order through its lifecycle, recording the step. Illegal moves raise IllegalTransition."""
+    action = Action(action)
+    now = now or utcnow()
+    order = get_order(session, order_id=order_id)
+    if expected_version is not None and order.version != expected_version:
+        raise ConcurrentUpdate(f"order {order.order_no} changed (version {order.version}, you had {expected_version})")
+    _check_permission(order, action, actor)
+    before = State(order.state)
+    after = next_state(before, action, data)
+    comment = data.get("reason") or data.get("note") or data.get("result")
+    order_no = order.order_no   # read now: after a failed flush the session cannot load attributes
+    try:
+        # Any query below may autoflush; a row that changed under us fails there or at the final flush.
+        _side_effects(session, order, action, actor, now, data)
+        order.state = after
+        order.updated_at = now
+        _event(order, action=action.value, from_state=before, actor=actor, now=now, comment=comment,
+               data={k: v for k, v in data.items() if k not in {"reason", "note", "result"}})
+        session.flush()
+    except StaleDataError:
+        raise ConcurrentUpdate(f"order {order_no} was changed by someone else; reload it") from None
+    return order
+
+
+def _latest_decision(session: Session, order: WorkOrder) -> RoutingDecision | None:
+    return session.scalar(select(RoutingDecision).where(RoutingDecision.order_id == order.id)
+                          .order_by(RoutingDecision.id.desc()).limit(1))
+
+
+def _side_effects(session: Session, order: WorkOrder, action: Action, actor: Actor, now: dt.datetime, data: dict) -> None:
+    if action == Action.ACCEPT:
+        order.accepted_at = now
+    elif action == Action.DISPATCH:
+        _dispatch(session, order, actor, now, data)
+    elif action == Action.SIGN:
+        order.handler = actor.name
+        decision = _latest_decision(session, order)
+        if decision is not None and decision.correct is None:
+            # The department accepted the order: the router's answer was right if it named this department.
+            decision.correct = decision.department_code == order.department_code
+            decision.final_department_code = order.department_code
+    elif action == Action.RETURN:
+        order.return_count += 1
+        decision = _latest_decision(session, order)
+        if decision is not None and decision.department_code == order.department_code:
+            decision.correct = False
+    elif action == Action.EXTEND:
+        order.deadline_at = add_working_days(order.deadline_at or now, int(data["days"]))
+    elif action == Action.COMPLETE:
+        order.completed_at = now
+    elif action == Action.APPROVE:
+        order.closed_at = now
+    elif action == Action.SEND_BACK:
+        order.completed_at = None
+    elif action == Action.RATE:
+        order.satisfaction = data["satisfaction"]
+    elif action == Action.REOPEN:
+        order.reopen_count += 1
+        order.completed_at = order.closed_at = order.satisfaction = None
+        order.dispatched_at = now
+        order.deadline_at = add_working_days(now, order.time_limit_days or DEFAULT_TIME_LIMIT_DAYS)
+    elif action == Action.SUPERVISE:
+        session.add(Supervision(order_id=order.id, supervision_type=data["supervision_type"],
+                                leader_flag=bool(data.get("leader_flag")), note=data.get("note"), by=actor.name, at=now))
+
+
+def _dispatch(session: Session, order: WorkOrder, actor: Actor, now: dt.datetime, data: dict) -> None:
+    department = data["department_code"]
+    if order.department_code and order.department_code != department:
+        decision = _latest_decision(session, order)
+        if decision is not None and decision.correct is None and decision.department_code == order.department_code:
+            decision.correct = False
+    order.department_code = department
+    order.handler = None
+    order.dispatched_at = now
+    order.first_dispatched_at = order.first_dispatched_at or now
+    order.deadline_at = add_working_days(now, order.time_limit_days or DEFAULT_TIME_LIMIT_DAYS)
+    co_handlers = [c for c in data.get("co_handlers") or [] if c != department]
+    if co_handlers and order.parent_id is None:
+        order.role = "lead"
+        for code in co_handlers:
+            child = WorkOrder(channel=order.channel, state=State.DISPATCHED, text=order.text,
+                              text_masked=order.text_masked, parent=order, role="co", department_code=code,
+                              district_adcode=order.district_adcode, street_id=order.street_id,
+                              address=order.address, kb_item_id=order.kb_item_id, category_code=order.category_code,
+                              category_path=order.category_path, time_limit_days=order.time_limit_days,
+                              urgency=order.urgency, tags=list(order.tags or []), created_at=now, updated_at=now,
+                              accepted_at=now, dispatched_at=now, first_dispatched_at=now,
+                              deadline_at=order.deadline_at)
+            session.add(child)
+            session.flush()
+            child.order_no = f"{order.order_no}-{len(order.children)}"
+            _event(child, action="dispatch", from_state=None, actor=actor, now=now,
+                   comment=f"协办，牵头工单 {order.order_no}", data={"lead_order": order.order_no})
+
+
+__all__ = ["Actor", "ConcurrentUpdate", "Forbidden", "IdempotencyConflict", "IllegalTransition", "OrderNotFound",
+           "apply_action", "create_order", "get_order"]

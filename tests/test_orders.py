@@ -1,0 +1,358 @@
+"""Work orders: the lifecycle state machine, deadlines, and the service on SQLite and on PostgreSQL."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+from hotline.config import REPO_ROOT
+from hotline.db import make_engine, session_factory, transaction
+from nlp.normalize import InputError
+from orders.lifecycle import (Action, IllegalTransition, State, add_working_days, next_state, timeliness)
+from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder
+from orders.service import (Actor, ConcurrentUpdate, Forbidden, IdempotencyConflict, apply_action, create_order,
+                            get_order)
+
+AGENT = Actor("坐席王敏", "agent")
+DISPATCHER = Actor("派单员李强", "dispatcher")
+HANDLER = Actor("岳麓城管张伟", "handler", "430104-CHENGGUAN")
+OTHER_HANDLER = Actor("雨花城管刘洋", "handler", "430111-CHENGGUAN")
+SUPERVISOR = Actor("督办科陈静", "supervisor")
+MONDAY = dt.datetime(2026, 11, 16, 9, 0, tzinfo=dt.timezone.utc)
+COMPLAINT = "岳麓区桃子湖路晚上好多摊贩占道摆摊卖烧烤，人都过不去！来电人电话13812345678"
+ROUTING = {"decision": "auto", "confidence": 0.97, "department": {"code": "430104-CHENGGUAN"},
+           "kb_item": {"id": "KB-01-009"}, "category": ["城市管理", "市容秩序", "流动摊贩占道经营"],
+           "time_limit_days": 3, "urgency": "非紧急", "tags": [], "sentiment": -0.4,
+           "address": {"standard_address": "湖南省长沙市岳麓区望月湖街道桃子湖路",
+                       "district": {"adcode": "430104"}, "street": {"id": "430104001"}},
+           "candidates": [{"department": {"code": "430104-CHENGGUAN"}, "kb_item": {"id": "KB-01-009"}, "score": 0.9}]}
+
+
+# -- the state machine, no database ------------------------------------------------------------------------
+def test_the_happy_path_visits_every_stage_in_order():
+    path = [(Action.ACCEPT, {}), (Action.DISPATCH, {"department_code": "X"}), (Action.SIGN, {}),
+            (Action.HANDLE, {"note": "已到现场"}), (Action.COMPLETE, {"result": "已清理"}), (Action.APPROVE, {}),
+            (Action.RATE, {"satisfaction": "满意"}), (Action.ARCHIVE, {})]
+    state, seen = State.RECEIVED, []
+    for action, data in path:
+        state = next_state(state, action, data)
+        seen.append(state)
+    assert seen == [State.ACCEPTED, State.DISPATCHED, State.SIGNED, State.HANDLING, State.COMPLETED, State.CLOSED,
+                    State.RATED, State.ARCHIVED]
+
+
+@pytest.mark.parametrize("state, action, data, words", [
+    (State.RECEIVED, Action.SIGN, {}, "不能签收"),
+    (State.ARCHIVED, Action.REOPEN, {"reason": "不满意"}, "不能重办"),
+    (State.CLOSED, Action.COMPLETE, {"result": "x"}, "不能办结"),
+    (State.DISPATCHED, Action.RETURN, {"reason": "非本单位职责"}, "at_fault"),          # 有责/无责 must be said
+    (State.DISPATCHED, Action.RETURN, {"at_fault": False}, "reason"),
+    (State.ACCEPTED, Action.DISPATCH, {}, "department_code"),
+    (State.CLOSED, Action.RATE, {"satisfaction": "还行"}, "满意度"),
+    (State.HANDLING, Action.EXTEND, {"days": 90, "reason": "等待鉴定"}, "延期天数"),
+    (State.SIGNED, Action.SUPERVISE, {"supervision_type": "口头督办"}, "督办类型"),
+    (State.ARCHIVED, Action.SUPERVISE, {"supervision_type": "系统督办"}, "不能督办"),
+])
+def test_illegal_moves_are_refused_with_a_reason(state, action, data, words):
+    with pytest.raises(IllegalTransition) as error:
+        next_state(state, action, data)
+    assert words in error.value.reason
+
+
+def test_a_return_goes_back_for_redispatch_and_reopen_goes_back_to_dispatched():
+    assert next_state(State.SIGNED, Action.RETURN, {"reason": "属交警职责", "at_fault": False}) == State.RETURNED
+    assert next_state(State.RETURNED, Action.DISPATCH, {"department_code": "Y"}) == State.DISPATCHED
+    assert next_state(State.RATED, Action.REOPEN, {"reason": "问题仍未解决"}) == State.DISPATCHED
+    assert next_state(State.COMPLETED, Action.SEND_BACK, {"reason": "照片不清楚"}) == State.HANDLING
+    assert next_state(State.HANDLING, Action.EXTEND, {"days": 5, "reason": "需协调"}) == State.HANDLING
+
+
+def test_working_days_skip_the_weekend():
+    friday = dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.timezone.utc)
+    assert add_working_days(friday, 1) == dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.timezone.utc)   # Monday
+    assert add_working_days(MONDAY, 5) == MONDAY + dt.timedelta(days=7)
+
+
+@pytest.mark.parametrize("hours_used, label", [(10, "提前办结"), (30, "按时办结"), (45, "临期办结"),
+                                               (70, "超期办结"), (130, "严重超期办结")])
+def test_timeliness_of_finished_orders(hours_used, label):
+    deadline = MONDAY + dt.timedelta(hours=50)
+    assert timeliness(MONDAY, deadline, finished=MONDAY + dt.timedelta(hours=hours_used)).label == label
+
+
+@pytest.mark.parametrize("hours, label", [(20, "正常"), (45, "临期"), (60, "超期"), (101, "严重超期")])
+def test_timeliness_of_open_orders(hours, label):
+    deadline = MONDAY + dt.timedelta(hours=50)
+    assert timeliness(MONDAY, deadline, now=MONDAY + dt.timedelta(hours=hours)).label == label
+
+
+# -- the service, on SQLite and PostgreSQL -----------------------------------------------------------------
+def _postgres_url() -> str | None:
+    url = os.environ.get("HOTLINE_TEST_DATABASE_URL")
+    if not url and os.environ.get("HOTLINE_REQUIRE_POSTGRES"):
+        raise RuntimeError("HOTLINE_REQUIRE_POSTGRES is set but HOTLINE_TEST_DATABASE_URL is not")
+    return url
+
+
+def _migrate(url: str) -> None:
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.attributes["url"] = url
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def engine(request, tmp_path_factory):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'orders.sqlite3'}"
+    else:
+        url = _postgres_url()
+        if not url:
+            pytest.skip("PostgreSQL: set HOTLINE_TEST_DATABASE_URL (scripts/test_postgres.sh starts one)")
+        pg = make_engine(url)
+        with pg.begin() as conn:   # a clean schema for this module
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        pg.dispose()
+    _migrate(url)   # the real migrations, not create_all: they are what a deployment runs
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def factory(engine):
+    with engine.begin() as conn:
+        for table in (Supervision, RoutingDecision, OrderEvent, WorkOrder):
+            conn.execute(delete(table))
+    return session_factory(engine)
+
+
+def _new_order(factory, **kwargs) -> WorkOrder:
+    with transaction(factory) as session:
+        order, _ = create_order(session, text=kwargs.pop("text", COMPLAINT), channel=kwargs.pop("channel", "hotline"),
+                                actor=AGENT, caller_phone="138 1234 5678", routing=kwargs.pop("routing", ROUTING),
+                                now=kwargs.pop("now", MONDAY), **kwargs)
+        return order
+
+
+def _act(factory, order_id, action, actor, now=None, **data) -> WorkOrder:
+    with transaction(factory) as session:
+        return apply_action(session, order_id=order_id, action=action, actor=actor, now=now, **data)
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def test_migrations_match_the_models(engine):
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.check(config)   # raises if the models have changes no migration covers
+
+
+def test_create_records_the_order_masks_pii_and_stores_the_routing_decision(factory):
+    order = _new_order(factory)
+    assert order.order_no == f"CS20261116{order.id:06d}"
+    with factory() as session:
+        stored = get_order(session, order_id=order.id)
+        assert stored.state == State.RECEIVED and stored.caller_phone_last4 == "5678"
+        assert "13812345678" not in stored.text_masked and "138****5678" in stored.text_masked
+        assert (stored.district_adcode, stored.street_id, stored.kb_item_id) == ("430104", "430104001", "KB-01-009")
+        assert [(e.seq, e.action, e.actor) for e in stored.events] == [(1, "create", "坐席王敏")]
+        decision = session.scalar(select(RoutingDecision).where(RoutingDecision.order_id == order.id))
+        assert decision.department_code == "430104-CHENGGUAN" and decision.correct is None
+
+
+def test_bad_text_is_refused_and_nothing_is_stored(factory):
+    with pytest.raises(InputError):
+        _new_order(factory, text="   ")
+    with pytest.raises(ValueError, match="unknown channel"):
+        _new_order(factory, channel="pigeon")
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(WorkOrder)) == 0
+
+
+def test_idempotency_key_returns_the_first_order_and_refuses_a_different_body(factory):
+    first = _new_order(factory, idempotency_key="wx-msg-001")
+    with transaction(factory) as session:
+        again, created = create_order(session, text=COMPLAINT, channel="hotline", actor=AGENT,
+                                      caller_phone="138 1234 5678", idempotency_key="wx-msg-001", routing=ROUTING)
+        assert not created and again.id == first.id
+    with pytest.raises(IdempotencyConflict), transaction(factory) as session:
+        create_order(session, text="另一件事：路灯坏了", channel="hotline", actor=AGENT, idempotency_key="wx-msg-001")
+
+
+def test_the_same_key_sent_concurrently_makes_one_order(factory):
+    results, errors = [], []
+
+    def submit():
+        try:
+            with transaction(factory) as session:
+                order, created = create_order(session, text=COMPLAINT, channel="wechat", actor=AGENT,
+                                              idempotency_key="wx-msg-race")
+                results.append((order.id, created))
+        except Exception as exc:  # noqa: BLE001 - any failure fails the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len({order_id for order_id, _ in results}) == 1 and sum(created for _, created in results) == 1
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(WorkOrder)) == 1
+
+
+def test_concurrent_creations_are_all_kept_with_distinct_numbers(factory):
+    errors = []
+
+    def submit(i):
+        try:
+            _new_order(factory, text=f"第{i}号投诉：小区门口垃圾三天没人收", routing=None)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with factory() as session:
+        numbers = session.scalars(select(WorkOrder.order_no)).all()
+    assert len(numbers) == 40 and len(set(numbers)) == 40
+
+
+def test_full_lifecycle_records_every_step_and_marks_the_routing_decision_right(factory):
+    order = _new_order(factory)
+    _act(factory, order.id, "accept", AGENT)
+    _act(factory, order.id, "dispatch", DISPATCHER, now=MONDAY, department_code="430104-CHENGGUAN", mode="auto")
+    _act(factory, order.id, "sign", HANDLER)
+    _act(factory, order.id, "handle", HANDLER, note="执法队员已到现场劝离摊贩")
+    _act(factory, order.id, "extend", HANDLER, days=2, reason="需与街道联合整治")
+    _act(factory, order.id, "complete", HANDLER, result="摊贩已清理，设置巡查点")
+    _act(factory, order.id, "approve", DISPATCHER)
+    _act(factory, order.id, "rate", AGENT, satisfaction="满意")
+    done = _act(factory, order.id, "archive", DISPATCHER)
+    assert done.state == State.ARCHIVED
+    with factory() as session:
+        stored = get_order(session, order_id=order.id)
+        assert [e.action for e in stored.events] == ["create", "accept", "dispatch", "sign", "handle", "extend",
+                                                     "complete", "approve", "rate", "archive"]
+        assert [e.seq for e in stored.events] == list(range(1, 11))
+        handle = stored.events[4]
+        assert (handle.actor, handle.actor_role, handle.comment) == ("岳麓城管张伟", "handler", "执法队员已到现场劝离摊贩")
+        # 3 working days (the matter's limit) from Monday's dispatch, then extended by 2 more: next Monday.
+        assert _utc(stored.deadline_at) == add_working_days(add_working_days(MONDAY, 3), 2) == MONDAY + dt.timedelta(days=7)
+        assert stored.satisfaction == "满意" and stored.closed_at is not None
+        decision = session.scalar(select(RoutingDecision).where(RoutingDecision.order_id == order.id))
+        assert decision.correct is True and decision.final_department_code == "430104-CHENGGUAN"
+
+
+def test_a_return_marks_the_routing_decision_wrong_and_the_order_can_be_redispatched(factory):
+    order = _new_order(factory)
+    _act(factory, order.id, "accept", AGENT)
+    _act(factory, order.id, "dispatch", DISPATCHER, department_code="430104-CHENGGUAN")
+    returned = _act(factory, order.id, "return", HANDLER, reason="属街道职责", at_fault=False)
+    assert returned.state == State.RETURNED and returned.return_count == 1
+    again = _act(factory, order.id, "dispatch", DISPATCHER, department_code="430104001")
+    assert again.state == State.DISPATCHED and again.department_code == "430104001"
+    with factory() as session:
+        decision = session.scalar(select(RoutingDecision).where(RoutingDecision.order_id == order.id))
+        assert decision.correct is False
+        ret = [e for e in get_order(session, order_id=order.id).events if e.action == "return"][0]
+        assert ret.comment == "属街道职责" and ret.data == {"at_fault": False}
+
+
+def test_roles_and_departments_are_enforced(factory):
+    order = _new_order(factory)
+    _act(factory, order.id, "accept", AGENT)
+    with pytest.raises(Forbidden):
+        _act(factory, order.id, "sign", AGENT)                # an agent cannot sign for a department
+    _act(factory, order.id, "dispatch", DISPATCHER, department_code="430104-CHENGGUAN")
+    with pytest.raises(Forbidden, match="not held by your department"):
+        _act(factory, order.id, "sign", OTHER_HANDLER)
+    with pytest.raises(IllegalTransition):
+        _act(factory, order.id, "complete", HANDLER, result="x")   # must sign first
+    with factory() as session:
+        assert get_order(session, order_id=order.id).state == State.DISPATCHED
+
+
+def test_a_stale_update_is_refused_and_no_step_is_lost(engine, factory):
+    order = _new_order(factory)
+    _act(factory, order.id, "accept", AGENT)
+    first, second = Session(engine), Session(engine)
+    try:
+        a = apply_action(first, order_id=order.id, action="dispatch", actor=DISPATCHER, department_code="430104-CHENGGUAN")
+        # The second clerk loaded the order before the first one committed.
+        b = get_order(second, order_id=order.id)
+        version_seen = b.version
+        first.commit()
+        with pytest.raises(ConcurrentUpdate):
+            apply_action(second, order_id=order.id, action="reject", actor=DISPATCHER, reason="重复工单",
+                         expected_version=version_seen)
+        second.rollback()
+        assert a.state == State.DISPATCHED
+    finally:
+        first.close()
+        second.close()
+    with factory() as session:
+        stored = get_order(session, order_id=order.id)
+        assert stored.state == State.DISPATCHED and [e.action for e in stored.events] == ["create", "accept", "dispatch"]
+
+
+def test_racing_writers_without_a_version_hint_still_lose_nothing(engine, factory):
+    order = _new_order(factory)
+    _act(factory, order.id, "accept", AGENT)
+    first, second = Session(engine), Session(engine)
+    try:
+        # Both clerks hold the order they loaded (the session's identity map keeps only held objects).
+        held_by_first = get_order(first, order_id=order.id)
+        held_by_second = get_order(second, order_id=order.id)
+        assert held_by_first.version == held_by_second.version
+        apply_action(first, order_id=order.id, action="supervise", actor=SUPERVISOR, supervision_type="系统督办")
+        first.commit()
+        with pytest.raises(ConcurrentUpdate):   # the version column catches it at flush time
+            apply_action(second, order_id=order.id, action="supervise", actor=SUPERVISOR, supervision_type="书面督办")
+        second.rollback()
+    finally:
+        first.close()
+        second.close()
+    with factory() as session:
+        assert [e.action for e in get_order(session, order_id=order.id).events] == ["create", "accept", "supervise"]
+        assert session.scalar(select(func.count()).select_from(Supervision)) == 1
+
+
+def test_dispatch_with_co_handlers_creates_child_orders(factory):
+    order = _new_order(factory)
+    _act(factory, order.id, "accept", AGENT)
+    lead = _act(factory, order.id, "dispatch", DISPATCHER, department_code="430104-CHENGGUAN",
+                co_handlers=["430104001", "430104-SHICHANG"])
+    with factory() as session:
+        stored = get_order(session, order_id=lead.id)
+        assert stored.role == "lead"
+        children = sorted(stored.children, key=lambda c: c.order_no)
+        assert [c.department_code for c in children] == ["430104001", "430104-SHICHANG"]
+        assert all(c.role == "co" and c.state == State.DISPATCHED and c.order_no.startswith(stored.order_no + "-")
+                   for c in children)
+        assert children[0].events[0].comment == f"协办，牵头工单 {stored.order_no}"
+
+
+def test_reopen_after_an_unhappy_rating(factory):
+    order = _new_order(factory)
+    for action, actor, data in [("accept", AGENT, {}), ("dispatch", DISPATCHER, {"department_code": "430104-CHENGGUAN"}),
+                                ("sign", HANDLER, {}), ("complete", HANDLER, {"result": "已处理"}),
+                                ("approve", DISPATCHER, {}), ("rate", AGENT, {"satisfaction": "不满意"})]:
+        _act(factory, order.id, action, actor, **data)
+    reopened = _act(factory, order.id, "reopen", AGENT, reason="摊贩第二天又回来了")
+    assert reopened.state == State.DISPATCHED and reopened.reopen_count == 1
+    assert reopened.satisfaction is None and reopened.closed_at is None
