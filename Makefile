@@ -22,9 +22,9 @@ run: setup
 	$(BIN)/hotline route --input training_data/samples/complaints.jsonl --output out/routed.jsonl
 	@echo "routed samples: out/routed.jsonl · evaluation report: out/eval-dev.json"
 
-## Run the whole test suite.
+## Run the whole test suite, database tests on SQLite and on a throwaway PostgreSQL (started by scripts/test_postgres.sh).
 test: setup
-	$(BIN)/python -m pytest -q
+	HOTLINE_TEST_DATABASE_URL=$${HOTLINE_TEST_DATABASE_URL:-$$(bash scripts/test_postgres.sh || true)} $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/routing_bench.py

@@ -22,9 +22,12 @@ app = typer.Typer(help="12345 hotline routing: route complaints to the owning de
 index_app = typer.Typer(help="The FAISS index of the responsibility list.", no_args_is_help=True)
 kb_app = typer.Typer(help="The knowledge base (responsibility list, departments, taxonomy, gazetteer).", no_args_is_help=True)
 model_app = typer.Typer(help="Offline embedding models.", no_args_is_help=True)
+db_app = typer.Typer(help="The work-order database (SQLite by default, PostgreSQL via HOTLINE_DATABASE_URL).",
+                     no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(kb_app, name="kb")
 app.add_typer(model_app, name="model")
+app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
 out = Console()
@@ -361,6 +364,23 @@ def model_build() -> None:
 
     path = ensure_e5_model(get_settings())
     out.print(f"e5 model ready at {path}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Apply the Alembic migrations to HOTLINE_DATABASE_URL."""
+    from alembic import command
+    from alembic.config import Config
+
+    from hotline.config import REPO_ROOT
+    from hotline.db import make_engine
+
+    settings = get_settings()
+    make_engine(settings.database_url).dispose()   # creates the SQLite folder if needed
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.attributes["url"] = settings.database_url
+    command.upgrade(config, revision)
+    out.print(f"database at revision {revision}: {settings.database_url.split('@')[-1]}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
