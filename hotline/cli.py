@@ -1,6 +1,7 @@
 """The `hotline` command line: route, train, eval, serve, and knowledge-base/index/model maintenance."""
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import sys
@@ -69,6 +70,8 @@ def _read_route_input(path: Path) -> Iterator[tuple[int, dict | None, str | None
     """(line, record, error) per non-blank line; a bad line yields its error instead of stopping the run."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)  # Notepad and Excel start UTF-8 files with one
             if not raw.strip():
                 continue
             try:
@@ -82,12 +85,18 @@ def _read_route_input(path: Path) -> Iterator[tuple[int, dict | None, str | None
             yield number, record, None
 
 
+def _record_id(record: dict, line: int) -> str:
+    """The record's id as text; its line number when it has none (a JSON null is none, not "None")."""
+    value = record.get("id")
+    return str(line) if value is None else str(value)
+
+
 @app.command()
 def route(
     input: Annotated[Path, typer.Option("--input", "-i", help="JSONL: {\"id\", \"text\", \"location\"?} per line")],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL routing results, one per input line")],
     model: Annotated[Optional[Path], typer.Option("--model", help="a model directory from `hotline train`")] = None,
-    batch_size: Annotated[int, typer.Option(help="complaints embedded together")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="complaints embedded together")] = 256,
 ) -> None:
     """Route complaints. Bad lines get an {"error"} record in the output and are listed; the rest are routed."""
     from nlp.normalize import InputError
@@ -105,19 +114,19 @@ def route(
         for start in range(0, len(lines), batch_size):
             chunk = lines[start:start + batch_size]
             answers: dict[int, dict] = {}
-            good: list[tuple[int, RouteRequest]] = []
+            good: list[tuple[int, dict]] = []
             for number, record, problem in chunk:
                 if problem:
                     answers[number] = {"line": number, "error": problem}
                     continue
                 try:
-                    request = RouteRequest(str(record.get("id", number)), record.get("text"),
+                    request = RouteRequest(_record_id(record, number), record.get("text"),
                                            parse_location(record.get("location")))
-                    router.prepare(request)
-                    good.append((number, request))
+                    good.append((number, router.prepare(request)))
                 except (InputError, ValueError) as exc:
                     answers[number] = {"id": record.get("id"), "line": number, "error": f"line {number}: {exc}"}
-            for (number, _), result in zip(good, router.route_many([r for _, r in good], batch_size=batch_size)):
+            results = router.route_prepared([item for _, item in good], batch_size=batch_size)
+            for (number, _), result in zip(good, results):
                 answers[number] = {**result, "line": number}
             for number, _, _ in chunk:
                 answer = answers[number]
@@ -179,40 +188,48 @@ def eval_command(
     report: Annotated[Optional[Path], typer.Option("--report", help="where to write the JSON report")] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="also write each routing result (JSONL)")] = None,
 ) -> None:
-    """Measure routing on a labelled set: accuracy@1/@3, macro-F1, auto decisions, confusions, calibration."""
+    """Measure routing on a labelled set: accuracy@1/@3, macro-F1, auto decisions, confusions, calibration.
+    A record that cannot be routed (empty text, bad location) is skipped and listed, like in `route`."""
+    from nlp.normalize import InputError
     from routing.evaluate import EvalItem, evaluate
-    from routing.history import read_labelled
+    from routing.history import LabelledRecord, read_labelled
     from routing.router import RouteRequest, parse_location
 
     try:
         records = read_labelled(input)
-        requests = [RouteRequest(str(r.extra.get("id", r.line)), r.text, parse_location(r.extra.get("location")))
-                    for r in records]
-    except (*_user_errors(), ValueError) as exc:
+    except _user_errors() as exc:
         _fail(str(exc))
     router = _load_router(model)
-    outputs: list[dict] = []
     started = time.perf_counter()
+    answers: list[dict | None] = []          # per record, in file order: None = routed, else the error record
+    usable: list[tuple[LabelledRecord, dict]] = []
+    skipped: list[str] = []
+    for r in records:
+        try:
+            request = RouteRequest(_record_id(r.extra, r.line), r.text, parse_location(r.extra.get("location")))
+            usable.append((r, router.prepare(request)))
+            answers.append(None)
+        except (InputError, ValueError) as exc:
+            skipped.append(f"line {r.line}: {exc}")
+            answers.append({"id": r.extra.get("id"), "line": r.line, "error": skipped[-1]})
     with _progress() as bar:
-        task = bar.add_task("evaluating", total=len(requests))
-        for start in range(0, len(requests), 256):
-            chunk = requests[start:start + 256]
-            try:
-                outputs.extend(router.route_many(chunk))
-            except _user_errors() as exc:
-                _fail(f"{input}: record near line {records[start].line}: {exc}")
-            bar.advance(task, len(chunk))
+        task = bar.add_task("evaluating", total=len(usable))
+        outputs = router.route_prepared([item for _, item in usable], progress=lambda n: bar.advance(task, n))
     elapsed = time.perf_counter() - started
-    items = [EvalItem(r.department, r.category, r.street, o) for r, o in zip(records, outputs)]
+    items = [EvalItem(r.department, r.category, r.street, o) for (r, _), o in zip(usable, outputs)]
     result = evaluate(items)
     result.update({"input": str(input), "model": str(model) if model else None, "embeddings": router.embedder_note,
-                   "seconds": round(elapsed, 2)})
+                   "seconds": round(elapsed, 2), "skipped": skipped})
     _print_report(result)
+    for line in skipped[:20]:
+        err.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
     report = report or Path("out") / f"eval-{input.stem}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     if predictions:
-        predictions.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in outputs))
+        routed = iter(outputs)
+        lines = [a if a is not None else next(routed) for a in answers]
+        predictions.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in lines))
     err.print(f"report → {report}")
 
 

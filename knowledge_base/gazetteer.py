@@ -50,18 +50,20 @@ class Gazetteer:
     def mentions(self, text: str) -> list[tuple[int, int, str, tuple[Place, ...]]]:
         """Longest non-overlapping gazetteer names in `text`, left to right: (start, end, name, candidates)."""
         found = [(end - len(name) + 1, end + 1, name, cands) for end, (name, cands) in self._automaton.iter(text)]
-        found.sort(key=lambda m: (m[0], -(m[1] - m[0])))
         chosen: list[tuple[int, int, str, tuple[Place, ...]]] = []
+        taken = bytearray(len(text))   # characters already covered by a longer name (linear, not chosen × found)
         for item in sorted(found, key=lambda m: (-(m[1] - m[0]), m[0])):
-            if all(item[1] <= c[0] or item[0] >= c[1] for c in chosen):
+            if taken.find(1, item[0], item[1]) == -1:
                 chosen.append(item)
+                taken[item[0]:item[1]] = b"\x01" * (item[1] - item[0])
         return sorted(chosen)
 
     def district_at(self, lng: float, lat: float) -> str | None:
-        """District adcode containing a GCJ-02 point, or None outside the city."""
+        """District adcode covering a GCJ-02 point (a point on a border belongs to one of its districts),
+        or None outside the city."""
         point = Point(lng, lat)
         for code, geom in self._prepared.items():
-            if geom.contains(point):
+            if geom.covers(point):
                 return code
         return None
 

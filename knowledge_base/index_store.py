@@ -29,7 +29,7 @@ class IndexMismatchError(RuntimeError):
 class PassageRow:
     entry_id: str
     text: str
-    kind: str   # "definition" (name + keywords + boundary) or "example"
+    kind: str   # "definition" (name + category path + keywords) or "example"
 
 
 def entry_passages(kb: KnowledgeBase) -> list[PassageRow]:

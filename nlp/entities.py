@@ -4,9 +4,11 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-# Mobile numbers, optionally +86 and split by spaces/dashes (agents and ASR write 138 1234 5678).
-_MOBILE = re.compile(r"(?<!\d)(?:\+?86[-\s]?)?(1[3-9]\d)[-\s]?(\d{4})[-\s]?(\d{4})(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(0731|0\d{2,3})[-\s]?(\d{3,4})[-\s]?(\d{4})(?!\d)")
+# Mobile numbers, optionally +86 and split by spaces/dashes (agents and ASR write 138 1234 5678; a Chinese input
+# method in full-width mode types 138－1234－5678, and normalize() leaves punctuation as it is).
+_SEP = r"[-\s\uff0d\u2010-\u2014]?"
+_MOBILE = re.compile(rf"(?<!\d)(?:\+?86{_SEP})?(1[3-9]\d){_SEP}(\d{{4}}){_SEP}(\d{{4}})(?!\d)")
+_LANDLINE = re.compile(rf"(?<!\d)(0731|0\d{{2,3}}){_SEP}(\d{{3,4}}){_SEP}(\d{{4}})(?!\d)")
 _ID_NUMBER = re.compile(r"(?<![\dA-Za-z])(\d{6})(\d{8})(\d{3})([\dXx])(?![\dA-Za-z])")
 _ORDER_NUMBER = re.compile(
     r"(?:工单|单|受理|流水|订单)(?:编?号|号码)\s*(?:是|为|：|:)?\s*([A-Za-z]{0,4}\d[A-Za-z0-9\-]{5,24})"
@@ -94,14 +96,27 @@ def find_times(text: str) -> list[Span]:
     return [Span(m.group(0), m.start(), m.end(), "time", m.group(0)) for m in _TIME.finditer(text) if m.group(0)]
 
 
+def _blank_personal_numbers(text: str) -> str:
+    """`text` with phone and ID numbers (loose, as for masking) blanked out, same length: a span found in it
+    never runs into one ("电话13812345678住望月湖社区" is not an address starting at the number)."""
+    spans = find_phones(text) + find_id_numbers(text, strict=False)
+    if not spans:
+        return text
+    chars = list(text)
+    for s in spans:
+        chars[s.start:s.end] = " " * (s.end - s.start)
+    return "".join(chars)
+
+
 def find_address_spans(text: str) -> list[Span]:
-    return [Span(m.group(0), m.start(), m.end(), "address", m.group(0)) for m in _ADDRESS.finditer(text)]
+    return [Span(m.group(0), m.start(), m.end(), "address", m.group(0))
+            for m in _ADDRESS.finditer(_blank_personal_numbers(text))]
 
 
 def find_subjects(text: str) -> list[Span]:
     """涉事主体: the company, shop, compound or school the complaint is about, normalised."""
     out: list[Span] = []
-    for m in _SUBJECT.finditer(text):
+    for m in _SUBJECT.finditer(_blank_personal_numbers(text)):
         raw = m.group(1)
         suffix = re.search(_SUBJECT_SUFFIX + "$", raw)
         head = raw[: suffix.start()] if suffix else raw

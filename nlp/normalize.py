@@ -18,6 +18,7 @@ class InputError(ValueError):
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0\u3000]+")
 _NEWLINES = re.compile(r"\n{2,}")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @lru_cache
@@ -43,6 +44,9 @@ def check_text(text: object, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
             raise InputError("text is binary data, not UTF-8 text") from None
     if not isinstance(text, str):
         raise InputError(f"text must be a string, got {type(text).__name__}")
+    # A lone surrogate (half an emoji: a client cut the text at N UTF-16 units) cannot be encoded as UTF-8, so no
+    # tokenizer or store accepts it; it is an undecodable character like U+FFFD.
+    text = _SURROGATES.sub("\ufffd", text)
     if "\x00" in text or text.count("\ufffd") > max(3, len(text) // 20):
         raise InputError("text looks like binary data (NUL bytes or undecodable characters)")
     controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t")

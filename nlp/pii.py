@@ -42,9 +42,27 @@ class PIIMaskingFilter(logging.Filter):
 
 
 def install_log_masking(logger: logging.Logger | None = None) -> None:
+    """Mask `logger`'s records and its handlers'. Without a logger, also every record of the process as it is
+    made: a logger's filters never see its children's records, and handlers added later (uvicorn's, a service's
+    basicConfig) would have none."""
     target = logger or logging.getLogger()
     if not any(isinstance(f, PIIMaskingFilter) for f in target.filters):
         target.addFilter(PIIMaskingFilter())
     for handler in target.handlers:
         if not any(isinstance(f, PIIMaskingFilter) for f in handler.filters):
             handler.addFilter(PIIMaskingFilter())
+    make_record = logging.getLogRecordFactory()
+    if logger is None and not getattr(make_record, "masks_pii", False):
+        def masked_record(*args, **kwargs) -> logging.LogRecord:
+            record = make_record(*args, **kwargs)
+            try:
+                _FILTER.filter(record)
+            except Exception:  # a bad format string: logging reports it when the record is emitted
+                pass
+            return record
+
+        masked_record.masks_pii = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(masked_record)
+
+
+_FILTER = PIIMaskingFilter()

@@ -32,7 +32,7 @@ class Segmenter:
         cache_dir = Path(os.environ.get("TMPDIR", tempfile.gettempdir()))
         self._tokenizer.tmp_dir = str(cache_dir)
         for word in sorted(set(user_words)):
-            # Words made only of digits split phone numbers (offline-stack.md): never add them.
+            # Words containing digits split phone numbers (offline-stack.md): never add them.
             if len(word) >= 2 and not any(ch.isdigit() for ch in word):
                 self._tokenizer.add_word(word, freq=20_000)
 

@@ -2,8 +2,9 @@
 
 The set (`<city>/calibration.jsonl`: text, kb_item, department, district, street) is written apart from the
 knowledge base's examples and from the development set. It fixes the softmax temperature (likelihood of the gold
-entries) and fits P(the routed department is right | matter probability, margin, place confidence), so a
-confidence of 0.9 means about nine in ten such orders go to the right unit.
+entries) and fits P(the routed department is right) by Platt scaling of one feature, logit(matter probability ×
+place confidence) (`router_calibration_features`; the margin is recorded but not used), so a confidence of 0.9
+means about nine in ten such orders go to the right unit.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def calibrate_router(router: Router, records: list[LabelledRecord], *,
     saved_feedback, saved_calibrator = router.feedback, model.calibrator
     router.feedback, model.calibrator = None, None   # calibrate the bare router, not past corrections
     try:
-        outputs = router.route_many([item["request"] for _, item in usable])
+        outputs = router.route_prepared([item for _, item in usable])
     finally:
         router.feedback = saved_feedback
     features, correct = [], []

@@ -34,7 +34,8 @@ def _category_string(path) -> str:
 
 def _category_matches(expected: str, predicted) -> bool:
     got = _category_string(predicted)
-    # A 6-digit taxonomy code or a full path; a shorter expected path matches its prefix.
+    # A path (大类/子类/细类); a shorter expected path matches its prefix. A 6-digit taxonomy code never matches:
+    # outputs carry the path only.
     return bool(got) and (got == expected or got.startswith(expected + "/"))
 
 
@@ -77,9 +78,8 @@ def evaluate(items: list[EvalItem]) -> dict:
             rank = next((k for k, d in enumerate(r) if _matches(i.expected_department, d)), None)
             ranks.append(0.0 if rank is None else 1.0 / (rank + 1))
         predicted = [(i.output.get("department") or {}).get("code") or "" for i in with_dept]
-        expected = [i.expected_department if _matches(i.expected_department, i.output.get("department"))
-                    else i.expected_department for i in with_dept]
-        # Compare by one canonical label: the predicted code when it matches the expectation.
+        expected = [i.expected_department for i in with_dept]
+        # Compare by one canonical label: the expected label (code or name) when the prediction matches it.
         canonical_pred = [i.expected_department if ok else p for i, ok, p in zip(with_dept, top1, predicted)]
         decisions = Counter(i.output.get("decision") for i in with_dept)
         auto = np.array([i.output.get("decision") == "auto" for i in with_dept])

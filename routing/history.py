@@ -1,6 +1,7 @@
 """Reading labelled files: a city's past orders (CSV/.xlsx/JSONL) and evaluation sets."""
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     out = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)  # Notepad and Excel start UTF-8 files with one
             if not raw.strip():
                 continue
             try:

@@ -32,10 +32,12 @@ def tfidf_vectorizer() -> TfidfVectorizer:
     return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1, max_features=300_000)
 
 
-def linear_classifier(n_rows: int):
+def linear_classifier(n_rows: int, smallest_class: int = MIN_PER_CLASS):
     svc = LinearSVC(C=0.5)
-    # Probabilities for the router's confidence; cross-validated calibration needs ≥2 rows per class per fold.
-    return CalibratedClassifierCV(svc, cv=3, method="sigmoid") if n_rows >= 30 else svc
+    # Probabilities for the router's confidence. k-fold calibration needs at least k rows of every class, and a
+    # label seen only MIN_PER_CLASS (2) times is kept: use fewer folds then.
+    folds = min(3, smallest_class)
+    return CalibratedClassifierCV(svc, cv=folds, method="sigmoid") if n_rows >= 30 and folds >= 2 else svc
 
 
 @dataclass
@@ -123,7 +125,7 @@ def fit_heads(texts: list[str], labels_by_head: dict[str, list[str | None]], vec
             continue
         index = {n: k for k, n in enumerate(names)}
         y = np.array([index[labels[i]] for i in keep])
-        classifier = linear_classifier(len(keep)).fit(x_all[keep], y)
+        classifier = linear_classifier(len(keep), min(counts[n] for n in names)).fit(x_all[keep], y)
         heads[name] = Head(name, names, classifier)
         label_counts[name] = len(names)
     if not heads:

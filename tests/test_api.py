@@ -126,3 +126,11 @@ def test_router_not_ready_is_503(router):
     response = client.post("/api/v1/route", json={"text": STALL})
     assert response.status_code == 503
     assert "loading" in response.json()["detail"]
+
+
+def test_a_truncated_emoji_is_not_a_server_error(client):
+    # A client that cuts a text at N UTF-16 units sends half an emoji: a lone surrogate escape in the JSON.
+    body = '{"text": "\\u5cb3\\u9e93\\u533a\\u671b\\u6708\\u6e56\\u8857\\u9053\\u644a\\u8d29\\u5360\\u9053\\ud83d"}'
+    response = client.post("/api/v1/route", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["jurisdiction"]["street"] == "望月湖街道"

@@ -292,3 +292,44 @@ def test_train_then_route_with_the_model(cli, tmp_path):
     assert result.exit_code == 0, result.output
     routed = _read_jsonl(out)[0]
     assert routed["department"]["code"] == "430104-CHENGGUAN" and "kb_department" in routed
+
+
+# ------------------------------------------------------------------------------------------- review
+
+
+def test_route_reads_a_file_with_a_utf8_byte_order_mark(cli, tmp_path):
+    source, out = tmp_path / "in.jsonl", tmp_path / "routed.jsonl"
+    source.write_bytes(b"\xef\xbb\xbf" + json.dumps({"id": "first", "text": WATER}, ensure_ascii=False).encode() + b"\n")
+    result = runner.invoke(app, ["route", "-i", str(source), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert _read_jsonl(out)[0]["department"]["code"] == "CS-WATER"
+
+
+def test_route_treats_a_null_id_as_missing_and_refuses_a_zero_batch_size(cli, tmp_path):
+    source, out = tmp_path / "in.jsonl", tmp_path / "routed.jsonl"
+    _jsonl(source, [{"id": None, "text": WATER}, {"text": WATER}])
+    assert runner.invoke(app, ["route", "-i", str(source), "-o", str(out)]).exit_code == 0
+    assert [r["id"] for r in _read_jsonl(out)] == ["1", "2"]                    # the line number, not "None"
+    result = runner.invoke(app, ["route", "-i", str(source), "-o", str(out), "--batch-size", "0"])
+    assert result.exit_code == 2 and "batch-size" in result.output
+
+
+def test_eval_skips_an_unusable_record_and_names_its_line(cli, tmp_path):
+    labelled = tmp_path / "labelled.jsonl"
+    _jsonl(labelled, [{"id": "e1", "text": STALL, "department": "430104-CHENGGUAN"},
+                      {"id": "e2", "text": WATER, "department": "CS-WATER"},
+                      {"id": "e3", "text": "   ", "department": "CS-WATER"},                       # line 3
+                      {"id": "e4", "text": WATER, "department": "CS-WATER", "location": "28.1,112.9"},  # line 4
+                      {"id": "e5", "text": NEIGHBOUR, "department": "430111007"}])
+    report, predictions = tmp_path / "eval.json", tmp_path / "pred.jsonl"
+    result = runner.invoke(app, ["eval", "-i", str(labelled), "--report", str(report), "--predictions", str(predictions)])
+    assert result.exit_code == 0, result.output
+    flat = _flat(result.output)
+    assert "skippedline3:textisempty" in flat and "skippedline4:location" in flat
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["count"] == 3 and data["department"]["accuracy@1"] == 1.0
+    assert data["skipped"] == ["line 3: text is empty", "line 4: location must be an object {\"lat\": …, \"lng\": …, "
+                                                         "\"datum\": \"wgs84\"|\"gcj02\"|\"bd09\"}"]
+    outputs = _read_jsonl(predictions)
+    assert [o.get("id") for o in outputs] == ["e1", "e2", "e3", "e4", "e5"]         # one line per record, in order
+    assert [o["line"] for o in outputs if "error" in o] == [3, 4]

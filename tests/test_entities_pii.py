@@ -233,3 +233,46 @@ def test_mask_pii_never_leaves_an_11_digit_mobile(before, phone, after):
     masked = mask_pii(before + written + after)
     assert not MOBILE_RE.search(masked), masked
     assert digits not in re.sub(r"[\s\-]", "", masked)
+
+
+# ------------------------------------------------------------------------- review: PII inside other spans
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("我电话是13812345678我住在望月湖社区3栋楼上邻居半夜跺脚", "12345678"),      # ASR: no punctuation
+    (f"身份证{INVALID_ID}住望月湖社区3栋楼上邻居半夜跺脚", INVALID_ID[6:]),       # mistyped ID: still personal
+    ("13812345678湘味烧烤店油烟太大", "12345678"),
+])
+def test_address_and_subject_spans_never_swallow_a_phone_or_id_number(text, secret):
+    spans = find_address_spans(text) + find_subjects(text)
+    assert spans, "the address or subject itself is still found"
+    for span in spans:
+        assert secret not in span.text and not re.search(r"\d{4}", span.text), span
+        assert text[span.start:span.end] == span.text
+
+
+@pytest.mark.parametrize("written", ["138－1234－5678", "138—1234—5678", "0731－88886666"])
+def test_phone_written_with_full_width_or_long_dashes_is_masked(written):
+    masked = mask_pii(f"联系电话{written}，晚上打")
+    assert not re.search(r"\d{4}[－—]\d{4}|\d{8}", masked), masked
+    assert len(find_phones(f"联系电话{written}")) == 1
+
+
+def test_log_masking_covers_loggers_and_handlers_that_come_later():
+    # The API installs masking at start-up, when the root logger has no handler yet (uvicorn configures only its
+    # own loggers); a record of a named logger never passes the root logger's own filters.
+    import io
+
+    factory, root_filters = logging.getLogRecordFactory(), list(logging.getLogger().filters)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("hotline.test.later")
+    try:
+        install_log_masking()
+        logger.addHandler(handler)
+        logger.warning("caller %s, ID %s", "138 1234 5678", VALID_ID)
+    finally:
+        logger.removeHandler(handler)
+        logging.setLogRecordFactory(factory)
+        logging.getLogger().filters[:] = root_filters
+    assert stream.getvalue() == "caller 138****5678, ID 4301**********1237\n"

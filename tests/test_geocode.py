@@ -184,3 +184,29 @@ def test_stoplisted_names_take_their_span_but_vote_for_nothing(real_geocoder, te
 def test_a_stoplisted_phrase_alone_places_nothing(real_geocoder):
     result = real_geocoder.geocode("电焊的时候火星四溅，差点引燃纸箱")
     assert result.district is None and result.mentions == []
+
+
+# ------------------------------------------------------------------------------------------- review
+
+
+def test_a_point_on_a_district_border_is_in_the_city(real_gazetteer):
+    import shapely
+
+    yuelu, tianxin = real_gazetteer.polygons[YUELU], real_gazetteer.polygons["430103"]
+    border = shapely.get_coordinates(yuelu.boundary.intersection(tianxin.boundary))
+    lng, lat = border[len(border) // 2]                        # a vertex both districts share
+    assert real_gazetteer.district_at(lng, lat) in {YUELU, "430103"}
+    outer = shapely.get_coordinates(yuelu.boundary.difference(
+        shapely.union_all([g.boundary for c, g in real_gazetteer.polygons.items() if c != YUELU])))
+    lng, lat = outer[len(outer) // 2]                          # a vertex on the city's own edge
+    assert real_gazetteer.district_at(lng, lat) == YUELU
+
+
+def test_mentions_in_a_20000_character_text_take_no_time(real_gazetteer):
+    import time
+
+    text = "雨花区高桥" * 4_000                                  # 20,000 characters, 8,000 mentions
+    started = time.perf_counter()
+    mentions = real_gazetteer.mentions(text)
+    assert time.perf_counter() - started < 1.0               # quadratic before: ~3 s
+    assert len(mentions) == 8_000 and mentions[:2] == [(0, 3, "雨花区", mentions[0][3]), (3, 5, "高桥", mentions[1][3])]

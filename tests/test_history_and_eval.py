@@ -337,3 +337,24 @@ def test_confidence_on_a_bin_edge_goes_to_the_upper_bin():
     ece, bins = calibration_table(np.array([0.7, 0.75]), np.array([1.0, 0.0]))
     assert [(b["bin"], b["count"]) for b in bins] == [("0.7-0.8", 2)]
     assert ece == pytest.approx(abs(0.725 - 0.5))
+
+
+# ------------------------------------------------------------------------------------------- review
+
+
+def test_a_label_with_exactly_two_orders_in_a_larger_history(encoders):
+    # MIN_PER_CLASS keeps a label seen twice; the 3-fold probability calibration must not then crash on it.
+    records = synthetic_history()[:40]
+    records += [LabelledRecord(line=900 + i, text=t, department="人社", category="劳动就业/工资/拖欠工资")
+                for i, t in enumerate(["工地老板拖欠工资三个月", "公司欠薪半年不发"])]
+    model, skipped = train_history_model(records, encoders)
+    assert skipped == []
+    assert "人社" in model.heads["department"].labels
+    predictions = _predict(model, encoders, ["老板拖欠工资不发"])
+    assert abs(sum(p for _, p in predictions[0]["department"]) - 1.0) < 1e-6
+
+
+def test_jsonl_with_a_utf8_byte_order_mark(tmp_path):
+    path = tmp_path / "notepad.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + '{"text": "家里停水了", "department": "CS-WATER"}\n'.encode("utf-8"))
+    assert [(r.line, r.text, r.department) for r in read_labelled(path)] == [(1, "家里停水了", "CS-WATER")]

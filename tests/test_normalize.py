@@ -142,3 +142,11 @@ def test_check_text_and_normalize_only_ever_raise_input_error(value):
     assert isinstance(out, str)
     assert "\x00" not in out and "\u200b" not in out
     assert isinstance(clean_for_matching(text), str)
+
+
+def test_lone_surrogates_become_replacement_characters():
+    # Half an emoji (a client truncated the text) is not text a tokenizer or UTF-8 encoder accepts.
+    assert check_text("楼上噪音\ud83d") == "楼上噪音\ufffd"
+    assert normalize(check_text("楼上噪音\ud83d\ude21")).encode("utf-8")
+    with pytest.raises(InputError, match="undecodable"):
+        check_text("\ud800" * 10 + "abc")

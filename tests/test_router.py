@@ -340,3 +340,40 @@ def test_history_model_does_not_move_a_complaint_to_another_district(router, yue
     out = router.route(f"雨花区高桥街道{STALL}")
     assert out["jurisdiction"]["district"] == "雨花区"
     assert out["department"]["code"] in {f"{YUHUA}-CHENGGUAN", "CS-CHENGGUAN"}
+
+
+# ------------------------------------------------------------------------------------------- review
+
+
+@pytest.mark.parametrize("text", [
+    "我电话是13812345678我住在望月湖社区3栋" + NEIGHBOUR,                 # ASR: the number runs into the address
+    "身份证430104199003071230住望月湖社区3栋" + NEIGHBOUR,               # a mistyped ID number is still personal
+    "望月湖社区13812345678湘味烧烤店占道摆摊卖烧烤",
+])
+def test_no_phone_or_id_digits_in_the_address_or_entities(router, text):
+    out = router.route(text)
+    assert out["jurisdiction"]["street"] == "望月湖街道"
+    dumped = json.dumps({k: out[k] for k in ("address", "entities", "explanation", "candidates")}, ensure_ascii=False)
+    for secret in ("12345678", "1234567", "9003071230"):
+        assert secret not in dumped, dumped
+
+
+def test_a_phone_with_full_width_dashes_is_not_stored_with_a_correction(router, tmp_path):
+    router.learn("电话138－1234－5678，望月湖社区" + CONSTRUCTION, f"{YUELU}-CHENGGUAN")
+    stored = SQLiteFeedbackStore(tmp_path / "feedback" / "tiny.sqlite3").all()[0]["text"]
+    assert "1234" not in stored and "138****5678" in stored
+
+
+def test_an_emoji_cut_in_half_by_the_client_is_still_routed(router):
+    out = router.route(f"岳麓区望月湖街道{STALL}\ud83d")       # a lone surrogate: the client truncated 😡
+    assert out["department"]["code"] == f"{YUELU}-CHENGGUAN"
+    json.dumps(out, ensure_ascii=False).encode("utf-8")
+    router.learn(f"岳麓区望月湖街道{CONSTRUCTION}\ud83d", f"{YUELU}-CHENGGUAN")
+
+
+def test_history_model_never_names_a_street_office_of_another_district(router, yuelu_history_model):
+    router.history_model = yuelu_history_model
+    out = router.route("雨花区" + NEIGHBOUR)          # a street matter in 雨花区, street unknown
+    assert out["jurisdiction"]["district"] == "雨花区"
+    assert out["department"]["code"] == f"{YUHUA}-HOTLINE", out["department"]
+    assert out["decision"] != "auto"
