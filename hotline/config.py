@@ -16,6 +16,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOTLINE_", env_file=".env", extra="ignore")
 
     city: str = "changsha"
+    # The city's identity, used in standard addresses and to tell places of other cities apart.
+    city_name: str = "长沙市"
+    province_name: str = "湖南省"
+    city_adcode: str = "430100"
     data_root: Path = DEFAULT_DATA_ROOT
     # Converted models, FAISS indexes and other build artefacts; never committed.
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "hotline")

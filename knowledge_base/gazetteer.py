@@ -46,6 +46,10 @@ class Gazetteer:
         automaton.make_automaton()
         self._automaton = automaton
         self._prepared = {code: prep(geom) for code, geom in self.polygons.items()}
+        # GEOS builds a prepared geometry's index on first use, and that first use is not thread-safe
+        # (libgeos/geos#825): use each one once here, before any request thread can.
+        for geom in self._prepared.values():
+            geom.covers(Point(0.0, 0.0))
 
     def mentions(self, text: str) -> list[tuple[int, int, str, tuple[Place, ...]]]:
         """Longest non-overlapping gazetteer names in `text`, left to right: (start, end, name, candidates)."""

@@ -97,9 +97,14 @@ def save_index(directory: Path, *, model_id: str, kb_hash: str, rows: list[Passa
     manifest = {"format": INDEX_FORMAT, "model_id": model_id, "kb_hash": kb_hash, "rows": len(rows),
                 "dim": int(vectors.shape[1]), "built_at": built_at}
     _manifest_path(tmp).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    # Swap by renames so a reader always finds a whole index (the old one or the new one).
+    retired = None
     if directory.exists():
-        shutil.rmtree(directory)
+        retired = directory.with_name(f".retired-{directory.name}-{os.getpid()}")
+        os.replace(directory, retired)
     os.replace(tmp, directory)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
     return StoredIndex(model_id, kb_hash, rows, vectors, index, built_at, extra or {})
 
 

@@ -89,8 +89,10 @@ class Geocoder(Protocol):
 class GazetteerGeocoder:
     """Resolves territory (块) from gazetteer mentions and, when given, a coordinate."""
 
-    def __init__(self, gazetteer: Gazetteer, *, foreign_names_file: Path | None = None, city_adcode: str = "430100"):
+    def __init__(self, gazetteer: Gazetteer, *, foreign_names_file: Path | None = None, city_adcode: str = "430100",
+                 province_name: str = "湖南省"):
         self.gaz = gazetteer
+        self.province_name = province_name
         self._with_coords = gazetteer.places_with_coordinates()
         self._foreign = self._load_foreign(foreign_names_file, city_adcode) if foreign_names_file else None
 
@@ -208,7 +210,7 @@ class GazetteerGeocoder:
         return result
 
     def _standard_address(self, text: str, result: GeocodeResult) -> str:
-        parts = ["湖南省", self.gaz.city_name, result.district["name"]]
+        parts = [self.province_name, self.gaz.city_name, result.district["name"]]
         if result.street:
             parts.append(result.street["name"])
         if result.community and result.community not in parts:
@@ -221,7 +223,7 @@ class GazetteerGeocoder:
             tail = spans[0].text
             for known in (result.district["name"], *(p for p in parts[3:])):
                 tail = tail.replace(known, "")
-            for prefix in ("湖南省", "长沙市", self.gaz.city_name):
+            for prefix in (self.province_name, self.gaz.city_name):
                 tail = tail.replace(prefix, "")
             if tail and tail not in head:
                 head += tail

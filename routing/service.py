@@ -63,9 +63,10 @@ def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_i
                  build_missing_index: bool = True, feedback_store: FeedbackStore | None = None,
                  choice: EncoderChoice | None = None, progress: Callable[[str], None] = lambda m: None) -> Router:
     kb = load_knowledge_base(settings.city_dir)
-    gazetteer = load_gazetteer(settings.city_dir)
+    gazetteer = load_gazetteer(settings.city_dir, city_name=settings.city_name)
     common = settings.data_root / "common" / "china_admin_centers.csv"
-    geocoder = GazetteerGeocoder(gazetteer, foreign_names_file=common if common.exists() else None)
+    geocoder = GazetteerGeocoder(gazetteer, foreign_names_file=common if common.exists() else None,
+                                 city_adcode=settings.city_adcode, province_name=settings.province_name)
     choice = choice or choose_encoders(settings)
     progress(f"embeddings: {choice.note}")
     prepare_encoders(kb, choice.encoders)

@@ -210,3 +210,14 @@ def test_mentions_in_a_20000_character_text_take_no_time(real_gazetteer):
     mentions = real_gazetteer.mentions(text)
     assert time.perf_counter() - started < 1.0               # quadratic before: ~3 s
     assert len(mentions) == 8_000 and mentions[:2] == [(0, 3, "雨花区", mentions[0][3]), (3, 5, "高桥", mentions[1][3])]
+
+
+def test_standard_address_uses_the_configured_province_and_city():
+    from knowledge_base.gazetteer import load_gazetteer
+    from routing.geocode import GazetteerGeocoder
+
+    gazetteer = load_gazetteer(REAL_CITY_DIR, city_name="测试市")
+    geocoder = GazetteerGeocoder(gazetteer, province_name="测试省")
+    result = geocoder.geocode("岳麓区望月湖街道门口")
+    assert result.standard_address.startswith("测试省测试市岳麓区望月湖街道")
+    assert "湖南省" not in result.standard_address and "长沙市" not in result.standard_address

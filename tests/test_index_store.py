@@ -61,6 +61,8 @@ def test_save_replaces_an_existing_index(stored, tiny_kb):
     save_index(directory, model_id=embedder.model_id, kb_hash="0123456789abcdef", rows=rows[:3], vectors=vectors[:3])
     loaded = load_index(directory, model_id=embedder.model_id, kb_hash="0123456789abcdef")
     assert len(loaded.rows) == 3 and len(loaded.index) == 3 and loaded.extra == {}
+    # The old index was swapped out by renames and then removed: nothing half-built or retired is left behind.
+    assert not any(p.name.startswith((".building-", ".retired-")) for p in directory.parent.iterdir())
 
 
 def test_refuses_another_model(stored, tiny_kb):
