@@ -32,13 +32,22 @@ class CorrectionBody(BaseModel):
     kb_item_id: str | None = None
 
 
-def create_app(settings: Settings | None = None, router=None) -> FastAPI:
+def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True) -> FastAPI:
+    from api import orders_views
+    from hotline.db import make_engine, session_factory
+
     settings = settings or get_settings()
     install_log_masking()
+    engine = engine or make_engine(settings.database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if app.state.router is None:
+        if settings.database_url.startswith("sqlite"):
+            # The embedded default migrates itself; a PostgreSQL deployment runs `hotline db upgrade` on purpose.
+            from hotline.migrate import upgrade
+
+            await run_in_threadpool(upgrade, settings.database_url)
+        if app.state.router is None and load_router:
             from routing.service import build_router
 
             app.state.router = await run_in_threadpool(build_router, settings, progress=log.info)
@@ -48,6 +57,8 @@ def create_app(settings: Settings | None = None, router=None) -> FastAPI:
     app = FastAPI(title="hotline", version="0.1.0", lifespan=lifespan,
                   description="Routing of 12345 hotline complaints to the owning department.")
     app.state.router = router
+    app.state.sessions = session_factory(engine)
+    app.include_router(orders_views.router)
 
     def get_router(request: Request):
         if request.app.state.router is None:

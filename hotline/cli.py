@@ -386,18 +386,48 @@ def model_build() -> None:
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
     """Apply the Alembic migrations to HOTLINE_DATABASE_URL."""
-    from alembic import command
-    from alembic.config import Config
-
-    from hotline.config import REPO_ROOT
-    from hotline.db import make_engine
+    from hotline.migrate import upgrade
 
     settings = get_settings()
-    make_engine(settings.database_url).dispose()   # creates the SQLite folder if needed
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.attributes["url"] = settings.database_url
-    command.upgrade(config, revision)
+    upgrade(settings.database_url, revision)
     out.print(f"database at revision {revision}: {settings.database_url.split('@')[-1]}")
+
+
+apikey_app = typer.Typer(help="API keys for machine clients (stored hashed, with scopes).", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="who uses it, e.g. dispatch-system")],
+    scope: Annotated[list[str], typer.Option(help="route, orders:read, orders:write, kb:write, indicators:read")],
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from api.keys import create_api_key
+    from hotline.db import make_engine, session_factory, transaction
+    from hotline.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    try:
+        with transaction(session_factory(make_engine(settings.database_url))) as session:
+            _, key = create_api_key(session, name=name, scopes=scope)
+    except ValueError as exc:
+        _fail(str(exc))
+    out.print(key, markup=False, highlight=False)
+    err.print("store it now: it cannot be shown again")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(name: Annotated[str, typer.Option(help="the key's name")]) -> None:
+    from api.keys import revoke_api_key
+    from hotline.db import make_engine, session_factory, transaction
+
+    settings = get_settings()
+    with transaction(session_factory(make_engine(settings.database_url))) as session:
+        if not revoke_api_key(session, name=name):
+            _fail(f"no active API key named {name!r}")
+    out.print(f"revoked {name}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

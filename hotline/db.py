@@ -14,6 +14,9 @@ class Base(DeclarativeBase):
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Take transaction control away from pysqlite: with its own handling a RELEASE SAVEPOINT outside a BEGIN
+    # commits, so a half-made row (no order number yet) became visible to a concurrent request.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers work while one writer commits; busy_timeout makes a second writer wait instead of failing.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -30,6 +33,9 @@ def make_engine(url: str, **kwargs) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        # IMMEDIATE takes the write lock at the start, so concurrent writers queue (busy_timeout) instead of failing
+        # when a read snapshot cannot be upgraded; WAL readers outside a transaction are not blocked.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 

@@ -1,7 +1,8 @@
 """Alembic environment: the URL is the service's own setting (or `-x url=…`), the metadata the models'."""
 from alembic import context
 
-import orders.models  # noqa: F401  (registers the tables on Base.metadata)
+import api.keys  # noqa: F401  (registers the tables on Base.metadata)
+import orders.models  # noqa: F401
 from hotline.config import get_settings
 from hotline.db import Base, make_engine
 

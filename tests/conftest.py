@@ -234,6 +234,7 @@ def make_router(*, kb, gazetteer, matcher, data_root: Path, cache_dir: Path, fee
     from routing.geocode import GazetteerGeocoder
     from routing.router import Router
 
+    settings_overrides.setdefault("database_url", f"sqlite:///{cache_dir / 'hotline.sqlite3'}")
     settings = Settings(data_root=data_root, cache_dir=cache_dir, **settings_overrides)
     feedback = _feedback_memory(matcher, feedback_path or cache_dir / "feedback" / "tiny.sqlite3")
     geocoder = GazetteerGeocoder(gazetteer, foreign_names_file=CHINA_ADMIN_CENTERS)
@@ -251,6 +252,7 @@ def base_router(tiny_kb, tiny_gazetteer, tiny_matcher, tiny_data_root, tmp_path_
 def fresh_router(base, *, cache_dir: Path, feedback_path: Path | None = None, **settings_overrides):
     """`base` with its own settings and its own (persistent) feedback memory; KB, matcher and segmenter shared."""
     router = copy.copy(base)
+    settings_overrides.setdefault("database_url", f"sqlite:///{cache_dir / 'hotline.sqlite3'}")
     router.settings = Settings(data_root=base.settings.data_root, cache_dir=cache_dir, **settings_overrides)
     router.feedback = _feedback_memory(base.matcher, feedback_path or cache_dir / "feedback" / "tiny.sqlite3")
     return router

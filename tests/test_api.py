@@ -11,10 +11,6 @@ STALL = "晚上好多摊贩占道摆摊卖烧烤，人行道都过不去"
 CONSTRUCTION = "岳麓区望月湖街道小区里工地晚上施工噪音很大"
 YUHUA_CENTROID = (28.063301, 113.08366)  # GCJ-02
 
-# api/app.py has `from __future__ import annotations` and defines `RouterDep = Annotated[Any, Depends(get_router)]`
-# as a LOCAL of create_app(); FastAPI resolves the string annotation "RouterDep" in the module globals, fails, and
-# treats `router` as a required query parameter: every route/correction request is answered 422
-# {"loc": ["query", "router"], "msg": "Field required"}, and /openapi.json raises PydanticUserError.
 
 @pytest.fixture
 def client(router):

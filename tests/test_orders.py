@@ -290,13 +290,14 @@ def test_roles_and_departments_are_enforced(factory):
 def test_a_stale_update_is_refused_and_no_step_is_lost(engine, factory):
     order = _new_order(factory)
     _act(factory, order.id, "accept", AGENT)
-    first, second = Session(engine), Session(engine)
+    # Each clerk's read ends its transaction (as a web request does); the loaded order stays in hand.
+    first, second = Session(engine, expire_on_commit=False), Session(engine, expire_on_commit=False)
     try:
-        a = apply_action(first, order_id=order.id, action="dispatch", actor=DISPATCHER, department_code="430104-CHENGGUAN")
-        # The second clerk loaded the order before the first one committed.
-        b = get_order(second, order_id=order.id)
+        b = get_order(second, order_id=order.id)   # the second clerk opened the order first …
         version_seen = b.version
-        first.commit()
+        second.commit()
+        a = apply_action(first, order_id=order.id, action="dispatch", actor=DISPATCHER, department_code="430104-CHENGGUAN")
+        first.commit()                             # … and the first clerk's dispatch landed before theirs
         with pytest.raises(ConcurrentUpdate):
             apply_action(second, order_id=order.id, action="reject", actor=DISPATCHER, reason="重复工单",
                          expected_version=version_seen)
@@ -313,11 +314,13 @@ def test_a_stale_update_is_refused_and_no_step_is_lost(engine, factory):
 def test_racing_writers_without_a_version_hint_still_lose_nothing(engine, factory):
     order = _new_order(factory)
     _act(factory, order.id, "accept", AGENT)
-    first, second = Session(engine), Session(engine)
+    first, second = Session(engine, expire_on_commit=False), Session(engine, expire_on_commit=False)
     try:
         # Both clerks hold the order they loaded (the session's identity map keeps only held objects).
         held_by_first = get_order(first, order_id=order.id)
+        first.commit()
         held_by_second = get_order(second, order_id=order.id)
+        second.commit()
         assert held_by_first.version == held_by_second.version
         apply_action(first, order_id=order.id, action="supervise", actor=SUPERVISOR, supervision_type="系统督办")
         first.commit()

@@ -1,0 +1,67 @@
+"""API keys for machine clients (the dispatch system, department systems): stored hashed, with scopes."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import JSON, DateTime, Integer, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hotline.db import Base
+from orders.models import utcnow
+
+KEY_PREFIX = "hlk_"
+SCOPES = ("route", "orders:read", "orders:write", "kb:write", "indicators:read")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    lookup: Mapped[str] = mapped_column(String(16), unique=True)     # first characters, to find the row
+    key_hash: Mapped[str] = mapped_column(String(64))                 # sha256 of the whole key
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def _digest(key: str) -> str:
+    # Keys are 256-bit random tokens, so a plain SHA-256 is enough (no password stretching needed).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(session: Session, *, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+    """(row, the key in clear): the clear key is shown once and never stored."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+    if not scopes:
+        raise ValueError("an API key needs at least one scope")
+    if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
+        raise ValueError(f"an API key named {name!r} already exists")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(name=name, lookup=key[: len(KEY_PREFIX) + 8], key_hash=_digest(key), scopes=sorted(set(scopes)))
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def verify_api_key(session: Session, key: str) -> ApiKey | None:
+    """The key's row if the key is valid and not revoked; compared in constant time."""
+    if not key or not key.startswith(KEY_PREFIX):
+        return None
+    row = session.scalar(select(ApiKey).where(ApiKey.lookup == key[: len(KEY_PREFIX) + 8]))
+    if row is None or row.revoked_at is not None:
+        return None
+    return row if hmac.compare_digest(row.key_hash, _digest(key)) else None
+
+
+def revoke_api_key(session: Session, *, name: str) -> bool:
+    row = session.scalar(select(ApiKey).where(ApiKey.name == name))
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True

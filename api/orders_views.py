@@ -1,0 +1,166 @@
+"""HTTP endpoints for work orders (machine clients with API keys). Thin: validation and mapping of errors only."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.keys import ApiKey, verify_api_key
+from hotline.db import transaction
+from nlp.normalize import InputError
+from nlp.pii import mask_phone
+from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State
+from orders.models import WorkOrder
+from orders.service import (CHANNELS, Actor, ConcurrentUpdate, Forbidden, IdempotencyConflict, apply_action,
+                            create_order)
+
+router = APIRouter(prefix="/api/v1", tags=["orders"])
+
+
+class LocationIn(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    datum: str = Field(default="wgs84", pattern="^(wgs84|gcj02|bd09)$")
+
+
+class OrderIn(BaseModel):
+    text: str = Field(description="the complaint as the citizen or agent gave it")
+    channel: str = Field(default="hotline", description=f"one of {', '.join(CHANNELS)}")
+    caller_phone: str | None = Field(default=None, max_length=32)
+    caller_openid: str | None = Field(default=None, max_length=64)
+    location: LocationIn | None = None
+
+
+class ActionIn(BaseModel):
+    action: Action
+    expected_version: int | None = Field(default=None, description="refuse if the order changed since this version")
+    department_code: str | None = None
+    co_handlers: list[str] | None = None
+    mode: str | None = None
+    reason: str | None = None
+    at_fault: bool | None = None
+    note: str | None = None
+    result: str | None = None
+    days: int | None = None
+    satisfaction: str | None = None
+    supervision_type: str | None = None
+    leader_flag: bool | None = None
+
+
+def _sessions(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessions
+
+
+def require_scope(scope: str):
+    """Dependency: a valid API key (X-API-Key header) that carries `scope`."""
+    def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+        if not x_api_key:
+            raise HTTPException(401, "missing X-API-Key header")
+        with _sessions(request)() as session:
+            key = verify_api_key(session, x_api_key)
+        if key is None:
+            raise HTTPException(401, "invalid or revoked API key")
+        if scope not in key.scopes:
+            raise HTTPException(403, f"this API key lacks the {scope!r} scope")
+        return key
+    return check
+
+
+def order_json(order: WorkOrder, *, events: bool = False) -> dict[str, Any]:
+    out = {
+        "order_no": order.order_no, "state": order.state, "state_label": STATE_LABELS[State(order.state)],
+        "version": order.version, "channel": order.channel, "text": order.text_masked,
+        "caller_phone": mask_phone(order.caller_phone) if order.caller_phone else None,
+        "department_code": order.department_code, "handler": order.handler,
+        "category": order.category_path, "kb_item_id": order.kb_item_id,
+        "district_adcode": order.district_adcode, "street_id": order.street_id, "address": order.address,
+        "urgency": order.urgency, "tags": order.tags, "time_limit_days": order.time_limit_days,
+        "created_at": order.created_at.isoformat() if order.created_at else None,
+        "deadline_at": order.deadline_at.isoformat() if order.deadline_at else None,
+        "parent_order_no": order.parent.order_no if order.parent else None, "role": order.role,
+    }
+    if events:
+        out["events"] = [{"seq": e.seq, "action": e.action, "from_state": e.from_state, "to_state": e.to_state,
+                          "actor": e.actor, "actor_role": e.actor_role, "department_code": e.department_code,
+                          "comment": e.comment, "data": e.data, "at": e.at.isoformat()} for e in order.events]
+    return out
+
+
+@router.post("/orders", status_code=201)
+async def post_order(body: OrderIn, request: Request, response: Response,
+                     key: Annotated[ApiKey, Depends(require_scope("orders:write"))],
+                     idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> dict:
+    """Create a work order (routed at once when the router is loaded). Send an Idempotency-Key to make retries safe."""
+    routing, lat, lng, point = None, None, None, None
+    if body.location:
+        from routing.geocode import GeoPoint
+
+        point = GeoPoint(body.location.lat, body.location.lng, body.location.datum)  # type: ignore[arg-type]
+        lat, lng = point.to_wgs84()
+    router_ = request.app.state.router
+    try:
+        if router_ is not None:
+            routing = await run_in_threadpool(router_.route, body.text, point)
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+    def store() -> tuple[dict, bool]:
+        with transaction(_sessions(request)) as session:
+            order, created = create_order(session, text=body.text, channel=body.channel,
+                                          actor=Actor(key.name, "system"), caller_phone=body.caller_phone,
+                                          caller_openid=body.caller_openid, lat=lat, lng=lng,
+                                          idempotency_key=idempotency_key, routing=routing,
+                                          routing_model=router_.embedder_note if router_ else None)
+            return order_json(order), created
+
+    try:
+        payload, created = await run_in_threadpool(store)
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except ValueError as exc:
+        if isinstance(exc, IdempotencyConflict):
+            raise HTTPException(409, str(exc)) from None
+        raise HTTPException(422, str(exc)) from None
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    if routing is not None:
+        payload["routing"] = {k: routing[k] for k in ("decision", "confidence", "department", "kb_item", "candidates")}
+    return payload
+
+
+def _find(session: Session, order_no: str) -> WorkOrder:
+    order = session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no))
+    if order is None:
+        raise HTTPException(404, f"no work order {order_no}")
+    return order
+
+
+@router.get("/orders/{order_no}")
+def get_order_view(order_no: str, request: Request,
+                   _key: Annotated[ApiKey, Depends(require_scope("orders:read"))]) -> dict:
+    with _sessions(request)() as session:
+        return order_json(_find(session, order_no), events=True)
+
+
+@router.post("/orders/{order_no}/actions")
+def post_action(order_no: str, body: ActionIn, request: Request,
+                key: Annotated[ApiKey, Depends(require_scope("orders:write"))]) -> dict:
+    """One lifecycle step (accept, dispatch, sign, return, …). Illegal steps: 409 with the reason."""
+    data = body.model_dump(exclude={"action", "expected_version"}, exclude_none=True)
+    try:
+        with transaction(_sessions(request)) as session:
+            order = _find(session, order_no)
+            order = apply_action(session, order_id=order.id, action=body.action, actor=Actor(key.name, "system"),
+                                 expected_version=body.expected_version, **data)
+            return order_json(order, events=True)
+    except IllegalTransition as exc:
+        raise HTTPException(409, exc.reason) from None
+    except ConcurrentUpdate as exc:
+        raise HTTPException(409, str(exc)) from None
+    except Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None

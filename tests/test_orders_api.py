@@ -1,0 +1,151 @@
+"""The orders HTTP API: API keys and scopes, idempotent intake, lifecycle actions, and concurrency on a running server."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from api.app import create_app
+from api.keys import create_api_key, revoke_api_key
+from hotline.db import make_engine, session_factory, transaction
+from orders.models import WorkOrder
+
+STALL = "岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤，人行道都过不去，电话13812345678"
+
+
+@pytest.fixture
+def app_and_keys(router):
+    app = create_app(router.settings, router=router)
+    with TestClient(app):   # lifespan: migrates the embedded SQLite
+        pass
+    factory = session_factory(make_engine(router.settings.database_url))
+    keys = {}
+    with transaction(factory) as session:
+        for name, scopes in {"dispatch": ["orders:read", "orders:write"], "reader": ["orders:read"]}.items():
+            keys[name] = create_api_key(session, name=name, scopes=scopes)[1]
+    return app, keys, factory
+
+
+@pytest.fixture
+def client(app_and_keys):
+    app, keys, _ = app_and_keys
+    with TestClient(app) as test_client:
+        test_client.keys = keys
+        yield test_client
+
+
+def _count_orders(factory) -> int:
+    with factory() as session:
+        return session.scalar(select(func.count()).select_from(WorkOrder))
+
+
+def test_keys_are_required_and_scoped(client, app_and_keys):
+    body = {"text": STALL, "channel": "hotline"}
+    assert client.post("/api/v1/orders", json=body).status_code == 401
+    assert client.post("/api/v1/orders", json=body, headers={"X-API-Key": "hlk_forged"}).status_code == 401
+    refused = client.post("/api/v1/orders", json=body, headers={"X-API-Key": client.keys["reader"]})
+    assert refused.status_code == 403 and "orders:write" in refused.json()["detail"]
+    _, _, factory = app_and_keys
+    with transaction(factory) as session:
+        assert revoke_api_key(session, name="dispatch")
+    assert client.post("/api/v1/orders", json=body, headers={"X-API-Key": client.keys["dispatch"]}).status_code == 401
+    assert _count_orders(factory) == 0
+
+
+def test_intake_routes_masks_and_is_idempotent(client, app_and_keys):
+    headers = {"X-API-Key": client.keys["dispatch"], "Idempotency-Key": "call-20261121-0001"}
+    first = client.post("/api/v1/orders", json={"text": STALL, "caller_phone": "13812345678"}, headers=headers)
+    assert first.status_code == 201, first.text
+    order = first.json()
+    assert order["state"] == "received" and order["state_label"] == "已登记"
+    assert order["caller_phone"] == "138****5678" and "13812345678" not in order["text"]
+    assert order["routing"]["department"]["code"] and order["district_adcode"] == "430104"
+    replay = client.post("/api/v1/orders", json={"text": STALL, "caller_phone": "13812345678"}, headers=headers)
+    assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["order_no"] == order["order_no"]
+    conflict = client.post("/api/v1/orders", json={"text": "路灯坏了"}, headers=headers)
+    assert conflict.status_code == 409
+    assert _count_orders(app_and_keys[2]) == 1
+
+
+@pytest.mark.parametrize("body, words", [({"text": "  "}, "empty"), ({"text": STALL, "channel": "pigeon"}, "channel"),
+                                         ({"text": "x" * 30_000}, "limit")])
+def test_bad_intake_is_a_4xx_with_a_reason_and_stores_nothing(client, app_and_keys, body, words):
+    response = client.post("/api/v1/orders", json=body, headers={"X-API-Key": client.keys["dispatch"]})
+    assert response.status_code == 422 and words in str(response.json()["detail"])
+    assert _count_orders(app_and_keys[2]) == 0
+
+
+def test_lifecycle_through_the_api(client):
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    order_no = client.post("/api/v1/orders", json={"text": STALL}, headers=headers).json()["order_no"]
+    for step in ({"action": "accept"}, {"action": "dispatch", "department_code": "430104001", "mode": "auto"},
+                 {"action": "sign"}, {"action": "complete", "result": "已清理"}):
+        response = client.post(f"/api/v1/orders/{order_no}/actions", json=step, headers=headers)
+        assert response.status_code == 200, response.text
+    illegal = client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "sign"}, headers=headers)
+    assert illegal.status_code == 409 and "不能签收" in illegal.json()["detail"]
+    stale = client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "approve", "expected_version": 1},
+                        headers=headers)
+    assert stale.status_code == 409
+    read = client.get(f"/api/v1/orders/{order_no}", headers={"X-API-Key": client.keys["reader"]})
+    assert read.status_code == 200
+    assert [e["action"] for e in read.json()["events"]] == ["create", "accept", "dispatch", "sign", "complete"]
+    assert read.json()["state"] == "completed"
+    assert client.get("/api/v1/orders/CS00000000000000", headers=headers).status_code == 404
+
+
+# -- a real server on loopback --------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(app_and_keys):
+    app, keys, factory = app_and_keys
+    port = _free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", keys, factory
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+async def _post_many(base: str, key: str, bodies: list[dict], idempotency: list[str | None]) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+        async def one(body, idem):
+            headers = {"X-API-Key": key} | ({"Idempotency-Key": idem} if idem else {})
+            return await http.post("/api/v1/orders", json=body, headers=headers)
+        return await asyncio.gather(*(one(b, i) for b, i in zip(bodies, idempotency)))
+
+
+def test_200_concurrent_creations_make_exactly_200_orders(server):
+    base, keys, factory = server
+    bodies = [{"text": f"第{i}号：小区门口垃圾三天没人收，苍蝇到处飞", "channel": "web"} for i in range(200)]
+    responses = asyncio.run(_post_many(base, keys["dispatch"], bodies, [f"web-{i}" for i in range(200)]))
+    assert [r.status_code for r in responses] == [201] * 200
+    numbers = {r.json()["order_no"] for r in responses}
+    assert len(numbers) == 200 and _count_orders(factory) == 200
+
+
+def test_the_same_delivery_three_times_at_once_makes_one_order(server):
+    base, keys, factory = server
+    body = {"text": "微信留言：楼下烧烤店油烟太大", "channel": "wechat", "caller_openid": "oWx_user_1"}
+    responses = asyncio.run(_post_many(base, keys["dispatch"], [body] * 3, ["wx-MsgId-1234567890"] * 3))
+    assert sorted(r.status_code for r in responses) == [200, 200, 201]
+    assert len({r.json()["order_no"] for r in responses}) == 1 and _count_orders(factory) == 1
