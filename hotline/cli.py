@@ -1,7 +1,6 @@
 """The `hotline` command line: route, train, eval, serve, and knowledge-base/index/model maintenance."""
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 import sys
@@ -66,25 +65,6 @@ def _load_router(model: Optional[Path], rebuild_index: bool = False):
     return router
 
 
-def _read_route_input(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
-    """(line, record, error) per non-blank line; a bad line yields its error instead of stopping the run."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)  # Notepad and Excel start UTF-8 files with one
-            if not raw.strip():
-                continue
-            try:
-                record = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                yield number, None, f"line {number}: malformed JSON ({exc})"
-                continue
-            if not isinstance(record, dict):
-                yield number, None, f"line {number}: expected a JSON object"
-                continue
-            yield number, record, None
-
-
 def _record_id(record: dict, line: int) -> str:
     """The record's id as text; its line number when it has none (a JSON null is none, not "None")."""
     value = record.get("id")
@@ -100,11 +80,12 @@ def route(
 ) -> None:
     """Route complaints. Bad lines get an {"error"} record in the output and are listed; the rest are routed."""
     from nlp.normalize import InputError
+    from routing.history import iter_jsonl
     from routing.router import RouteRequest, parse_location
 
     if not input.exists():
         _fail(f"{input}: file not found")
-    lines = list(_read_route_input(input))
+    lines = list(iter_jsonl(input))
     router = _load_router(model)
     problems: list[str] = []
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,8 @@ class LabelledRecord:
     extra: dict = field(default_factory=dict)
 
 
-def read_jsonl(path: Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; a malformed line raises naming the line."""
-    out = []
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line, record, problem) for each non-blank line: a bad line yields its problem instead of stopping."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1:
@@ -36,12 +36,24 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
             try:
                 record = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError:
-                raise InputFileError(f"{path}:{number}: not UTF-8 text") from None
+                yield number, None, f"line {number}: not UTF-8 text"
+                continue
             except json.JSONDecodeError as exc:
-                raise InputFileError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+                yield number, None, f"line {number}: malformed JSON ({exc.msg} at column {exc.colno})"
+                continue
             if not isinstance(record, dict):
-                raise InputFileError(f"{path}:{number}: each line must be a JSON object, got {type(record).__name__}")
-            out.append((number, record))
+                yield number, None, f"line {number}: each line must be a JSON object, got {type(record).__name__}"
+                continue
+            yield number, record, None
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; the first bad line raises, naming file and line."""
+    out = []
+    for number, record, problem in iter_jsonl(path):
+        if problem:
+            raise InputFileError(f"{path}:{problem.removeprefix('line ')}")
+        out.append((number, record))
     return out
 
 

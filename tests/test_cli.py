@@ -149,7 +149,7 @@ def test_route_writes_a_line_per_input_line_and_errors_name_the_line(cli, tmp_pa
     assert errors[2].startswith("line 2: malformed JSON")
     assert errors[3] == "line 3: text is empty"
     assert "binary" in errors[5]
-    assert errors[6].startswith("line 6: malformed JSON")
+    assert errors[6] == "line 6: not UTF-8 text"                 # binary junk is named as such
     assert "datum" in errors[8]
     assert errors[10] == "line 10: expected a JSON object"
     assert errors[11] == "line 11: text is missing"
