@@ -151,7 +151,7 @@ def test_route_writes_a_line_per_input_line_and_errors_name_the_line(cli, tmp_pa
     assert "binary" in errors[5]
     assert errors[6] == "line 6: not UTF-8 text"                 # binary junk is named as such
     assert "datum" in errors[8]
-    assert errors[10] == "line 10: expected a JSON object"
+    assert errors[10] == "line 10: each line must be a JSON object, got list"
     assert errors[11] == "line 11: text is missing"
     lines = [r["line"] for r in records]
     assert lines == sorted(lines) and len(set(lines)) == 10                    # output order = input order
