@@ -58,6 +58,9 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
                   description="Routing of 12345 hotline complaints to the owning department.")
     app.state.router = router
     app.state.sessions = session_factory(engine)
+    from api.staff import secret_key
+
+    app.state.jwt_key = secret_key(settings.jwt_secret, settings.state_dir)
     app.include_router(orders_views.router)
 
     def get_router(request: Request):

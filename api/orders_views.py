@@ -9,7 +9,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.keys import ApiKey, verify_api_key
+from dataclasses import dataclass
+
+from api.keys import verify_api_key
+from api.staff import authenticate, issue_token, read_token
 from hotline.db import transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_phone
@@ -55,19 +58,73 @@ def _sessions(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessions
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a machine client (API key, role "system") or a staff member (JWT)."""
+
+    name: str
+    role: str
+    department_code: str | None
+    scopes: frozenset[str]
+
+    def actor(self) -> Actor:
+        return Actor(self.name, self.role, self.department_code)
+
+
+# What each staff role may do through the API (machine clients get their key's scopes).
+ROLE_SCOPES = {
+    "agent": {"orders:read", "orders:write"}, "dispatcher": {"orders:read", "orders:write"},
+    "handler": {"orders:read", "orders:write"}, "supervisor": {"orders:read", "orders:write"},
+    "official": {"orders:read", "indicators:read"}, "admin": {"orders:read", "orders:write", "kb:write"},
+}
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
 def require_scope(scope: str):
-    """Dependency: a valid API key (X-API-Key header) that carries `scope`."""
-    def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
-        if not x_api_key:
-            raise HTTPException(401, "missing X-API-Key header")
-        with _sessions(request)() as session:
-            key = verify_api_key(session, x_api_key)
-        if key is None:
-            raise HTTPException(401, "invalid or revoked API key")
-        if scope not in key.scopes:
-            raise HTTPException(403, f"this API key lacks the {scope!r} scope")
-        return key
+    """Dependency: a staff Bearer token or an X-API-Key that carries `scope`."""
+    def check(request: Request, x_api_key: Annotated[str | None, Header()] = None,
+              authorization: Annotated[str | None, Header()] = None) -> Principal:
+        if authorization and authorization.lower().startswith("bearer "):
+            claims = read_token(authorization[7:].strip(), request.app.state.jwt_key)
+            if claims is None:
+                raise HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
+            principal = Principal(claims["sub"], claims["role"], claims.get("dept"),
+                                  frozenset(ROLE_SCOPES.get(claims["role"], ())))
+        elif x_api_key:
+            with _sessions(request)() as session:
+                key = verify_api_key(session, x_api_key)
+            if key is None:
+                raise HTTPException(401, "invalid or revoked API key")
+            principal = Principal(key.name, "system", None, frozenset(key.scopes))
+        else:
+            raise HTTPException(401, "send a Bearer token (staff) or an X-API-Key header (systems)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if scope not in principal.scopes:
+            raise HTTPException(403, f"{principal.name} lacks the {scope!r} permission")
+        return principal
     return check
+
+
+@router.post("/auth/token")
+def login(body: LoginIn, request: Request) -> dict:
+    """Staff login: a JWT for the Authorization header. Every attempt is audited."""
+    client = request.client.host if request.client else None
+    with transaction(_sessions(request)) as session:
+        user = authenticate(session, username=body.username, password=body.password, client=client)
+        token = issue_token(user, request.app.state.jwt_key) if user else None
+    if token is None:
+        raise HTTPException(401, "wrong username or password")
+    return {"access_token": token, "token_type": "bearer", "role": user.role,
+            "department_code": user.department_code}
+
+
+def _visible(order: WorkOrder, principal: Principal) -> bool:
+    """A department handler sees only orders their department holds (a lead order's co-handler sees its child)."""
+    return principal.role != "handler" or order.department_code == principal.department_code
 
 
 def order_json(order: WorkOrder, *, events: bool = False) -> dict[str, Any]:
@@ -92,7 +149,7 @@ def order_json(order: WorkOrder, *, events: bool = False) -> dict[str, Any]:
 
 @router.post("/orders", status_code=201)
 async def post_order(body: OrderIn, request: Request, response: Response,
-                     key: Annotated[ApiKey, Depends(require_scope("orders:write"))],
+                     key: Annotated[Principal, Depends(require_scope("orders:write"))],
                      idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> dict:
     """Create a work order (routed at once when the router is loaded). Send an Idempotency-Key to make retries safe."""
     routing, lat, lng, point = None, None, None, None
@@ -111,7 +168,7 @@ async def post_order(body: OrderIn, request: Request, response: Response,
     def store() -> tuple[dict, bool]:
         with transaction(_sessions(request)) as session:
             order, created = create_order(session, text=body.text, channel=body.channel,
-                                          actor=Actor(key.name, "system"), caller_phone=body.caller_phone,
+                                          actor=key.actor(), caller_phone=body.caller_phone,
                                           caller_openid=body.caller_openid, lat=lat, lng=lng,
                                           idempotency_key=idempotency_key, routing=routing,
                                           routing_model=router_.embedder_note if router_ else None)
@@ -142,20 +199,25 @@ def _find(session: Session, order_no: str) -> WorkOrder:
 
 @router.get("/orders/{order_no}")
 def get_order_view(order_no: str, request: Request,
-                   _key: Annotated[ApiKey, Depends(require_scope("orders:read"))]) -> dict:
+                   principal: Annotated[Principal, Depends(require_scope("orders:read"))]) -> dict:
     with _sessions(request)() as session:
-        return order_json(_find(session, order_no), events=True)
+        order = _find(session, order_no)
+        if not _visible(order, principal):
+            raise HTTPException(404, f"no work order {order_no}")   # not 403: do not confirm it exists
+        return order_json(order, events=True)
 
 
 @router.post("/orders/{order_no}/actions")
 def post_action(order_no: str, body: ActionIn, request: Request,
-                key: Annotated[ApiKey, Depends(require_scope("orders:write"))]) -> dict:
+                key: Annotated[Principal, Depends(require_scope("orders:write"))]) -> dict:
     """One lifecycle step (accept, dispatch, sign, return, …). Illegal steps: 409 with the reason."""
     data = body.model_dump(exclude={"action", "expected_version"}, exclude_none=True)
     try:
         with transaction(_sessions(request)) as session:
             order = _find(session, order_no)
-            order = apply_action(session, order_id=order.id, action=body.action, actor=Actor(key.name, "system"),
+            if not _visible(order, key):
+                raise HTTPException(404, f"no work order {order_no}")
+            order = apply_action(session, order_id=order.id, action=body.action, actor=key.actor(),
                                  expected_version=body.expected_version, **data)
             return order_json(order, events=True)
     except IllegalTransition as exc:

@@ -411,6 +411,34 @@ def apikey_revoke(name: Annotated[str, typer.Option(help="the key's name")]) -> 
     out.print(f"revoked {name}")
 
 
+staff_app = typer.Typer(help="Staff accounts (agent, dispatcher, handler, supervisor, official, admin).",
+                        no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+
+
+@staff_app.command("create")
+def staff_create(
+    username: Annotated[str, typer.Option(help="login name")],
+    role: Annotated[str, typer.Option(help="agent, dispatcher, handler, supervisor, official or admin")],
+    department: Annotated[Optional[str], typer.Option(help="department code (required for handlers)")] = None,
+) -> None:
+    """Create a staff account; the password is read from standard input (never from the command line)."""
+    from api.staff import create_staff
+    from hotline.db import make_engine, session_factory, transaction
+    from hotline.migrate import upgrade
+
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
+        "password", hide_input=True, confirmation_prompt=True)
+    settings = get_settings()
+    upgrade(settings.database_url)
+    try:
+        with transaction(session_factory(make_engine(settings.database_url))) as session:
+            create_staff(session, username=username, password=password, role=role, department_code=department)
+    except ValueError as exc:
+        _fail(str(exc))
+    out.print(f"created {role} {username}" + (f" ({department})" if department else ""))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     from nlp.pii import install_log_masking
 

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "hotline")
     # Work orders live here. Embedded default: SQLite (WAL) in the user's data folder. PostgreSQL:
     # HOTLINE_DATABASE_URL=postgresql+psycopg://user:password@host:5432/hotline
+    # Installation state that is not a cache (the generated JWT signing key).
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "share" / "hotline")
+    # Staff tokens are signed with this; unset = a key generated once into state_dir (mode 0600).
+    jwt_secret: str | None = None
     database_url: str = Field(default_factory=lambda: "sqlite:///" + str(Path.home() / ".local" / "share" / "hotline" / "hotline.sqlite3"))
     # auto = e5, falling back to USE, then char n-gram TF-IDF (the choice is reported at start-up).
     embedder: Literal["auto", "e5", "use", "tfidf"] = "auto"

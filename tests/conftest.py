@@ -235,6 +235,7 @@ def make_router(*, kb, gazetteer, matcher, data_root: Path, cache_dir: Path, fee
     from routing.router import Router
 
     settings_overrides.setdefault("database_url", f"sqlite:///{cache_dir / 'hotline.sqlite3'}")
+    settings_overrides.setdefault("state_dir", cache_dir / "state")
     settings = Settings(data_root=data_root, cache_dir=cache_dir, **settings_overrides)
     feedback = _feedback_memory(matcher, feedback_path or cache_dir / "feedback" / "tiny.sqlite3")
     geocoder = GazetteerGeocoder(gazetteer, foreign_names_file=CHINA_ADMIN_CENTERS)
@@ -253,6 +254,7 @@ def fresh_router(base, *, cache_dir: Path, feedback_path: Path | None = None, **
     """`base` with its own settings and its own (persistent) feedback memory; KB, matcher and segmenter shared."""
     router = copy.copy(base)
     settings_overrides.setdefault("database_url", f"sqlite:///{cache_dir / 'hotline.sqlite3'}")
+    settings_overrides.setdefault("state_dir", cache_dir / "state")
     router.settings = Settings(data_root=base.settings.data_root, cache_dir=cache_dir, **settings_overrides)
     router.feedback = _feedback_memory(base.matcher, feedback_path or cache_dir / "feedback" / "tiny.sqlite3")
     return router

@@ -149,3 +149,54 @@ def test_the_same_delivery_three_times_at_once_makes_one_order(server):
     responses = asyncio.run(_post_many(base, keys["dispatch"], [body] * 3, ["wx-MsgId-1234567890"] * 3))
     assert sorted(r.status_code for r in responses) == [200, 200, 201]
     assert len({r.json()["order_no"] for r in responses}) == 1 and _count_orders(factory) == 1
+
+
+# -- staff: login, roles, department scoping --------------------------------------------------------------
+@pytest.fixture
+def staff(app_and_keys):
+    from api.staff import create_staff
+
+    _, _, factory = app_and_keys
+    people = {"agent": ("agent", None), "dispatcher": ("dispatcher", None), "yuelu": ("handler", "430104001"),
+              "yuhua": ("handler", "430111-CHENGGUAN"), "official": ("official", None)}
+    with transaction(factory) as session:
+        for name, (role, dept) in people.items():
+            create_staff(session, username=name, password=f"{name}-Passw0rd!", role=role, department_code=dept)
+    return people
+
+
+def _login(client, name: str) -> dict:
+    response = client.post("/api/v1/auth/token", json={"username": name, "password": f"{name}-Passw0rd!"})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_login_is_audited_and_a_wrong_password_refused(client, staff, app_and_keys):
+    from api.staff import AuditRecord
+
+    assert client.post("/api/v1/auth/token", json={"username": "agent", "password": "wrong-password"}).status_code == 401
+    assert client.post("/api/v1/auth/token", json={"username": "nobody", "password": "x"}).status_code == 401
+    _login(client, "agent")
+    with app_and_keys[2]() as session:
+        rows = [(r.actor, r.action) for r in session.scalars(select(AuditRecord).order_by(AuditRecord.id))]
+    assert rows == [("agent", "login_failed"), ("nobody", "login_failed"), ("agent", "login_ok")]
+    assert client.get("/api/v1/orders/CS1", headers={"Authorization": "Bearer forged.token.value"}).status_code == 401
+
+
+def test_a_department_handler_sees_and_acts_on_its_own_orders_only(client, staff):
+    agent, dispatcher = _login(client, "agent"), _login(client, "dispatcher")
+    yuelu, yuhua, official = _login(client, "yuelu"), _login(client, "yuhua"), _login(client, "official")
+    order_no = client.post("/api/v1/orders", json={"text": STALL}, headers=agent).json()["order_no"]
+    assert client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "accept"}, headers=agent).status_code == 200
+    dispatched = client.post(f"/api/v1/orders/{order_no}/actions",
+                             json={"action": "dispatch", "department_code": "430104001"}, headers=dispatcher)
+    assert dispatched.status_code == 200
+    assert client.get(f"/api/v1/orders/{order_no}", headers=yuelu).status_code == 200
+    assert client.get(f"/api/v1/orders/{order_no}", headers=yuhua).status_code == 404      # another department's
+    assert client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "sign"}, headers=yuhua).status_code == 404
+    assert client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "sign"}, headers=agent).status_code == 403
+    signed = client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "sign"}, headers=yuelu)
+    assert signed.status_code == 200 and signed.json()["handler"] == "yuelu"
+    assert client.get(f"/api/v1/orders/{order_no}", headers=official).status_code == 200     # officials read …
+    refused = client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "handle", "note": "x"}, headers=official)
+    assert refused.status_code == 403                                                        # … but do not act
