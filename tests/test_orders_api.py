@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -10,22 +11,38 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from api.app import create_app
 from api.keys import create_api_key, revoke_api_key
 from hotline.db import make_engine, session_factory, transaction
+from hotline.migrate import upgrade
 from orders.models import WorkOrder
 
 STALL = "岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤，人行道都过不去，电话13812345678"
 
 
-@pytest.fixture
-def app_and_keys(router):
-    app = create_app(router.settings, router=router)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_and_keys(request, router):
+    """The app over the tiny-city router, on the embedded SQLite or on PostgreSQL (same tests, both backends)."""
+    settings = router.settings
+    if request.param == "postgresql":
+        url = os.environ.get("HOTLINE_TEST_DATABASE_URL")
+        if not url:
+            if os.environ.get("HOTLINE_REQUIRE_POSTGRES"):
+                raise RuntimeError("HOTLINE_REQUIRE_POSTGRES is set but HOTLINE_TEST_DATABASE_URL is not")
+            pytest.skip("PostgreSQL: set HOTLINE_TEST_DATABASE_URL (scripts/test_postgres.sh starts one)")
+        engine = make_engine(url)
+        with engine.begin() as conn:   # a clean schema, then the real migrations
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        engine.dispose()
+        upgrade(url)
+        settings = settings.model_copy(update={"database_url": url})
+        router.settings = settings
+    app = create_app(settings, router=router)
     with TestClient(app):   # lifespan: migrates the embedded SQLite
         pass
-    factory = session_factory(make_engine(router.settings.database_url))
+    factory = session_factory(make_engine(settings.database_url))
     keys = {}
     with transaction(factory) as session:
         for name, scopes in {"dispatch": ["orders:read", "orders:write"], "reader": ["orders:read"]}.items():
