@@ -61,6 +61,9 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     from api.staff import secret_key
 
     app.state.jwt_key = secret_key(settings.jwt_secret, settings.state_dir)
+    from api.ratelimit import RateLimiter
+
+    app.state.public_limiter = RateLimiter(settings.public_rate_limit_per_minute, 60.0)
     app.include_router(orders_views.router)
 
     def get_router(request: Request):

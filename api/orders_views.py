@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -18,8 +18,9 @@ from nlp.normalize import InputError
 from nlp.pii import mask_phone
 from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State
 from orders.models import WorkOrder
+from orders.lifecycle import ACTION_LABELS
 from orders.service import (CHANNELS, Actor, ConcurrentUpdate, Forbidden, IdempotencyConflict, apply_action,
-                            create_order)
+                            citizen_lookup, create_order, orders_of_openid)
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 
@@ -217,12 +218,66 @@ def post_action(order_no: str, body: ActionIn, request: Request,
             order = _find(session, order_no)
             if not _visible(order, key):
                 raise HTTPException(404, f"no work order {order_no}")
+            previous_department = order.department_code
             order = apply_action(session, order_id=order.id, action=body.action, actor=key.actor(),
                                  expected_version=body.expected_version, **data)
-            return order_json(order, events=True)
+            result = order_json(order, events=True)
+            complaint = order.text
     except IllegalTransition as exc:
         raise HTTPException(409, exc.reason) from None
     except ConcurrentUpdate as exc:
         raise HTTPException(409, str(exc)) from None
     except Forbidden as exc:
         raise HTTPException(403, str(exc)) from None
+    _learn_from_redispatch(request, body, previous_department, complaint)
+    return result
+
+
+def _learn_from_redispatch(request: Request, body: ActionIn, previous: str | None, complaint: str) -> None:
+    """An order moved from one unit to another: the router remembers who really owned it (after the commit)."""
+    router_ = request.app.state.router
+    if body.action != Action.DISPATCH or not previous or previous == body.department_code or router_ is None:
+        return
+    try:
+        router_.learn(complaint, body.department_code)
+    except ValueError:
+        pass   # a unit the knowledge base does not know (e.g. an outside body) teaches nothing
+
+
+# -- citizens ------------------------------------------------------------------------------------------------
+def citizen_json(order: WorkOrder, request: Request) -> dict:
+    """What a citizen may see: state, the unit handling it, the deadline and the last step, in plain words."""
+    router_ = request.app.state.router
+    department = router_.kb.departments.get(order.department_code) if router_ and order.department_code else None
+    last = order.events[-1] if order.events else None
+    return {"order_no": order.order_no, "state": order.state, "state_label": STATE_LABELS[State(order.state)],
+            "department": department.name if department else order.department_code,
+            "category": order.category_path,
+            "deadline_at": order.deadline_at.isoformat() if order.deadline_at else None,
+            "last_step": {"action": ACTION_LABELS.get(last.action, "登记") if last else None,
+                          "at": last.at.isoformat() if last else None}}
+
+
+@router.get("/public/orders/{order_no}", tags=["citizens"])
+def citizen_status(order_no: str, request: Request,
+                   phone_last4: Annotated[str, Query(min_length=4, max_length=4, pattern=r"^\d{4}$")]) -> dict:
+    """Status of an order for the citizen who filed it: order number + the last 4 digits of the phone given."""
+    client = request.client.host if request.client else "unknown"
+    wait = request.app.state.public_limiter.check(client)
+    if wait is not None:
+        raise HTTPException(429, "too many lookups; try again shortly", headers={"Retry-After": str(int(wait) + 1)})
+    with _sessions(request)() as session:
+        order = citizen_lookup(session, order_no=order_no, phone_last4=phone_last4)
+        if order is None:
+            raise HTTPException(404, "no order with that number and phone")
+        return citizen_json(order, request)
+
+
+@router.get("/orders", tags=["orders"])
+def orders_for_openid(openid: Annotated[str, Query(min_length=1, max_length=64)], request: Request,
+                      principal: Annotated[Principal, Depends(require_scope("orders:read"))]) -> list[dict]:
+    """A WeChat/web user's own orders ("my orders"), for the channel or assistant that knows the user's OpenID."""
+    if principal.role != "system":
+        raise HTTPException(403, "only channel systems look orders up by OpenID")
+    with _sessions(request)() as session:
+        return [citizen_json(o, request) for o in orders_of_openid(session, openid=openid)]

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     ensemble: bool = True
 
     max_text_chars: int = 20_000
+    # Citizen-facing endpoints: requests per client address per minute.
+    public_rate_limit_per_minute: int = 30
 
     @property
     def city_dir(self) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 
@@ -148,6 +149,21 @@ def _apply_routing(order: WorkOrder, routing: dict) -> None:
     order.urgency = routing.get("urgency") or "非紧急"
     order.tags = list(routing.get("tags") or [])
     order.sentiment = routing.get("sentiment")
+
+
+def citizen_lookup(session: Session, *, order_no: str, phone_last4: str) -> WorkOrder | None:
+    """The order if `phone_last4` matches its caller's phone; None otherwise (the same answer for a wrong number
+    and an unknown order, so the lookup cannot be used to find out which orders exist)."""
+    order = session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no.strip().upper()))
+    expected = (order.caller_phone_last4 if order else None) or "????"
+    given = "".join(ch for ch in phone_last4 if ch.isdigit())[-4:]
+    return order if hmac.compare_digest(expected, given.rjust(4, "!")) and order is not None else None
+
+
+def orders_of_openid(session: Session, *, openid: str, limit: int = 10) -> list[WorkOrder]:
+    """A WeChat user's own orders, newest first ("my orders")."""
+    return list(session.scalars(select(WorkOrder).where(WorkOrder.caller_openid == openid, WorkOrder.parent_id.is_(None))
+                                .order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc()).limit(limit)))
 
 
 def get_order(session: Session, *, order_id: int) -> WorkOrder:

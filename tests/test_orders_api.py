@@ -217,3 +217,59 @@ def test_a_department_handler_sees_and_acts_on_its_own_orders_only(client, staff
     assert client.get(f"/api/v1/orders/{order_no}", headers=official).status_code == 200     # officials read …
     refused = client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "handle", "note": "x"}, headers=official)
     assert refused.status_code == 403                                                        # … but do not act
+
+
+# -- citizens ---------------------------------------------------------------------------------------------
+def test_a_citizen_sees_their_order_with_the_right_phone_digits_only(client):
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    mine = client.post("/api/v1/orders", json={"text": STALL, "caller_phone": "13812345678"}, headers=headers).json()
+    other = client.post("/api/v1/orders", json={"text": "楼上天天半夜拖凳子", "caller_phone": "13900001111"},
+                        headers=headers).json()
+    seen = client.get(f"/api/v1/public/orders/{mine['order_no']}", params={"phone_last4": "5678"})
+    assert seen.status_code == 200
+    body = seen.json()
+    assert body["state_label"] == "已登记" and body["last_step"]["action"] == "登记"
+    assert "text" not in body and "caller_phone" not in body            # no complaint text, no phone
+    wrong = client.get(f"/api/v1/public/orders/{other['order_no']}", params={"phone_last4": "5678"})
+    unknown = client.get("/api/v1/public/orders/CS20990101999999", params={"phone_last4": "5678"})
+    assert wrong.status_code == unknown.status_code == 404 and wrong.json() == unknown.json()
+    assert client.get(f"/api/v1/public/orders/{mine['order_no']}", params={"phone_last4": "56"}).status_code == 422
+
+
+def test_public_lookups_are_rate_limited(client):
+    answers = [client.get("/api/v1/public/orders/CS1", params={"phone_last4": "0000"}).status_code for _ in range(35)]
+    assert answers[:30] == [404] * 30 and set(answers[30:]) == {429}
+
+
+def test_my_orders_by_openid_for_channel_systems_only(client, staff):
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    for text in ("路灯坏了好几天", "井盖丢了"):
+        client.post("/api/v1/orders", json={"text": text, "channel": "wechat", "caller_openid": "oWx_A"}, headers=headers)
+    client.post("/api/v1/orders", json={"text": "别人的投诉", "channel": "wechat", "caller_openid": "oWx_B"},
+                headers=headers)
+    mine = client.get("/api/v1/orders", params={"openid": "oWx_A"}, headers=headers)
+    assert mine.status_code == 200 and len(mine.json()) == 2
+    assert client.get("/api/v1/orders", params={"openid": "oWx_A"}, headers=_login(client, "agent")).status_code == 403
+
+
+def test_a_redispatch_teaches_the_router_at_once(client, router):
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    text_ = "岳麓区望月湖街道小区门口的快递柜天天占道，快递车也乱停"
+    order_no = client.post("/api/v1/orders", json={"text": text_}, headers=headers).json()["order_no"]
+    before = len(router.feedback)
+    for step in ({"action": "accept"}, {"action": "dispatch", "department_code": "430104-CHENGGUAN"},
+                 {"action": "return", "reason": "属街道职责", "at_fault": False},
+                 {"action": "dispatch", "department_code": "430104001"}):
+        assert client.post(f"/api/v1/orders/{order_no}/actions", json=step, headers=headers).status_code == 200
+    assert len(router.feedback) == before + 1
+    assert router.route(text_)["department"]["code"] == "430104001"
+
+
+def test_rate_limiter_window_slides():
+    from api.ratelimit import RateLimiter
+
+    limiter = RateLimiter(2, 60.0)
+    assert limiter.check("1.2.3.4", now=0.0) is None and limiter.check("1.2.3.4", now=1.0) is None
+    assert limiter.check("1.2.3.4", now=2.0) == 58.0          # wait until the first hit leaves the window
+    assert limiter.check("5.6.7.8", now=2.0) is None          # another client is not affected
+    assert limiter.check("1.2.3.4", now=60.5) is None
