@@ -3,7 +3,8 @@ import logging
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -64,6 +65,10 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     from api.ratelimit import RateLimiter
 
     app.state.public_limiter = RateLimiter(settings.public_rate_limit_per_minute, 60.0)
+    from api.observability import Metrics, RequestContextMiddleware
+
+    app.state.metrics = Metrics()
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(orders_views.router)
 
     def get_router(request: Request):
@@ -77,16 +82,42 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     def healthz() -> dict:
         return {"status": "ok"}
 
+    @app.get("/readyz")
+    def readyz(request: Request) -> Response:
+        """Ready when the database answers and the router (index and model) is loaded."""
+        from sqlalchemy import text as sql
+
+        checks: dict[str, str] = {}
+        try:
+            with request.app.state.sessions() as session:
+                session.execute(sql("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # any driver error means not ready; the reason is reported, not raised
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        current = request.app.state.router
+        checks["router"] = "ok" if current is not None else "loading"
+        if current is not None:
+            checks["index_entries"] = str(len(current.matcher.model.entry_ids))
+            checks["embeddings"] = current.embedder_note
+        ready = checks["database"] == "ok" and checks["router"] == "ok"
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
     @app.post("/api/v1/route")
-    async def route(body: RouteBody, router: RouterDep) -> dict:
+    async def route(body: RouteBody, router: RouterDep, request: Request) -> dict:
         """Route one complaint (stateless): department, matter, jurisdiction, confidence, decision, candidates."""
         from routing.router import GeoPoint
 
         point = GeoPoint(body.location.lat, body.location.lng, body.location.datum.lower()) if body.location else None
         try:
-            return await run_in_threadpool(router.route, body.text, point, order_id=body.id)
+            result = await run_in_threadpool(router.route, body.text, point, order_id=body.id)
         except InputError as exc:
             raise HTTPException(422, str(exc)) from None
+        request.app.state.metrics.decisions.labels(result["decision"]).inc()
+        return result
 
     @app.post("/api/v1/route/corrections", status_code=201)
     async def correct(body: CorrectionBody, router: RouterDep) -> dict:

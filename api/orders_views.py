@@ -188,6 +188,8 @@ async def post_order(body: OrderIn, request: Request, response: Response,
         response.headers["Idempotent-Replayed"] = "true"
     if routing is not None:
         payload["routing"] = {k: routing[k] for k in ("decision", "confidence", "department", "kb_item", "candidates")}
+        if created:
+            request.app.state.metrics.decisions.labels(routing["decision"]).inc()
     return payload
 
 

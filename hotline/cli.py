@@ -253,7 +253,12 @@ def serve(
     """Run the HTTP API (POST /api/v1/route …)."""
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
+    from api.observability import configure_json_logging
+
+    configure_json_logging()
+    # Our access log records route templates only; uvicorn's would print paths and query strings (order numbers,
+    # phone digits).
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_config=None, access_log=False)
 
 
 @index_app.command("build")

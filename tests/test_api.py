@@ -130,3 +130,34 @@ def test_a_truncated_emoji_is_not_a_server_error(client):
     response = client.post("/api/v1/route", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
     assert response.json()["jurisdiction"]["street"] == "望月湖街道"
+
+
+def test_readyz_metrics_and_request_ids(client):
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert ready.json()["checks"]["database"] == "ok" and ready.json()["checks"]["router"] == "ok"
+    routed = client.post("/api/v1/route", json={"text": STALL}, headers={"X-Request-ID": "req-abc-123"})
+    assert routed.headers["X-Request-ID"] == "req-abc-123"
+    assert len(client.get("/healthz").headers["X-Request-ID"]) == 32           # generated when none was sent
+    metrics = client.get("/metrics").text
+    decision = routed.json()["decision"]
+    assert f'hotline_routing_decisions_total{{decision="{decision}"}} 1.0' in metrics
+    assert 'hotline_http_requests_total{method="POST",route="/api/v1/route",status="200"} 1.0' in metrics
+
+
+def test_readyz_says_not_ready_while_the_router_loads(router):
+    app = create_app(router.settings, router=None)
+    response = TestClient(app).get("/readyz")
+    assert response.status_code == 503 and response.json()["checks"]["router"] == "loading"
+
+
+def test_json_logs_mask_phones_and_carry_fields(caplog):
+    import json as json_module
+    import logging
+
+    from api.observability import JsonFormatter
+
+    record = logging.LogRecord("hotline.test", logging.WARNING, __file__, 1, "来电 13812345678 投诉", None, None)
+    record.fields = {"request_id": "r1"}
+    line = json_module.loads(JsonFormatter().format(record))
+    assert line["message"] == "来电 138****5678 投诉" and line["request_id"] == "r1" and line["level"] == "WARNING"
