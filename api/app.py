@@ -33,8 +33,9 @@ class CorrectionBody(BaseModel):
     kb_item_id: str | None = None
 
 
-def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True) -> FastAPI:
-    from api import orders_views
+def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True,
+               wechat_sender=None) -> FastAPI:
+    from api import orders_views, wechat
     from hotline.db import make_engine, session_factory
 
     settings = settings or get_settings()
@@ -70,6 +71,11 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.state.metrics = Metrics()
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(orders_views.router)
+    app.state.settings = settings
+    if wechat_sender is None and settings.wechat_app_id and settings.wechat_app_secret:
+        wechat_sender = wechat.HttpWeChatSender(settings.wechat_app_id, settings.wechat_app_secret)
+    app.state.wechat_sender = wechat_sender or wechat.UnconfiguredSender()
+    app.include_router(wechat.router)
 
     def get_router(request: Request):
         if request.app.state.router is None:

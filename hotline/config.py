@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     ensemble: bool = True
 
     max_text_chars: int = 20_000
+    # WeChat official account (公众号). Token alone enables the callback; AES keys enable safe mode; AppId and
+    # AppSecret let replies go out through the customer-service message API.
+    wechat_token: str | None = None
+    wechat_aes_key: str | None = None
+    wechat_aes_key_previous: str | None = None     # still accepted while WeChat rotates the key
+    wechat_app_id: str | None = None
+    wechat_app_secret: str | None = None
     # Citizen-facing endpoints: requests per client address per minute.
     public_rate_limit_per_minute: int = 30
 

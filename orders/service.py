@@ -97,8 +97,6 @@ def create_order(session: Session, *, text: str, channel: str, actor: Actor, cal
                       caller_phone=digits or None, caller_phone_last4=digits[-4:] or None,
                       caller_openid=caller_openid, idempotency_key=idempotency_key, request_hash=request_hash,
                       lat=lat, lng=lng, created_at=now, updated_at=now, tags=[])
-    if routing:
-        _apply_routing(order, routing)
     try:
         # A savepoint: a concurrent request with the same key makes this insert fail, and we return the winner.
         with session.begin_nested():
@@ -114,14 +112,24 @@ def create_order(session: Session, *, text: str, channel: str, actor: Actor, cal
     order.order_no = f"{order_no_prefix}{now:%Y%m%d}{order.id:06d}"
     _event(order, action="create", from_state=None, actor=actor, now=now, data={"channel": channel})
     if routing:
-        session.add(RoutingDecision(order_id=order.id, decided_at=now, decision=routing.get("decision", "suggest"),
-                                    confidence=float(routing.get("confidence") or 0.0),
-                                    department_code=(routing.get("department") or {}).get("code"),
-                                    kb_item_id=(routing.get("kb_item") or {}).get("id"),
-                                    candidates=[_candidate_summary(c) for c in routing.get("candidates", [])],
-                                    model=routing_model))
+        attach_routing(session, order_id=order.id, routing=routing, model=routing_model, now=now)
     session.flush()
     return order, True
+
+
+def attach_routing(session: Session, *, order_id: int, routing: dict, model: str | None = None,
+                   now: dt.datetime | None = None) -> RoutingDecision:
+    """Record the router's answer for an order (at intake, or later when a channel routes after replying)."""
+    order = get_order(session, order_id=order_id)
+    _apply_routing(order, routing)
+    decision = RoutingDecision(order_id=order.id, decided_at=now or utcnow(), decision=routing.get("decision", "suggest"),
+                               confidence=float(routing.get("confidence") or 0.0),
+                               department_code=(routing.get("department") or {}).get("code"),
+                               kb_item_id=(routing.get("kb_item") or {}).get("id"),
+                               candidates=[_candidate_summary(c) for c in routing.get("candidates", [])], model=model)
+    session.add(decision)
+    session.flush()
+    return decision
 
 
 def _replay(existing: WorkOrder, request_hash: str) -> WorkOrder:

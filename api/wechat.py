@@ -1,0 +1,331 @@
+"""WeChat official-account (公众号) callback: verification, plaintext and safe (AES) mode, message intake.
+
+WeChat waits 5 s and retries up to 3 times, so the callback stores the message (deduplicated by MsgId, or
+FromUserName+CreateTime for events), answers "success" at once, and routes and replies afterwards through the
+customer-service message API (`WeChatSender`). Facts: ../shared/docs/offline-stack.md.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
+from sqlalchemy import DateTime, Float, Integer, String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hotline.db import Base, transaction
+from nlp.normalize import InputError
+from orders.models import utcnow
+from orders.service import Actor, attach_routing, create_order
+
+log = logging.getLogger("hotline.wechat")
+router = APIRouter(tags=["wechat"])
+MAX_BODY_BYTES = 64 * 1024
+BLOCK = 32   # WeChat pads to a multiple of 32 bytes (PKCS#7 with block size 32)
+
+
+class WeChatMessage(Base):
+    """Every delivery we accepted, keyed so a retry of the same message is recognised."""
+
+    __tablename__ = "wechat_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)
+    openid: Mapped[str] = mapped_column(String(64), index=True)
+    msg_type: Mapped[str] = mapped_column(String(16))
+    order_no: Mapped[str | None] = mapped_column(String(32))
+    lat: Mapped[float | None] = mapped_column(Float)      # location messages: GCJ-02 as WeChat sends them
+    lng: Mapped[float | None] = mapped_column(Float)
+    received_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- signatures and safe mode ----------------------------------------------------------------------------
+def signature(*parts: str) -> str:
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+
+
+def signature_ok(expected: str | None, *parts: str) -> bool:
+    return bool(expected) and hmac.compare_digest(signature(*parts), expected)
+
+
+def _aes_key(encoding_aes_key: str) -> bytes:
+    key = base64.b64decode(encoding_aes_key + "=")
+    if len(key) != 32:
+        raise ValueError("EncodingAESKey must be 43 characters (32 bytes once decoded)")
+    return key
+
+
+def encrypt(message: str, *, encoding_aes_key: str, app_id: str) -> str:
+    """Safe-mode encryption (replies and tests): 16 random bytes ‖ length ‖ message ‖ AppId, AES-256-CBC."""
+    key = _aes_key(encoding_aes_key)
+    body = message.encode()
+    plain = secrets.token_bytes(16) + struct.pack(">I", len(body)) + body + app_id.encode()
+    pad = BLOCK - len(plain) % BLOCK
+    plain += bytes([pad]) * pad
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    return base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode()
+
+
+def decrypt(ciphertext: str, *, encoding_aes_key: str, app_id: str) -> str:
+    key = _aes_key(encoding_aes_key)
+    try:
+        raw = base64.b64decode(ciphertext, validate=True)
+    except ValueError:
+        raise ValueError("Encrypt is not base64") from None
+    if not raw or len(raw) % 16:
+        raise ValueError("Encrypt has a bad length")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    plain = decryptor.update(raw) + decryptor.finalize()
+    pad = plain[-1]
+    if not 1 <= pad <= BLOCK or plain[-pad:] != bytes([pad]) * pad:
+        raise ValueError("bad padding")
+    plain = plain[:-pad]
+    length = struct.unpack(">I", plain[16:20])[0]
+    message, sender = plain[20:20 + length], plain[20 + length:]
+    if not hmac.compare_digest(sender, app_id.encode()):
+        raise ValueError("message was encrypted for another AppId")
+    return message.decode()
+
+
+# -- the outbound side -----------------------------------------------------------------------------------
+class WeChatSender(Protocol):
+    def send_text(self, openid: str, text: str) -> None: ...
+
+
+class HttpWeChatSender:
+    """Customer-service messages through WeChat's API; the access token is refreshed here and only here."""
+
+    API = "https://api.weixin.qq.com/cgi-bin"
+
+    def __init__(self, app_id: str, app_secret: str, *, client: httpx.Client | None = None):
+        self.app_id, self.app_secret = app_id, app_secret
+        self._client = client or httpx.Client(timeout=5.0)
+        self._token: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    def _access_token(self) -> str:
+        with self._lock:
+            if self._token and self._token[1] > time.monotonic() + 60:
+                return self._token[0]
+            response = self._client.get(f"{self.API}/token", params={"grant_type": "client_credential",
+                                                                     "appid": self.app_id, "secret": self.app_secret})
+            data = response.json()
+            if "access_token" not in data:
+                raise RuntimeError(f"WeChat token refused: errcode {data.get('errcode')}")
+            self._token = (data["access_token"], time.monotonic() + float(data.get("expires_in", 7200)))
+            return self._token[0]
+
+    def send_text(self, openid: str, text: str) -> None:
+        response = self._client.post(f"{self.API}/message/custom/send", params={"access_token": self._access_token()},
+                                     json={"touser": openid, "msgtype": "text", "text": {"content": text}})
+        data = response.json()
+        if data.get("errcode", 0) != 0:
+            raise RuntimeError(f"WeChat send refused: errcode {data.get('errcode')}")
+
+
+class UnconfiguredSender:
+    """Without an AppSecret no reply can be sent: say so in the log instead of failing the intake."""
+
+    def send_text(self, openid: str, text: str) -> None:
+        log.warning("WeChat reply not sent (HOTLINE_WECHAT_APP_ID/APP_SECRET not configured)")
+
+
+class RecordingSender:
+    """Test double of the outbound API: keeps what would have been sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def send_text(self, openid: str, text: str) -> None:
+        with self._lock:
+            self.sent.append((openid, text))
+
+
+# -- the callback ----------------------------------------------------------------------------------------
+@dataclass
+class Incoming:
+    openid: str
+    msg_type: str
+    create_time: str
+    msg_id: str | None
+    text: str | None = None
+    lat: float | None = None
+    lng: float | None = None
+    event: str | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"msg:{self.msg_id}" if self.msg_id else f"evt:{self.openid}:{self.create_time}:{self.event or ''}"
+
+
+def parse_message(xml: bytes) -> Incoming:
+    try:
+        root = ElementTree.fromstring(xml, forbid_dtd=True)
+    except DefusedXmlException:
+        raise ValueError("XML with entity or DTD declarations is refused") from None
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"malformed XML ({exc})") from None
+
+    def field(name: str) -> str | None:
+        node = root.find(name)
+        return node.text if node is not None and node.text is not None else None
+
+    msg_type = (field("MsgType") or "").lower()
+    incoming = Incoming(openid=field("FromUserName") or "", msg_type=msg_type, create_time=field("CreateTime") or "",
+                        msg_id=field("MsgId"), event=(field("Event") or "").lower() or None)
+    if not incoming.openid or not msg_type:
+        raise ValueError("FromUserName and MsgType are required")
+    if msg_type == "text":
+        incoming.text = field("Content")
+    elif msg_type == "voice":
+        incoming.text = field("Recognition")          # may be empty: WeChat is withdrawing voice recognition
+    elif msg_type == "location":
+        incoming.lat, incoming.lng = float(field("Location_X") or 0), float(field("Location_Y") or 0)
+    elif msg_type == "event" and incoming.event == "location":
+        incoming.lat, incoming.lng = float(field("Latitude") or 0), float(field("Longitude") or 0)
+    return incoming
+
+
+def _settings(request: Request):
+    settings = request.app.state.settings
+    if not settings.wechat_token:
+        raise HTTPException(404, "WeChat channel is not configured")
+    return settings
+
+
+@router.get("/wechat/callback")
+def verify(request: Request, signature_: str = Query(alias="signature"), timestamp: str = Query(),
+           nonce: str = Query(), echostr: str = Query()) -> Response:
+    settings = _settings(request)
+    if not signature_ok(signature_, settings.wechat_token, timestamp, nonce):
+        raise HTTPException(403, "signature mismatch")
+    return Response(echostr, media_type="text/plain")
+
+
+@router.post("/wechat/callback")
+async def receive(request: Request, background: BackgroundTasks, timestamp: str = Query(), nonce: str = Query(),
+                  signature_: str | None = Query(default=None, alias="signature"),
+                  encrypt_type: str | None = Query(default=None), msg_signature: str | None = Query(default=None)
+                  ) -> Response:
+    settings = _settings(request)
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise HTTPException(413, "message too large")
+    try:
+        if encrypt_type == "aes":
+            envelope = ElementTree.fromstring(body, forbid_dtd=True)
+            encrypted = envelope.findtext("Encrypt") or ""
+            if not signature_ok(msg_signature, settings.wechat_token, timestamp, nonce, encrypted):
+                raise HTTPException(403, "signature mismatch")
+            xml = _decrypt_any(encrypted, settings).encode()
+        else:
+            if not signature_ok(signature_, settings.wechat_token, timestamp, nonce):
+                raise HTTPException(403, "signature mismatch")
+            xml = body
+        incoming = parse_message(xml)
+    except (ValueError, DefusedXmlException, ElementTree.ParseError) as exc:
+        raise HTTPException(400, f"unreadable WeChat message: {exc}") from None
+    reply = await _accept(request, incoming)
+    if reply is not None:
+        background.add_task(*reply)
+    return Response("success", media_type="text/plain")
+
+
+def _decrypt_any(encrypted: str, settings) -> str:
+    """The current EncodingAESKey, then the previous one (kept valid while WeChat rotates it)."""
+    problem = None
+    for key in filter(None, (settings.wechat_aes_key, settings.wechat_aes_key_previous)):
+        try:
+            return decrypt(encrypted, encoding_aes_key=key, app_id=settings.wechat_app_id or "")
+        except ValueError as exc:
+            problem = exc
+    raise ValueError(f"cannot decrypt: {problem or 'no EncodingAESKey configured'}")
+
+
+async def _accept(request: Request, incoming: Incoming):
+    """Store the delivery once; return the slow follow-up work (a background task) or None."""
+    from fastapi.concurrency import run_in_threadpool
+
+    sessions = request.app.state.sessions
+
+    def store():
+        try:
+            with transaction(sessions) as session:
+                session.add(WeChatMessage(dedupe_key=incoming.dedupe_key, openid=incoming.openid,
+                                          msg_type=incoming.msg_type, lat=incoming.lat, lng=incoming.lng))
+        except IntegrityError:
+            return False
+        return True
+
+    if not await run_in_threadpool(store):
+        request.app.state.metrics.wechat_duplicates.inc()
+        return None
+    sender = request.app.state.wechat_sender
+    if incoming.msg_type in {"text", "voice"}:
+        if not (incoming.text or "").strip():
+            return (sender.send_text, incoming.openid, "抱歉，没有识别到语音内容，请用文字描述您的诉求。")
+        return (_file_order, request.app, incoming)
+    if incoming.msg_type == "location" or (incoming.msg_type == "event" and incoming.event == "location"):
+        if incoming.msg_type == "location":
+            return (sender.send_text, incoming.openid, "已收到您的位置，请接着用文字描述要反映的问题。")
+        return None
+    if incoming.msg_type == "event" and incoming.event == "subscribe":
+        return (sender.send_text, incoming.openid, "欢迎关注12345市民热线。直接发送文字即可反映诉求，发送位置可帮助我们定位。")
+    return (sender.send_text, incoming.openid, "目前仅支持文字、语音和位置消息。")
+
+
+def _last_location(sessions, openid: str):
+    with sessions() as session:
+        row = session.scalar(select(WeChatMessage).where(WeChatMessage.openid == openid, WeChatMessage.msg_type == "location")
+                             .order_by(WeChatMessage.id.desc()).limit(1))
+        return (row.lat, row.lng) if row else None
+
+
+def _file_order(app, incoming: Incoming) -> None:
+    """After the 5-second answer: create the order (idempotent on the MsgId), route it, reply to the citizen."""
+    sessions, sender, router_ = app.state.sessions, app.state.wechat_sender, app.state.router
+    point = None
+    location = _last_location(sessions, incoming.openid)
+    if location:
+        from routing.geocode import GeoPoint
+
+        point = GeoPoint(location[0], location[1], "gcj02")   # WeChat's location message uses GCJ-02
+    try:
+        routing = router_.route(incoming.text, point) if router_ is not None else None
+        lat_lng = point.to_wgs84() if point else (None, None)
+        with transaction(sessions) as session:
+            order, created = create_order(session, text=incoming.text, channel="wechat", actor=Actor("wechat", "system"),
+                                          caller_openid=incoming.openid, lat=lat_lng[0], lng=lat_lng[1],
+                                          idempotency_key=incoming.dedupe_key)
+            if created and routing is not None:
+                attach_routing(session, order_id=order.id, routing=routing,
+                               model=router_.embedder_note if router_ else None)
+            order_no = order.order_no
+    except InputError as exc:
+        sender.send_text(incoming.openid, f"抱歉，您的消息无法受理：{exc}")
+        return
+    if not created:
+        return   # another delivery of the same message already filed (and answered) it
+    if routing is not None and routing.get("department"):
+        reply = (f"您的诉求已登记，工单号 {order_no}。拟由{routing['department']['name']}办理，"
+                 f"办理时限 {routing.get('time_limit_days') or '按规定'} 个工作日。回复工单号可查询进度。")
+    else:
+        reply = f"您的诉求已登记，工单号 {order_no}，我们会尽快分派办理。"
+    try:
+        sender.send_text(incoming.openid, reply)
+    except Exception:  # the order is kept; the reply can be retried by the outbox (issue 3, not built yet)
+        log.exception("WeChat reply for %s failed", order_no)

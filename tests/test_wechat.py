@@ -1,0 +1,174 @@
+"""The WeChat callback: verification, plaintext and safe mode, intake, dedupe of retries, hostile input."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from api.app import create_app
+from api.wechat import RecordingSender, WeChatMessage, decrypt, encrypt, signature
+from hotline.db import make_engine, session_factory
+from orders.models import WorkOrder
+
+TOKEN = "hotline-test-token"
+APP_ID = "wx1234567890abcdef"
+AES_KEY = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode().rstrip("=")   # 43 characters
+OLD_AES_KEY = base64.b64encode(b"fedcba9876543210fedcba9876543210").decode().rstrip("=")
+OPENID = "oWx_citizen_001"
+
+
+def _xml(msg_type: str, body: str, *, msg_id: str | None = "6123456789012345678", create_time: str = "1763700000") -> str:
+    msg = f"<MsgId>{msg_id}</MsgId>" if msg_id else ""
+    return (f"<xml><ToUserName><![CDATA[gh_12345]]></ToUserName><FromUserName><![CDATA[{OPENID}]]></FromUserName>"
+            f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>{body}{msg}</xml>")
+
+
+def _signed(**extra) -> dict:
+    timestamp, nonce = "1763700001", "n0nce42"
+    return {"timestamp": timestamp, "nonce": nonce, "signature": signature(TOKEN, timestamp, nonce), **extra}
+
+
+@pytest.fixture
+def setup(router):
+    settings = router.settings.model_copy(update={"wechat_token": TOKEN, "wechat_aes_key": AES_KEY,
+                                                  "wechat_aes_key_previous": OLD_AES_KEY, "wechat_app_id": APP_ID})
+    router.settings = settings
+    sender = RecordingSender()
+    app = create_app(settings, router=router, wechat_sender=sender)
+    return app, sender, session_factory(make_engine(settings.database_url))
+
+
+@pytest.fixture
+def client(setup):
+    app, sender, factory = setup
+    with TestClient(app) as test_client:
+        test_client.sender, test_client.factory = sender, factory
+        yield test_client
+
+
+def _orders(factory) -> list[WorkOrder]:
+    with factory() as session:
+        return list(session.scalars(select(WorkOrder)))
+
+
+def test_verification_echoes_and_a_forged_signature_is_refused(client):
+    ok = client.get("/wechat/callback", params=_signed(echostr="echo-123"))
+    assert ok.status_code == 200 and ok.text == "echo-123"
+    forged = _signed(echostr="echo-123") | {"signature": "0" * 40}
+    assert client.get("/wechat/callback", params=forged).status_code == 403
+    body = _xml("text", "<Content><![CDATA[路灯坏了]]></Content>")
+    assert client.post("/wechat/callback", params=forged, content=body).status_code == 403
+    assert _orders(client.factory) == []
+
+
+def test_a_text_message_files_an_order_and_replies_with_its_number(client):
+    body = _xml("text", "<Content><![CDATA[岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤😡]]></Content>")
+    response = client.post("/wechat/callback", params=_signed(), content=body.encode())
+    assert response.status_code == 200 and response.text == "success"
+    [order] = _orders(client.factory)
+    assert order.channel == "wechat" and order.caller_openid == OPENID and order.district_adcode == "430104"
+    [(to, text)] = client.sender.sent
+    assert to == OPENID and order.order_no in text and "办理时限" in text
+
+
+def test_retries_of_the_same_message_are_dropped(client):
+    body = _xml("text", "<Content><![CDATA[楼下烧烤店油烟太大]]></Content>").encode()
+    for _ in range(3):
+        assert client.post("/wechat/callback", params=_signed(), content=body).text == "success"
+    assert len(_orders(client.factory)) == 1 and len(client.sender.sent) == 1
+    assert 'hotline_wechat_duplicates_dropped_total 2.0' in client.get("/metrics").text
+
+
+def test_safe_mode_round_trip_and_key_rotation(client):
+    inner = _xml("text", "<Content><![CDATA[小区门口井盖丢了，很危险]]></Content>", msg_id="6000000000000000001")
+    for key, msg_id in ((AES_KEY, "1"), (OLD_AES_KEY, "2")):   # the previous key still works during rotation
+        encrypted = encrypt(inner.replace("6000000000000000001", msg_id), encoding_aes_key=key, app_id=APP_ID)
+        params = _signed(encrypt_type="aes", msg_signature=signature(TOKEN, "1763700001", "n0nce42", encrypted))
+        envelope = f"<xml><ToUserName>gh_12345</ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+        assert client.post("/wechat/callback", params=params, content=envelope).status_code == 200
+    assert len(_orders(client.factory)) == 2
+    encrypted = encrypt(inner, encoding_aes_key=AES_KEY, app_id=APP_ID)
+    bad = _signed(encrypt_type="aes", msg_signature="f" * 40)
+    envelope = f"<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+    assert client.post("/wechat/callback", params=bad, content=envelope).status_code == 403
+
+
+def test_decrypt_refuses_another_app_and_tampering():
+    encrypted = encrypt("<xml>hi</xml>", encoding_aes_key=AES_KEY, app_id=APP_ID)
+    assert decrypt(encrypted, encoding_aes_key=AES_KEY, app_id=APP_ID) == "<xml>hi</xml>"
+    with pytest.raises(ValueError, match="another AppId"):
+        decrypt(encrypted, encoding_aes_key=AES_KEY, app_id="wxOTHER")
+    with pytest.raises(ValueError):
+        decrypt(encrypted[:-8] + "AAAAAAA=", encoding_aes_key=AES_KEY, app_id=APP_ID)
+
+
+def test_voice_location_and_subscribe(client):
+    location = _xml("location", "<Location_X>28.1834</Location_X><Location_Y>112.9420</Location_Y><Scale>15</Scale>"
+                                "<Label><![CDATA[岳麓区]]></Label>", msg_id="7000000000000000001")
+    assert client.post("/wechat/callback", params=_signed(), content=location).status_code == 200
+    voice = _xml("voice", "<MediaId>m1</MediaId><Format>amr</Format><Recognition><![CDATA[这里垃圾三天没人收了]]>"
+                          "</Recognition>", msg_id="7000000000000000002")
+    assert client.post("/wechat/callback", params=_signed(), content=voice).status_code == 200
+    empty_voice = _xml("voice", "<MediaId>m2</MediaId><Format>amr</Format><Recognition></Recognition>",
+                       msg_id="7000000000000000003")
+    assert client.post("/wechat/callback", params=_signed(), content=empty_voice).status_code == 200
+    subscribe = _xml("event", "<Event><![CDATA[subscribe]]></Event>", msg_id=None)
+    assert client.post("/wechat/callback", params=_signed(), content=subscribe).status_code == 200
+    [order] = _orders(client.factory)
+    assert order.text == "这里垃圾三天没人收了" and order.lat is not None   # the earlier location was attached
+    replies = [text for _, text in client.sender.sent]
+    assert replies[0].startswith("已收到您的位置") and order.order_no in replies[1]
+    assert "没有识别到语音" in replies[2] and replies[3].startswith("欢迎关注")
+
+
+@pytest.mark.parametrize("payload, status", [
+    ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml>&b;</xml>', 400),
+    ("<xml><FromUserName>x</FromUserName>", 400),                                     # malformed
+    ("<xml><Content>no sender</Content></xml>", 400),
+    ("<xml>" + "<Content>长长的内容</Content>" * 5000 + "</xml>", 413),
+])
+def test_hostile_or_broken_bodies_are_refused_and_nothing_is_stored(client, payload, status):
+    assert client.post("/wechat/callback", params=_signed(), content=payload.encode()).status_code == status
+    with client.factory() as session:
+        assert session.scalar(select(func.count()).select_from(WeChatMessage)) == 0
+
+
+def test_the_channel_is_off_without_a_token(router):
+    router.settings = router.settings.model_copy(update={"wechat_token": None})
+    with TestClient(create_app(router.settings, router=router)) as test_client:
+        assert test_client.get("/wechat/callback", params=_signed(echostr="x")).status_code == 404
+
+
+def test_three_concurrent_deliveries_make_one_order_and_one_reply(setup):
+    app, sender, factory = setup
+    with TestClient(app):
+        pass   # lifespan: migrations
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    body = _xml("text", "<Content><![CDATA[开福区伍家岭街道楼下KTV半夜还在唱]]></Content>", msg_id="8888").encode()
+
+    async def deliver():
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            return await asyncio.gather(*(http.post("/wechat/callback", params=_signed(), content=body)
+                                          for _ in range(3)))
+    try:
+        responses = asyncio.run(deliver())
+        time.sleep(0.5)   # the background reply runs after the response
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert [r.text for r in responses] == ["success"] * 3
+    assert len(_orders(factory)) == 1 and len(sender.sent) == 1
