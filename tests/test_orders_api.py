@@ -273,3 +273,22 @@ def test_rate_limiter_window_slides():
     assert limiter.check("1.2.3.4", now=2.0) == 58.0          # wait until the first hit leaves the window
     assert limiter.check("5.6.7.8", now=2.0) is None          # another client is not affected
     assert limiter.check("1.2.3.4", now=60.5) is None
+
+
+def test_indicators_endpoint_uses_the_same_definitions(client, staff):
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    for text_ in ("岳麓区望月湖街道摊贩占道", "岳麓区望月湖街道垃圾没人收"):
+        client.post("/api/v1/orders", json={"text": text_}, headers=headers)
+    today = __import__("datetime").date.today()
+    period = {"start": str(today), "end": str(today + __import__("datetime").timedelta(days=1))}
+    official = _login(client, "official")
+    count = client.get("/api/v1/indicators/order_count", params=period, headers=official)
+    assert count.status_code == 200 and count.json()["value"] == 2 and "工单数" == count.json()["name"]
+    by_district = client.get("/api/v1/indicators/ranking", params=period | {"dimension": "district"}, headers=official)
+    assert by_district.json()["breakdown"] == {"430104": 2}
+    compared = client.get("/api/v1/indicators/order_count", params=period | {"compare": True}, headers=official)
+    assert compared.json()["previous"]["value"] == 0 and compared.json()["change"] is None
+    assert client.get("/api/v1/indicators/order_count", params=period, headers=headers).status_code == 403  # no scope
+    assert client.get("/api/v1/indicators/nope", params=period, headers=official).status_code == 404
+    backwards = {"start": period["end"], "end": period["start"]}
+    assert client.get("/api/v1/indicators/order_count", params=backwards, headers=official).status_code == 422
