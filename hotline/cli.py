@@ -444,6 +444,30 @@ def staff_create(
     out.print(f"created {role} {username}" + (f" ({department})" if department else ""))
 
 
+@app.command()
+def seed(
+    orders: Annotated[int, typer.Option(min=1, max=200_000, help="how many orders")] = 5000,
+    days: Annotated[int, typer.Option(min=1, max=365, help="spread over the last N days")] = 30,
+    random_seed: Annotated[int, typer.Option("--seed", help="for a reproducible history")] = 12345,
+) -> None:
+    """Fill the database with a realistic routed history (orders, lifecycle events, outcomes) for demos."""
+    from hotline.db import make_engine, session_factory
+    from hotline.migrate import upgrade
+    from hotline.seed import seed_history
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    router = _load_router(None)
+    router.feedback = None   # seeding must not teach the router
+    sessions = session_factory(make_engine(settings.database_url))
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("seeding", total=orders)
+        stats = seed_history(router, sessions, orders=orders, days=days, seed=random_seed,
+                             progress=lambda n: bar.advance(task, n))
+    out.print(f"seeded in {time.perf_counter() - started:.0f} s: {stats}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     from nlp.pii import install_log_masking
 

@@ -1,0 +1,138 @@
+"""A realistic synthetic history for a city: orders across channels, districts, matters and outcomes, each with its
+lifecycle events, so indicators, the assistant and the demo have real-looking data. Reproducible (seeded).
+
+The complaint texts are the knowledge base's own example complaints placed in a random street of the city, routed
+by the real router; outcomes are drawn around the matter's time limit (most on time, some late, some returned
+and re-dispatched, some reopened), and recent orders are still open.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from hotline.db import transaction
+from orders.lifecycle import add_working_days
+from orders.service import Actor, apply_action, create_order
+from routing.router import RouteRequest, Router
+
+CHANNEL_WEIGHTS = {"hotline": 0.55, "wechat": 0.25, "web": 0.12, "app": 0.05, "grid": 0.03}
+SYSTEM = Actor("seed", "system")
+
+
+def _work_time(rng: random.Random, day: dt.datetime) -> dt.datetime:
+    hour = rng.choices(range(24), weights=[1, 1, 1, 1, 1, 2, 4, 8, 12, 14, 14, 12, 9, 11, 13, 13, 12, 11, 10, 10, 9, 7,
+                                           4, 2])[0]
+    return day.replace(hour=hour, minute=rng.randrange(60), second=rng.randrange(60))
+
+
+def seed_history(router: Router, sessions: sessionmaker[Session], *, orders: int = 5000, days: int = 30,
+                 seed: int = 12345, now: dt.datetime | None = None,
+                 progress: Callable[[int], None] = lambda n: None) -> dict:
+    rng = random.Random(seed)
+    now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    kb = router.kb
+    entries = kb.active_entries()
+    streets = list(router.gazetteer.streets.items())
+    texts, created_times, channels = [], [], []
+    for _ in range(orders):
+        entry = rng.choice(entries)
+        text = rng.choice(entry.examples)
+        if rng.random() < 0.6:   # callers name the place more often than the list's examples do
+            street_id, (street_name, district) = rng.choice(streets)
+            if entry.scope != "全市":
+                candidates = [s for s in streets if router.gazetteer.districts[s[1][1]] == entry.scope]
+                street_id, (street_name, district) = rng.choice(candidates) if candidates else (street_id, (street_name, district))
+            text = f"{router.gazetteer.districts[district]}{street_name}，{text}"
+        texts.append(text)
+        day = now - dt.timedelta(days=rng.uniform(0, days))
+        # Working-hour shape, kept inside the period (the first day's hour could fall before it).
+        created_times.append(min(max(_work_time(rng, day), now - dt.timedelta(days=days)), now - dt.timedelta(minutes=5)))
+        channels.append(rng.choices(list(CHANNEL_WEIGHTS), weights=list(CHANNEL_WEIGHTS.values()))[0])
+    order_of = sorted(range(orders), key=lambda i: created_times[i])
+
+    routed: list[dict] = []
+    batch = 256
+    for start in range(0, orders, batch):
+        chunk = [RouteRequest(str(i), texts[i]) for i in order_of[start:start + batch]]
+        routed.extend(router.route_many(chunk, batch_size=batch))
+        progress(len(chunk) // 2)
+
+    stats = {"orders": 0, "closed": 0, "returned": 0, "reopened": 0, "open": 0, "rejected": 0}
+    departments = [d.code for d in kb.departments.values() if d.kind != "hotline"]
+    for n, (i, routing) in enumerate(zip(order_of, routed)):
+        created = created_times[i]
+        phone = f"13{rng.randrange(10**8, 10**9)}" if rng.random() < 0.9 else None
+        with transaction(sessions) as session:
+            order, _ = create_order(session, text=texts[i], channel=channels[i], actor=SYSTEM, caller_phone=phone,
+                                    routing=routing, routing_model=router.embedder_note, now=created)
+            _simulate(session, rng, order.id, routing, created, now, departments, stats)
+        stats["orders"] += 1
+        if n % 2 == 1:
+            progress(1)
+    return stats
+
+
+def _simulate(session: Session, rng: random.Random, order_id: int, routing: dict, created: dt.datetime,
+              now: dt.datetime, departments: list[str], stats: dict) -> None:
+    def act(action: str, when: dt.datetime, **data) -> bool:
+        if when >= now:
+            return False   # the future has not happened: the order stays where it is
+        apply_action(session, order_id=order_id, action=action, actor=SYSTEM, now=when, **data)
+        return True
+
+    t = created + dt.timedelta(minutes=rng.uniform(2, 40))
+    if rng.random() < 0.02:
+        act("reject", t, reason="不属于受理范围")
+        stats["rejected"] += 1
+        return
+    if not act("accept", t):
+        stats["open"] += 1
+        return
+    right = (routing.get("department") or {}).get("code")
+    if not right:
+        stats["open"] += 1
+        return
+    auto = routing.get("decision") == "auto"
+    t += dt.timedelta(minutes=rng.uniform(1, 5) if auto else rng.uniform(10, 180))
+    # Auto decisions are wrong about 4% of the time, agent-confirmed ones about 10% (then returned).
+    wrong = rng.random() < (0.04 if auto else 0.10)
+    first = rng.choice(departments) if wrong else right
+    if not act("dispatch", t, department_code=first, mode="auto" if auto else "manual"):
+        stats["open"] += 1
+        return
+    if wrong:
+        t += dt.timedelta(hours=rng.uniform(1, 30))
+        if not act("return", t, reason="非本单位职责", at_fault=rng.random() < 0.3):
+            stats["open"] += 1
+            return
+        stats["returned"] += 1
+        t += dt.timedelta(minutes=rng.uniform(20, 240))
+        if not act("dispatch", t, department_code=right, mode="manual"):
+            stats["open"] += 1
+            return
+    t += dt.timedelta(hours=rng.uniform(0.5, 8))
+    if not act("sign", t):
+        stats["open"] += 1
+        return
+    limit = routing.get("time_limit_days") or 5
+    deadline = add_working_days(t, limit)
+    share = rng.choices([rng.uniform(0.1, 0.5), rng.uniform(0.5, 0.8), rng.uniform(0.8, 1.0), rng.uniform(1.0, 2.5)],
+                        weights=[30, 40, 18, 12])[0]
+    finish = t + (deadline - t) * share
+    if rng.random() < 0.5:
+        act("handle", t + (finish - t) / 2, note="已现场核查")
+    if not act("complete", finish, result="已处理并告知诉求人"):
+        stats["open"] += 1
+        return
+    if not act("approve", finish + dt.timedelta(hours=rng.uniform(1, 20))):
+        stats["open"] += 1
+        return
+    stats["closed"] += 1
+    verdict = rng.choices(["满意", "基本满意", "不满意"], weights=[70, 18, 12])[0]
+    if act("rate", finish + dt.timedelta(hours=rng.uniform(20, 60)), satisfaction=verdict) and verdict == "不满意" \
+            and rng.random() < 0.4:
+        if act("reopen", finish + dt.timedelta(hours=rng.uniform(61, 80)), reason="诉求人不满意，问题仍未解决"):
+            stats["reopened"] += 1
