@@ -170,11 +170,16 @@ def best_temperature(scores: np.ndarray, gold: np.ndarray) -> float:
     return min(TEMPERATURES, key=nll)
 
 
-def _kind_features(kb: KnowledgeBase, entry_ids: list[str], probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(top unit-kind probability, margin to the second) per row."""
+def kind_index(kb: KnowledgeBase, entry_ids: list[str]) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """(the kinds of unit, sorted; the kind position of each entry): entries → departments, once."""
     kinds = sorted({unit_kind(kb, e) for e in entry_ids})
     column = {k: i for i, k in enumerate(kinds)}
-    of_entry = np.array([column[unit_kind(kb, e)] for e in entry_ids])
+    return kinds, np.array([column[unit_kind(kb, e)] for e in entry_ids])
+
+
+def _kind_features(kb: KnowledgeBase, entry_ids: list[str], probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(top unit-kind probability, margin to the second) per row."""
+    kinds, of_entry = kind_index(kb, entry_ids)
     kind_probs = np.zeros((probs.shape[0], len(kinds)))
     np.add.at(kind_probs.T, of_entry, probs.T)
     ordered = np.sort(kind_probs, axis=1)

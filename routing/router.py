@@ -19,7 +19,7 @@ from nlp.segment import Segmenter
 from nlp.tags import analyse
 from routing.feedback import FeedbackMemory
 from routing.geocode import GazetteerGeocoder, GeocodeResult, GeoPoint
-from routing.matcher import KBMatcher
+from routing.matcher import KBMatcher, kind_index
 
 log = logging.getLogger(__name__)
 CANDIDATE_ENTRIES = 12
@@ -101,6 +101,9 @@ class Router:
             words.update(dept.aliases)
         self.segmenter = Segmenter(words)
         self._entry_words = {e.id: set(e.keywords) | set(self.segmenter.content_words(e.name)) for e in kb.entries.values()}
+        # Per entry position, computed once: its kind of unit and the district it is limited to.
+        self._kinds, self._kind_of_entry = kind_index(kb, matcher.model.entry_ids)
+        self._entry_scope = np.array([kb.entries[e].scope for e in matcher.model.entry_ids])
 
     # -- place → unit -----------------------------------------------------------------------------------------
     def resolve_unit(self, kind: str, level: str, geo: GeocodeResult) -> tuple[Department | None, str, float]:
@@ -150,18 +153,15 @@ class Router:
 
         # Entries that apply to one district only do not apply elsewhere.
         probs = probs.copy()
-        for pos, eid in enumerate(entry_ids):
-            scope = self.kb.entries[eid].scope
-            if scope != "全市" and district_name and scope != district_name:
-                probs[pos] *= 0.05
+        if district_name:
+            probs[(self._entry_scope != "全市") & (self._entry_scope != district_name)] *= 0.05
         probs /= probs.sum()
 
         # Department distribution: entries → (kind, level) → the unit for this place.
-        order = np.argsort(-probs)[:CANDIDATE_ENTRIES]
-        key_prob: dict[tuple[str, str], float] = defaultdict(float)
-        for pos, eid in enumerate(entry_ids):
-            entry = self.kb.entries[eid]
-            key_prob[(entry.lead, entry.level)] += float(probs[pos])
+        ranked_entries = np.argsort(-probs)
+        order = ranked_entries[:CANDIDATE_ENTRIES]
+        kind_sums = np.bincount(self._kind_of_entry, weights=probs, minlength=len(self._kinds))
+        key_prob: dict[tuple[str, str], float] = defaultdict(float, zip(self._kinds, map(float, kind_sums)))
 
         corrections = self.feedback.nearest(vectors[0]) if self.feedback else []
         feedback_note = None
@@ -180,8 +180,8 @@ class Router:
         second_p = ranked_keys[1][1] if len(ranked_keys) > 1 else 0.0
 
         # The best entry behind the chosen kind of unit explains the matter.
-        top_entry_pos = next((p for p in np.argsort(-probs) if (self.kb.entries[entry_ids[p]].lead,
-                                                                 self.kb.entries[entry_ids[p]].level) == top_key), order[0])
+        top_kind = self._kinds.index(top_key) if top_key in self._kinds else -1
+        top_entry_pos = next((p for p in ranked_entries if self._kind_of_entry[p] == top_kind), order[0])
         if corrections and corrections[0].entry_id in self.kb.entries:
             top_entry_pos = self.matcher.entry_pos.get(corrections[0].entry_id, top_entry_pos)
         top_entry = self.kb.entries[entry_ids[top_entry_pos]]
