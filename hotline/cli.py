@@ -379,6 +379,16 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
     out.print(f"database at revision {revision}: {settings.database_url.split('@')[-1]}")
 
 
+def _database_sessions():
+    """Sessions on HOTLINE_DATABASE_URL, migrated to the current schema first."""
+    from hotline.db import make_engine, session_factory
+    from hotline.migrate import upgrade
+
+    url = get_settings().database_url
+    upgrade(url)
+    return session_factory(make_engine(url))
+
+
 apikey_app = typer.Typer(help="API keys for machine clients (stored hashed, with scopes).", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 
@@ -390,13 +400,10 @@ def apikey_create(
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
     from api.keys import create_api_key
-    from hotline.db import make_engine, session_factory, transaction
-    from hotline.migrate import upgrade
+    from hotline.db import transaction
 
-    settings = get_settings()
-    upgrade(settings.database_url)
     try:
-        with transaction(session_factory(make_engine(settings.database_url))) as session:
+        with transaction(_database_sessions()) as session:
             _, key = create_api_key(session, name=name, scopes=scope)
     except ValueError as exc:
         _fail(str(exc))
@@ -407,10 +414,9 @@ def apikey_create(
 @apikey_app.command("revoke")
 def apikey_revoke(name: Annotated[str, typer.Option(help="the key's name")]) -> None:
     from api.keys import revoke_api_key
-    from hotline.db import make_engine, session_factory, transaction
+    from hotline.db import transaction
 
-    settings = get_settings()
-    with transaction(session_factory(make_engine(settings.database_url))) as session:
+    with transaction(_database_sessions()) as session:
         if not revoke_api_key(session, name=name):
             _fail(f"no active API key named {name!r}")
     out.print(f"revoked {name}")
@@ -429,15 +435,12 @@ def staff_create(
 ) -> None:
     """Create a staff account; the password is read from standard input (never from the command line)."""
     from api.staff import create_staff
-    from hotline.db import make_engine, session_factory, transaction
-    from hotline.migrate import upgrade
+    from hotline.db import transaction
 
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
         "password", hide_input=True, confirmation_prompt=True)
-    settings = get_settings()
-    upgrade(settings.database_url)
     try:
-        with transaction(session_factory(make_engine(settings.database_url))) as session:
+        with transaction(_database_sessions()) as session:
             create_staff(session, username=username, password=password, role=role, department_code=department)
     except ValueError as exc:
         _fail(str(exc))
@@ -451,15 +454,11 @@ def seed(
     random_seed: Annotated[int, typer.Option("--seed", help="for a reproducible history")] = 12345,
 ) -> None:
     """Fill the database with a realistic routed history (orders, lifecycle events, outcomes) for demos."""
-    from hotline.db import make_engine, session_factory
-    from hotline.migrate import upgrade
     from hotline.seed import seed_history
 
-    settings = get_settings()
-    upgrade(settings.database_url)
+    sessions = _database_sessions()
     router = _load_router(None)
     router.feedback = None   # seeding must not teach the router
-    sessions = session_factory(make_engine(settings.database_url))
     started = time.perf_counter()
     with _progress() as bar:
         task = bar.add_task("seeding", total=orders)

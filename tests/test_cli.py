@@ -333,3 +333,19 @@ def test_eval_skips_an_unusable_record_and_names_its_line(cli, tmp_path):
     outputs = _read_jsonl(predictions)
     assert [o.get("id") for o in outputs] == ["e1", "e2", "e3", "e4", "e5"]         # one line per record, in order
     assert [o["line"] for o in outputs if "error" in o] == [3, 4]
+
+
+def test_key_and_staff_commands_migrate_a_fresh_database_first(tmp_path, monkeypatch):
+    from hotline.config import get_settings
+
+    monkeypatch.setenv("HOTLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh' / 'hotline.sqlite3'}")
+    get_settings.cache_clear()
+    try:
+        revoked = runner.invoke(app, ["apikey", "revoke", "--name", "nobody"])
+        assert revoked.exit_code == 2 and "noactiveAPIkeynamed'nobody'" in _flat(revoked.output)
+        created = runner.invoke(app, ["apikey", "create", "--name", "dispatch", "--scope", "orders:write"])
+        assert created.exit_code == 0 and created.output.startswith("hlk_")
+        staff = runner.invoke(app, ["staff", "create", "--username", "li", "--role", "handler"], input="Str0ng-Passw0rd\n")
+        assert staff.exit_code == 2 and "needsadepartmentcode" in _flat(staff.output)
+    finally:
+        get_settings.cache_clear()
