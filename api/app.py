@@ -35,7 +35,7 @@ class CorrectionBody(BaseModel):
 
 def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True,
                wechat_sender=None) -> FastAPI:
-    from api import indicators_views, orders_views, wechat
+    from api import assistant_actions, chat, indicators_views, kb_views, open311, orders_views, wechat, work_views
     from hotline.db import make_engine, session_factory
 
     settings = settings or get_settings()
@@ -72,6 +72,11 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(orders_views.router)
     app.include_router(indicators_views.router)
+    app.include_router(work_views.router)
+    app.include_router(kb_views.router)
+    app.include_router(open311.router)
+    app.include_router(chat.router)
+    app.include_router(assistant_actions.router)
     app.state.settings = settings
     if wechat_sender is None and settings.wechat_app_id and settings.wechat_app_secret:
         wechat_sender = wechat.HttpWeChatSender(settings.wechat_app_id, settings.wechat_app_secret)

@@ -467,6 +467,13 @@ def seed(
     out.print(f"seeded in {time.perf_counter() - started:.0f} s: {stats}")
 
 
+from assistant.manage import cli as assistant_cli  # noqa: E402
+from orders.vitals import cli as vitals_cli  # noqa: E402
+
+app.add_typer(assistant_cli, name="assistant")
+app.add_typer(vitals_cli, name="vitals")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     from nlp.pii import install_log_masking
 

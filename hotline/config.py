@@ -56,6 +56,24 @@ class Settings(BaseSettings):
     # Citizen-facing endpoints: requests per client address per minute.
     public_rate_limit_per_minute: int = 30
 
+    # The Rasa assistant (its own Python 3.10 venv and process, on loopback behind the app).
+    rasa_url: str = "http://127.0.0.1:5005"
+    # The app's own base URL, for the assistant's custom actions (they reach the service over HTTP only).
+    service_url: str = "http://127.0.0.1:8000"
+    assistant_timeout_s: float = 8.0
+    # The API key the assistant's actions use; unset = one generated into state_dir at start-up.
+    assistant_api_key: str | None = None
+    # Where the assistant project lives (domain, config, trained models).
+    assistant_dir: Path = REPO_ROOT / "assistant"
+
+    # Open311 GeoReport v2: the jurisdiction this endpoint serves.
+    open311_jurisdiction_id: str = "changsha.gov.cn"
+
+    # Department webhooks (transactional outbox): delivery attempts and backoff.
+    webhook_max_attempts: int = 8
+    webhook_backoff_base_s: float = 5.0
+    webhook_timeout_s: float = 5.0
+
     @property
     def city_dir(self) -> Path:
         return self.data_root / self.city

@@ -5,6 +5,8 @@ import api.keys  # noqa: F401  (registers the tables on Base.metadata)
 import api.staff  # noqa: F401
 import api.wechat  # noqa: F401
 import orders.models  # noqa: F401
+import orders.outbox  # noqa: F401
+import orders.vitals  # noqa: F401
 from hotline.config import get_settings
 from hotline.db import Base, make_engine
 

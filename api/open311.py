@@ -1,0 +1,4 @@
+"""Open311 GeoReport v2 (JSON) over the work-order service. (Being built.)"""
+from fastapi import APIRouter
+
+router = APIRouter(tags=["open311"])

@@ -1,0 +1,1 @@
+"""Transactional outbox for department webhooks. (Being built.)"""
