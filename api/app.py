@@ -33,6 +33,26 @@ class CorrectionBody(BaseModel):
     kb_item_id: str | None = None
 
 
+ASSISTANT_KEY_NAME = "assistant"
+ASSISTANT_SCOPES = ["orders:read", "orders:write", "route"]
+
+
+def _provision_assistant_key(app: FastAPI) -> None:
+    """The assistant's actions call this service over HTTP with their own API key (kept in state_dir)."""
+    from api.keys import ensure_api_key, installation_key
+    from hotline.db import transaction
+
+    settings = app.state.settings
+    key = installation_key(settings.assistant_api_key, settings.state_dir, ASSISTANT_KEY_NAME)
+    try:
+        with transaction(app.state.sessions) as session:
+            ensure_api_key(session, name=ASSISTANT_KEY_NAME, key=key, scopes=ASSISTANT_SCOPES)
+    except Exception as exc:  # an unmigrated PostgreSQL: the service still starts; /readyz reports the database
+        log.warning("assistant API key not provisioned: %s", type(exc).__name__)
+        return
+    app.state.assistant_api_key = key
+
+
 def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True,
                wechat_sender=None) -> FastAPI:
     from api import assistant_actions, chat, indicators_views, kb_views, open311, orders_views, wechat, work_views
@@ -49,6 +69,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
             from hotline.migrate import upgrade
 
             await run_in_threadpool(upgrade, settings.database_url)
+        await run_in_threadpool(_provision_assistant_key, app)
         if app.state.router is None and load_router:
             from routing.service import build_router
 
@@ -59,6 +80,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app = FastAPI(title="hotline", version="0.1.0", lifespan=lifespan,
                   description="Routing of 12345 hotline complaints to the owning department.")
     app.state.router = router
+    app.state.assistant_api_key = None
     app.state.sessions = session_factory(engine)
     from api.staff import secret_key
 
@@ -118,8 +140,12 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     def metrics(request: Request) -> Response:
         return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    from api.orders_views import Principal, require_scope
+
+    RouteCaller = Annotated[Principal, Depends(require_scope("route"))]
+
     @app.post("/api/v1/route")
-    async def route(body: RouteBody, router: RouterDep, request: Request) -> dict:
+    async def route(body: RouteBody, router: RouterDep, request: Request, caller: RouteCaller) -> dict:
         """Route one complaint (stateless): department, matter, jurisdiction, confidence, decision, candidates."""
         from routing.router import GeoPoint
 
@@ -132,7 +158,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
         return result
 
     @app.post("/api/v1/route/corrections", status_code=201)
-    async def correct(body: CorrectionBody, router: RouterDep) -> dict:
+    async def correct(body: CorrectionBody, router: RouterDep, caller: RouteCaller) -> dict:
         """Record the department that really owned a complaint; similar complaints follow it at once."""
         try:
             await run_in_threadpool(router.learn, body.text, body.department_code, entry_id=body.kb_item_id)

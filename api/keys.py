@@ -4,7 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import os
 import secrets
+from pathlib import Path
 
 from sqlalchemy import JSON, DateTime, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -57,6 +59,33 @@ def verify_api_key(session: Session, key: str) -> ApiKey | None:
     if row is None or row.revoked_at is not None:
         return None
     return row if hmac.compare_digest(row.key_hash, _digest(key)) else None
+
+
+def ensure_api_key(session: Session, *, name: str, key: str, scopes: list[str]) -> ApiKey:
+    """Make `key` the valid key called `name` with exactly `scopes` (for the service's own clients, whose clear key
+    lives in a setting or the state folder): created if missing, re-hashed and un-revoked if the key changed."""
+    if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + 16:
+        raise ValueError(f"an API key must start with {KEY_PREFIX!r} and be at least 16 characters after it")
+    row = session.scalar(select(ApiKey).where(ApiKey.name == name))
+    if row is None:
+        row = ApiKey(name=name)
+        session.add(row)
+    row.lookup, row.key_hash, row.scopes, row.revoked_at = key[: len(KEY_PREFIX) + 8], _digest(key), sorted(set(scopes)), None
+    session.flush()
+    return row
+
+
+def installation_key(configured: str | None, state_dir: Path, name: str) -> str:
+    """A clear API key for one of the service's own clients: the setting, or one generated once (file mode 0600)."""
+    if configured:
+        return configured
+    path = state_dir / f"{name}_api_key"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(KEY_PREFIX + secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def revoke_api_key(session: Session, *, name: str) -> bool:

@@ -74,9 +74,9 @@ class Principal:
 
 # What each staff role may do through the API (machine clients get their key's scopes).
 ROLE_SCOPES = {
-    "agent": {"orders:read", "orders:write"}, "dispatcher": {"orders:read", "orders:write"},
+    "agent": {"orders:read", "orders:write", "route"}, "dispatcher": {"orders:read", "orders:write", "route"},
     "handler": {"orders:read", "orders:write"}, "supervisor": {"orders:read", "orders:write"},
-    "official": {"orders:read", "indicators:read"}, "admin": {"orders:read", "orders:write", "kb:write"},
+    "official": {"orders:read", "indicators:read"}, "admin": {"orders:read", "orders:write", "kb:write", "route", "indicators:read"},
 }
 
 

@@ -5,6 +5,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.keys import create_api_key
+from hotline.db import transaction
 from routing.geocode import gcj02_to_wgs84
 
 STALL = "晚上好多摊贩占道摆摊卖烧烤，人行道都过不去"
@@ -14,9 +16,35 @@ YUHUA_CENTROID = (28.063301, 113.08366)  # GCJ-02
 
 @pytest.fixture
 def client(router):
+    """A client that calls as the dispatch system (an API key with the `route` scope)."""
     app = create_app(router.settings, router=router)
     with TestClient(app) as test_client:
+        with transaction(app.state.sessions) as session:
+            key = create_api_key(session, name="dispatch-system", scopes=["route"])[1]
+        test_client.headers["X-API-Key"] = key
         yield test_client
+
+
+def test_route_needs_a_key_with_the_route_scope(client):
+    body = {"text": "岳麓区望月湖街道" + STALL}
+    assert client.post("/api/v1/route", json=body, headers={"X-API-Key": ""}).status_code == 401
+    with transaction(client.app.state.sessions) as session:
+        reader = create_api_key(session, name="reader", scopes=["orders:read"])[1]
+    refused = client.post("/api/v1/route", json=body, headers={"X-API-Key": reader})
+    assert refused.status_code == 403 and "route" in refused.json()["detail"]
+    assert client.post("/api/v1/route/corrections", headers={"X-API-Key": reader},
+                       json={"text": CONSTRUCTION, "department_code": "430104-CHENGGUAN"}).status_code == 403
+
+
+def test_the_assistant_gets_its_own_key_at_start_up(client):
+    key = client.app.state.assistant_api_key
+    assert key and key.startswith("hlk_")
+    routed = client.post("/api/v1/route", json={"text": "岳麓区望月湖街道" + STALL}, headers={"X-API-Key": key})
+    assert routed.status_code == 200
+    # a restart keeps the same key (state_dir) rather than minting a new one each time
+    again = create_app(client.app.state.settings, router=client.app.state.router)
+    with TestClient(again):
+        assert again.state.assistant_api_key == key
 
 
 def test_healthz(client):
@@ -71,7 +99,9 @@ def test_openapi_schema_has_no_router_parameter(client):
     response = client.get("/openapi.json")
     assert response.status_code == 200
     operation = response.json()["paths"]["/api/v1/route"]["post"]
-    assert [p["name"] for p in operation.get("parameters", [])] == []
+    # only the credentials headers: the injected router must not leak into the public contract
+    assert sorted((p["name"], p["in"]) for p in operation.get("parameters", [])) == [
+        ("authorization", "header"), ("x-api-key", "header")]
 
 
 def test_bad_location_datum_is_422(client):
