@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from hotline.config import Settings, get_settings
+from hotline.db import transaction
 from nlp.normalize import InputError
 from nlp.pii import install_log_masking
 
@@ -40,7 +41,6 @@ ASSISTANT_SCOPES = ["orders:read", "orders:write", "route"]
 def _provision_assistant_key(app: FastAPI) -> None:
     """The assistant's actions call this service over HTTP with their own API key (kept in state_dir)."""
     from api.keys import ensure_api_key, installation_key
-    from hotline.db import transaction
 
     settings = app.state.settings
     key = installation_key(settings.assistant_api_key, settings.state_dir, ASSISTANT_KEY_NAME)
@@ -53,8 +53,34 @@ def _provision_assistant_key(app: FastAPI) -> None:
     app.state.assistant_api_key = key
 
 
+async def _deliver_webhooks_forever(app: FastAPI) -> None:
+    """The outbox worker: deliver due department webhooks, keep the backlog gauge current."""
+    import asyncio
+
+    from orders import outbox
+
+    settings = app.state.settings
+
+    def once() -> int:
+        with app.state.sessions() as session:   # a read first: no write lock taken when nothing is due
+            due = outbox.due_count(session)
+        if due:
+            outbox.deliver_due(app.state.sessions, sender=app.state.webhook_sender,
+                               max_attempts=settings.webhook_max_attempts,
+                               backoff_base_s=settings.webhook_backoff_base_s, timeout_s=settings.webhook_timeout_s)
+        with app.state.sessions() as session:
+            return outbox.backlog(session)
+
+    while True:
+        try:
+            app.state.metrics.outbox_backlog.set(await run_in_threadpool(once))
+        except Exception:  # a database hiccup must not kill the worker; the next round retries
+            log.exception("webhook delivery round failed")
+        await asyncio.sleep(settings.outbox_poll_s)
+
+
 def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True,
-               wechat_sender=None) -> FastAPI:
+               wechat_sender=None, webhook_sender=None) -> FastAPI:
     from api import assistant_actions, chat, indicators_views, kb_views, open311, orders_views, wechat, work_views
     from hotline.db import make_engine, session_factory
 
@@ -70,12 +96,19 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
 
             await run_in_threadpool(upgrade, settings.database_url)
         await run_in_threadpool(_provision_assistant_key, app)
+        worker = None
+        if settings.outbox_poll_s > 0:
+            import asyncio
+
+            worker = asyncio.create_task(_deliver_webhooks_forever(app))
         if app.state.router is None and load_router:
             from routing.service import build_router
 
             app.state.router = await run_in_threadpool(build_router, settings, progress=log.info)
             log.info("router ready: %s", app.state.router.embedder_note)
         yield
+        if worker is not None:
+            worker.cancel()
 
     app = FastAPI(title="hotline", version="0.1.0", lifespan=lifespan,
                   description="Routing of 12345 hotline complaints to the owning department.")
@@ -103,6 +136,9 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     if wechat_sender is None and settings.wechat_app_id and settings.wechat_app_secret:
         wechat_sender = wechat.HttpWeChatSender(settings.wechat_app_id, settings.wechat_app_secret)
     app.state.wechat_sender = wechat_sender or wechat.UnconfiguredSender()
+    from orders.outbox import HttpWebhookSender
+
+    app.state.webhook_sender = webhook_sender or HttpWebhookSender()
     app.include_router(wechat.router)
 
     def get_router(request: Request):

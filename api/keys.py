@@ -26,6 +26,8 @@ class ApiKey(Base):
     lookup: Mapped[str] = mapped_column(String(16), unique=True)     # first characters, to find the row
     key_hash: Mapped[str] = mapped_column(String(64))                 # sha256 of the whole key
     scopes: Mapped[list] = mapped_column(JSON, default=list)
+    # A department's own system: acts as that department's handler (sees and moves only its orders).
+    department_code: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -35,7 +37,8 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(session: Session, *, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+def create_api_key(session: Session, *, name: str, scopes: list[str],
+                   department_code: str | None = None) -> tuple[ApiKey, str]:
     """(row, the key in clear): the clear key is shown once and never stored."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
@@ -45,7 +48,8 @@ def create_api_key(session: Session, *, name: str, scopes: list[str]) -> tuple[A
     if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
         raise ValueError(f"an API key named {name!r} already exists")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(name=name, lookup=key[: len(KEY_PREFIX) + 8], key_hash=_digest(key), scopes=sorted(set(scopes)))
+    row = ApiKey(name=name, lookup=key[: len(KEY_PREFIX) + 8], key_hash=_digest(key), scopes=sorted(set(scopes)),
+                 department_code=department_code)
     session.add(row)
     session.flush()
     return row, key

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+import datetime as dt
 from dataclasses import dataclass
 
 from api.keys import verify_api_key
@@ -100,7 +101,9 @@ def require_scope(scope: str):
                 key = verify_api_key(session, x_api_key)
             if key is None:
                 raise HTTPException(401, "invalid or revoked API key")
-            principal = Principal(key.name, "system", None, frozenset(key.scopes))
+            # A key bound to a department is that department's system: it acts as the department's handler.
+            principal = Principal(key.name, "handler" if key.department_code else "system", key.department_code,
+                                  frozenset(key.scopes))
         else:
             raise HTTPException(401, "send a Bearer token (staff) or an X-API-Key header (systems)",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -172,7 +175,8 @@ async def post_order(body: OrderIn, request: Request, response: Response,
                                           actor=key.actor(), caller_phone=body.caller_phone,
                                           caller_openid=body.caller_openid, lat=lat, lng=lng,
                                           idempotency_key=idempotency_key, routing=routing,
-                                          routing_model=router_.embedder_note if router_ else None)
+                                          routing_model=router_.embedder_note if router_ else None,
+                                          auto_dispatch=request.app.state.settings.auto_dispatch)
             return order_json(order), created
 
     try:
@@ -276,10 +280,40 @@ def citizen_status(order_no: str, request: Request,
 
 
 @router.get("/orders", tags=["orders"])
-def orders_for_openid(openid: Annotated[str, Query(min_length=1, max_length=64)], request: Request,
-                      principal: Annotated[Principal, Depends(require_scope("orders:read"))]) -> list[dict]:
-    """A WeChat/web user's own orders ("my orders"), for the channel or assistant that knows the user's OpenID."""
-    if principal.role != "system":
-        raise HTTPException(403, "only channel systems look orders up by OpenID")
+def search_orders(request: Request, principal: Annotated[Principal, Depends(require_scope("orders:read"))],
+                  openid: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+                  q: Annotated[str | None, Query(max_length=100, description="words in the (masked) text")] = None,
+                  state: Annotated[State | None, Query()] = None,
+                  department: Annotated[str | None, Query(max_length=32)] = None,
+                  district: Annotated[str | None, Query(max_length=12)] = None,
+                  channel: Annotated[str | None, Query(max_length=16)] = None,
+                  start: Annotated[dt.date | None, Query()] = None,
+                  end: Annotated[dt.date | None, Query(description="exclusive")] = None,
+                  limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                  offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[dict]:
+    """Search orders (staff and systems; a department handler only within their department), newest first.
+    With `openid`: a WeChat/web user's own orders ("my orders"), for the channel or assistant that knows the user's
+    OpenID — channel systems only, answered in the citizen's terms."""
+    if openid is not None:
+        if principal.role != "system":
+            raise HTTPException(403, "only channel systems look orders up by OpenID")
+        with _sessions(request)() as session:
+            return [citizen_json(o, request) for o in orders_of_openid(session, openid=openid)]
+    if principal.role == "handler":
+        department = principal.department_code
+    query = select(WorkOrder)
+    for column, value in ((WorkOrder.state, state), (WorkOrder.department_code, department),
+                          (WorkOrder.district_adcode, district), (WorkOrder.channel, channel)):
+        if value:
+            query = query.where(column == value)
+    as_utc = lambda day: dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)  # noqa: E731
+    if start:
+        query = query.where(WorkOrder.created_at >= as_utc(start))
+    if end:
+        query = query.where(WorkOrder.created_at < as_utc(end))
+    for word in (q or "").split():
+        query = query.where(WorkOrder.text_masked.contains(word, autoescape=True))
     with _sessions(request)() as session:
-        return [citizen_json(o, request) for o in orders_of_openid(session, openid=openid)]
+        found = session.scalars(query.order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc())
+                                .offset(offset).limit(limit))
+        return [order_json(o) for o in found]

@@ -1,4 +1,302 @@
-"""Hotline agents' suggest/confirm, department work queues, search and exports, department callbacks. (Being built.)"""
-from fastapi import APIRouter
+"""Hotline agents' suggest/confirm, work queues, bulk export, department webhooks and status callbacks. Thin views."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.orders_views import Principal, _find, _sessions, _visible, order_json, require_scope
+from api.staff import AuditRecord
+from hotline.db import transaction
+from nlp.pii import mask_phone
+from orders import outbox
+from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State, timeliness
+from orders.models import RoutingDecision, WorkOrder, utcnow
+from orders.service import ConcurrentUpdate, Forbidden, apply_action
 
 router = APIRouter(prefix="/api/v1", tags=["work"])
+
+Reader = Annotated[Principal, Depends(require_scope("orders:read"))]
+Writer = Annotated[Principal, Depends(require_scope("orders:write"))]
+CENTRE_ROLES = {"agent", "dispatcher", "supervisor", "admin", "system"}
+
+
+def _centre_only(principal: Principal) -> None:
+    if principal.role not in CENTRE_ROLES:
+        raise HTTPException(403, "only the hotline centre's staff and systems may do this")
+
+
+def _department_names(request: Request) -> dict[str, str]:
+    router_ = request.app.state.router
+    return {code: unit.name for code, unit in router_.kb.departments.items()} if router_ is not None else {}
+
+
+# -- agents: the router's suggestions, and confirming or changing the department ----------------------------------
+def _latest_decision(session: Session, order: WorkOrder) -> RoutingDecision | None:
+    return session.scalar(select(RoutingDecision).where(RoutingDecision.order_id == order.id)
+                          .order_by(RoutingDecision.id.desc()).limit(1))
+
+
+@router.get("/orders/{order_no}/suggestions")
+def suggestions(order_no: str, request: Request, principal: Reader) -> dict:
+    """The router's ranked departments for an order, as stored at intake (with the matched duty and score)."""
+    _centre_only(principal)
+    names = _department_names(request)
+    with _sessions(request)() as session:
+        order = _find(session, order_no)
+        decision = _latest_decision(session, order)
+        if decision is None:
+            raise HTTPException(404, f"order {order_no} has no routing decision (the router was not loaded at intake)")
+        return {"order_no": order.order_no, "state": order.state, "decision": decision.decision,
+                "confidence": decision.confidence, "correct": decision.correct,
+                "suggested": {"code": decision.department_code, "name": names.get(decision.department_code or "")},
+                "candidates": [{**c, "department_name": names.get(c.get("department") or "")}
+                               for c in decision.candidates]}
+
+
+class ConfirmIn(BaseModel):
+    department_code: str | None = Field(default=None, description="omit to accept the router's suggestion")
+    co_handlers: list[str] | None = None
+    expected_version: int | None = None
+    note: str | None = Field(default=None, max_length=500)
+
+
+@router.post("/orders/{order_no}/confirm")
+def confirm(order_no: str, body: ConfirmIn, request: Request, principal: Writer) -> dict:
+    """An agent confirms the suggested department (人机联动) or picks another (人工): accept if needed, then dispatch.
+    A changed department is the router's feedback: the stored decision is marked wrong and the router learns."""
+    _centre_only(principal)
+    known = _department_names(request)
+    try:
+        with transaction(_sessions(request)) as session:
+            order = _find(session, order_no)
+            decision = _latest_decision(session, order)
+            suggested = decision.department_code if decision else None
+            department = body.department_code or suggested
+            if not department:
+                raise HTTPException(422, "no suggestion to confirm: name a department_code")
+            if known and department not in known:
+                raise HTTPException(422, f"unknown department {department!r}")
+            expected_version = body.expected_version
+            if order.state == State.RECEIVED:
+                apply_action(session, order_id=order.id, action=Action.ACCEPT, actor=principal.actor(),
+                             expected_version=expected_version)
+                expected_version = None   # checked once, before the first step
+            changed = suggested is not None and department != suggested
+            apply_action(session, order_id=order.id, action=Action.DISPATCH, actor=principal.actor(),
+                         expected_version=expected_version, department_code=department,
+                         co_handlers=body.co_handlers or [], mode="manual" if changed else "assisted",
+                         note=body.note)
+            if changed and decision is not None and decision.correct is None:
+                decision.correct, decision.final_department_code = False, department
+            result, complaint = order_json(order, events=True), order.text
+    except IllegalTransition as exc:
+        raise HTTPException(409, exc.reason) from None
+    except ConcurrentUpdate as exc:
+        raise HTTPException(409, str(exc)) from None
+    except Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None
+    if changed:
+        router_ = request.app.state.router
+        if router_ is not None:
+            try:
+                router_.learn(complaint, department)
+            except ValueError:
+                pass   # a unit outside the knowledge base teaches nothing
+    return result
+
+
+# -- work queues -----------------------------------------------------------------------------------------------
+QUEUE_STATES = {
+    "intake": (State.RECEIVED, State.ACCEPTED),                 # waiting for an agent to confirm a department
+    "review": (State.RECEIVED, State.ACCEPTED, State.RETURNED),  # 职责交叉 / returned: joint review by dispatchers
+    "department": (State.DISPATCHED, State.SIGNED, State.HANDLING, State.COMPLETED),
+}
+
+
+def _queue_item(order: WorkOrder, decision: RoutingDecision | None, names: dict[str, str], now: dt.datetime) -> dict:
+    deadline = order.deadline_at if order.deadline_at is None or order.deadline_at.tzinfo else \
+        order.deadline_at.replace(tzinfo=dt.timezone.utc)
+    started = order.dispatched_at or order.created_at
+    started = started if started.tzinfo else started.replace(tzinfo=dt.timezone.utc)
+    status = timeliness(started, deadline, now=now).label if deadline else None
+    return {"order_no": order.order_no, "state": order.state, "state_label": STATE_LABELS[State(order.state)],
+            "text": order.text_masked[:200], "category": order.category_path, "address": order.address,
+            "department_code": order.department_code, "department_name": names.get(order.department_code or ""),
+            "urgency": order.urgency, "tags": order.tags, "return_count": order.return_count,
+            "deadline_at": deadline.isoformat() if deadline else None, "timeliness": status,
+            "decision": decision.decision if decision else None,
+            "confidence": decision.confidence if decision else None,
+            "suggested_department": decision.department_code if decision else None}
+
+
+@router.get("/queues/{queue}")
+def work_queue(queue: Literal["intake", "review", "department"], request: Request, principal: Reader,
+               department: Annotated[str | None, Query(max_length=32)] = None,
+               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    """intake: orders an agent must confirm (the router only suggested); review: disputed responsibility (职责交叉)
+    and returned orders; department: a unit's open orders, most urgent deadline first. A department handler sees
+    only their own department's queue."""
+    if principal.role == "handler":
+        if queue != "department":
+            raise HTTPException(403, "department handlers see their department's queue only")
+        department = principal.department_code
+    elif principal.role not in CENTRE_ROLES:
+        raise HTTPException(403, "this role has no work queue")
+    if queue == "department" and not department:
+        raise HTTPException(422, "name the department (department=…)")
+    now, names = utcnow(), _department_names(request)
+    with _sessions(request)() as session:
+        query = select(WorkOrder).where(WorkOrder.state.in_(QUEUE_STATES[queue]), WorkOrder.parent_id.is_(None)
+                                        if queue != "department" else WorkOrder.id.is_not(None))
+        if queue == "department":
+            query = query.where(WorkOrder.department_code == department)
+        orders = list(session.scalars(query.order_by(WorkOrder.created_at).limit(5000)))
+        decisions = {d.order_id: d for d in session.scalars(
+            select(RoutingDecision).where(RoutingDecision.order_id.in_([o.id for o in orders]))
+            .order_by(RoutingDecision.id))} if orders else {}
+        items = []
+        for order in orders:
+            decision = decisions.get(order.id)
+            if queue == "intake" and (order.state == State.RETURNED or (decision and decision.decision == "review")):
+                continue
+            if queue == "review" and order.state != State.RETURNED and not (decision and decision.decision == "review"):
+                continue
+            items.append(_queue_item(order, decision, names, now))
+    if queue == "department":   # the order that runs out of time first comes first
+        items.sort(key=lambda i: (i["deadline_at"] is None, i["deadline_at"] or ""))
+    else:                       # urgent first, then first come first served
+        items.sort(key=lambda i: i["urgency"] != "紧急")
+    return {"queue": queue, "department": department, "total": len(items), "items": items[:limit]}
+
+
+# -- bulk export (audited) -------------------------------------------------------------------------------------
+EXPORT_COLUMNS = ["order_no", "created_at", "channel", "state", "state_label", "category", "district_adcode",
+                  "street_id", "address", "department_code", "urgency", "deadline_at", "completed_at", "satisfaction",
+                  "caller_phone", "text"]
+
+
+@router.get("/exports/orders.csv")
+def export_orders(request: Request, principal: Reader, start: Annotated[dt.date, Query()],
+                  end: Annotated[dt.date, Query(description="exclusive")],
+                  department: Annotated[str | None, Query(max_length=32)] = None,
+                  district: Annotated[str | None, Query(max_length=12)] = None) -> StreamingResponse:
+    """Orders of a period as CSV for reports. Phones and ID numbers are masked; every export is audited."""
+    if principal.role not in {"supervisor", "official", "admin", "system", "handler"}:
+        raise HTTPException(403, "exports are for supervisors, officials, admins and department handlers")
+    if end <= start or (end - start).days > 366:
+        raise HTTPException(422, "end must be after start, within 366 days")
+    if principal.role == "handler":
+        department = principal.department_code
+    as_utc = lambda day: dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)  # noqa: E731
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    with transaction(_sessions(request)) as session:
+        query = select(WorkOrder).where(WorkOrder.created_at >= as_utc(start), WorkOrder.created_at < as_utc(end))
+        if department:
+            query = query.where(WorkOrder.department_code == department)
+        if district:
+            query = query.where(WorkOrder.district_adcode == district)
+        count = 0
+        for order in session.scalars(query.order_by(WorkOrder.id)):
+            writer.writerow([order.order_no, order.created_at.isoformat(), order.channel, order.state,
+                             STATE_LABELS[State(order.state)], order.category_path, order.district_adcode,
+                             order.street_id, order.address, order.department_code, order.urgency,
+                             order.deadline_at.isoformat() if order.deadline_at else "",
+                             order.completed_at.isoformat() if order.completed_at else "", order.satisfaction or "",
+                             mask_phone(order.caller_phone) if order.caller_phone else "", order.text_masked])
+            count += 1
+        session.add(AuditRecord(actor=principal.name[:64], action="export",
+                                client=request.client.host if request.client else None,
+                                detail={"what": "orders.csv", "start": start.isoformat(), "end": end.isoformat(),
+                                        "department": department, "district": district, "rows": count}))
+    filename = f"orders_{start:%Y%m%d}_{end:%Y%m%d}.csv"
+    return StreamingResponse(iter(["\ufeff" + buffer.getvalue()]), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+# -- department systems: webhooks out, status callbacks in -----------------------------------------------------
+class WebhookIn(BaseModel):
+    url: str = Field(min_length=8, max_length=512, pattern=r"^https?://")
+
+
+@router.put("/departments/{department_code}/webhook", tags=["departments"])
+def set_webhook(department_code: str, body: WebhookIn, request: Request,
+                principal: Annotated[Principal, Depends(require_scope("kb:write"))]) -> dict:
+    """Register where a department's system receives its orders. The signing secret is shown once."""
+    known = _department_names(request)
+    if known and department_code not in known:
+        raise HTTPException(404, f"unknown department {department_code!r}")
+    with transaction(_sessions(request)) as session:
+        endpoint, secret = outbox.register_endpoint(session, department_code=department_code, url=body.url)
+        return {"department_code": endpoint.department_code, "url": endpoint.url, "secret": secret,
+                "signature": f"{outbox.SIGNATURE_HEADER}: sha256=HMAC-SHA256(secret, body)"}
+
+
+@router.get("/outbox", tags=["departments"])
+def outbox_status(request: Request, principal: Annotated[Principal, Depends(require_scope("kb:write"))]) -> dict:
+    """Webhook delivery: how many are waiting, and the messages given up on (with their last error)."""
+    from orders.outbox import OutboxMessage
+
+    with _sessions(request)() as session:
+        dead = session.scalars(select(OutboxMessage).where(OutboxMessage.dead_at.is_not(None))
+                               .order_by(OutboxMessage.id.desc()).limit(50))
+        return {"backlog": outbox.backlog(session),
+                "dead": [{"message_id": m.message_id, "order_no": m.order_no, "topic": m.topic, "attempts": m.attempts,
+                          "last_error": m.last_error} for m in dead]}
+
+
+class CallbackIn(BaseModel):
+    event_id: str = Field(min_length=1, max_length=128, description="the department system's own id for this report")
+    order_no: str = Field(min_length=1, max_length=32)
+    action: Literal["sign", "return", "handle", "extend", "complete"]
+    reason: str | None = Field(default=None, max_length=2000)
+    at_fault: bool | None = None
+    note: str | None = Field(default=None, max_length=5000)
+    result: str | None = Field(default=None, max_length=5000)
+    days: int | None = None
+
+
+@router.post("/callbacks/status", tags=["departments"])
+def status_callback(body: CallbackIn, request: Request, principal: Writer) -> dict:
+    """A department system reports a step on one of its orders (sign, return, handle, extend, complete).
+    Retries with the same event_id are answered from memory and applied once."""
+    if principal.role != "handler" or not principal.department_code:
+        raise HTTPException(403, "status callbacks need a department system's API key (bound to a department)")
+
+    def apply() -> dict:
+        with transaction(_sessions(request)) as session:
+            seen = outbox.remembered_callback(session, source=principal.name, event_id=body.event_id)
+            if seen is not None:
+                return {**seen.result, "replayed": True}
+            order = _find(session, body.order_no)
+            if not _visible(order, principal):
+                raise HTTPException(404, f"no work order {body.order_no}")
+            data = body.model_dump(exclude={"event_id", "order_no", "action"}, exclude_none=True)
+            order = apply_action(session, order_id=order.id, action=body.action, actor=principal.actor(), **data)
+            result = {"order_no": order.order_no, "state": order.state, "version": order.version}
+            outbox.remember_callback(session, source=principal.name, event_id=body.event_id,
+                                     order_no=order.order_no, action=body.action, result=result)
+            return {**result, "replayed": False}
+
+    try:
+        return apply()
+    except IntegrityError:   # the same event_id applied concurrently: the first one won; answer as it did
+        with _sessions(request)() as session:
+            seen = outbox.remembered_callback(session, source=principal.name, event_id=body.event_id)
+        if seen is None:
+            raise
+        return {**seen.result, "replayed": True}
+    except IllegalTransition as exc:
+        raise HTTPException(409, exc.reason) from None
+    except (ConcurrentUpdate, Forbidden) as exc:
+        raise HTTPException(409 if isinstance(exc, ConcurrentUpdate) else 403, str(exc)) from None

@@ -397,6 +397,8 @@ app.add_typer(apikey_app, name="apikey")
 def apikey_create(
     name: Annotated[str, typer.Option(help="who uses it, e.g. dispatch-system")],
     scope: Annotated[list[str], typer.Option(help="route, orders:read, orders:write, kb:write, indicators:read")],
+    department: Annotated[Optional[str], typer.Option(
+        help="bind the key to a department's own system (it then acts as that department's handler)")] = None,
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
     from api.keys import create_api_key
@@ -404,7 +406,7 @@ def apikey_create(
 
     try:
         with transaction(_database_sessions()) as session:
-            _, key = create_api_key(session, name=name, scopes=scope)
+            _, key = create_api_key(session, name=name, scopes=scope, department_code=department)
     except ValueError as exc:
         _fail(str(exc))
     out.print(key, markup=False, highlight=False)
@@ -420,6 +422,61 @@ def apikey_revoke(name: Annotated[str, typer.Option(help="the key's name")]) -> 
         if not revoke_api_key(session, name=name):
             _fail(f"no active API key named {name!r}")
     out.print(f"revoked {name}")
+
+
+webhook_app = typer.Typer(help="Department webhooks: where each department's system hears about its orders.",
+                          no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
+
+
+@webhook_app.command("set")
+def webhook_set(department: Annotated[str, typer.Option(help="the department's code")],
+                url: Annotated[str, typer.Option(help="its system's HTTPS endpoint")]) -> None:
+    """Register (or replace) a department's endpoint; prints the HMAC signing secret once."""
+    from hotline.db import transaction
+    from orders.outbox import register_endpoint
+
+    try:
+        with transaction(_database_sessions()) as session:
+            _, secret = register_endpoint(session, department_code=department, url=url)
+    except ValueError as exc:
+        _fail(str(exc))
+    out.print(secret, markup=False, highlight=False)
+    err.print("the department verifies X-Hotline-Signature = sha256=HMAC-SHA256(secret, body); store it now")
+
+
+outbox_app = typer.Typer(help="The webhook outbox (the app's worker delivers it; these commands inspect and nudge).",
+                         no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("deliver")
+def outbox_deliver() -> None:
+    """Deliver what is due now (e.g. from cron when the app's worker is off: HOTLINE_OUTBOX_POLL_S=0)."""
+    from orders.outbox import HttpWebhookSender, deliver_due
+
+    settings = get_settings()
+    report = deliver_due(_database_sessions(), sender=HttpWebhookSender(), max_attempts=settings.webhook_max_attempts,
+                         backoff_base_s=settings.webhook_backoff_base_s, timeout_s=settings.webhook_timeout_s)
+    out.print(f"delivered {report.delivered} · will retry {report.failed} · gave up {report.dead}")
+
+
+@outbox_app.command("status")
+def outbox_status() -> None:
+    from orders.outbox import backlog, due_count
+
+    with _database_sessions()() as session:
+        out.print(f"waiting {backlog(session)} · due now {due_count(session)}")
+
+
+@outbox_app.command("retry-dead")
+def outbox_retry_dead() -> None:
+    """Give messages that ran out of attempts another round (after the department fixed its endpoint)."""
+    from hotline.db import transaction
+    from orders.outbox import retry_dead
+
+    with transaction(_database_sessions()) as session:
+        out.print(f"requeued {retry_dead(session)}")
 
 
 staff_app = typer.Typer(help="Staff accounts (agent, dispatcher, handler, supervisor, official, admin).",

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # Two kinds of unit both this likely (and close) = 职责交叉: send to joint review.
     cross_duty_min: float = 0.35
     top_k: int = 5
+    # Intake dispatches "auto" decisions at once; off = every order waits for an agent to confirm.
+    auto_dispatch: bool = True
     # e5 and USE scores averaged beat either alone (offline-stack.md); auto uses both when available.
     ensemble: bool = True
 
@@ -73,6 +75,8 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = 8
     webhook_backoff_base_s: float = 5.0
     webhook_timeout_s: float = 5.0
+    # The app delivers due webhooks every this many seconds (0 = no worker in the app; run `hotline outbox deliver`).
+    outbox_poll_s: float = 2.0
 
     @property
     def city_dir(self) -> Path:

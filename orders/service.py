@@ -19,6 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from nlp.normalize import check_text
 from nlp.pii import mask_pii
 from orders.lifecycle import Action, IllegalTransition, State, add_working_days, next_state
+from orders.outbox import enqueue_for_event
 from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder, utcnow
 
 DEFAULT_TIME_LIMIT_DAYS = 5
@@ -80,8 +81,11 @@ def find_by_idempotency_key(session: Session, *, key: str) -> WorkOrder | None:
 def create_order(session: Session, *, text: str, channel: str, actor: Actor, caller_phone: str | None = None,
                  caller_openid: str | None = None, lat: float | None = None, lng: float | None = None,
                  idempotency_key: str | None = None, routing: dict | None = None, routing_model: str | None = None,
-                 order_no_prefix: str = "CS", now: dt.datetime | None = None) -> tuple[WorkOrder, bool]:
-    """(order, created). The same Idempotency-Key with the same request returns the first order, never a second."""
+                 auto_dispatch: bool = False, order_no_prefix: str = "CS",
+                 now: dt.datetime | None = None) -> tuple[WorkOrder, bool]:
+    """(order, created). The same Idempotency-Key with the same request returns the first order, never a second.
+    With `auto_dispatch`, an order the router is confident about (decision "auto") is accepted and dispatched at
+    once; the others wait in the agents' queue (suggest) or the joint-review queue (review)."""
     text = check_text(text)
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
@@ -113,8 +117,25 @@ def create_order(session: Session, *, text: str, channel: str, actor: Actor, cal
     _event(order, action="create", from_state=None, actor=actor, now=now, data={"channel": channel})
     if routing:
         attach_routing(session, order_id=order.id, routing=routing, model=routing_model, now=now)
+        if auto_dispatch:
+            dispatch_if_confident(session, order=order, routing=routing, now=now)
     session.flush()
     return order, True
+
+
+ROUTER_ACTOR = Actor("router", "system")
+
+
+def dispatch_if_confident(session: Session, *, order: WorkOrder, routing: dict, now: dt.datetime) -> bool:
+    """Accept and dispatch an order the router is confident about (the dispatch policy's "auto" decision)."""
+    department = (routing.get("department") or {}).get("code")
+    if routing.get("decision") != "auto" or not department or routing.get("diversion"):
+        return False
+    apply_action(session, order_id=order.id, action=Action.ACCEPT, actor=ROUTER_ACTOR, now=now)
+    apply_action(session, order_id=order.id, action=Action.DISPATCH, actor=ROUTER_ACTOR, now=now,
+                 department_code=department, mode="auto",
+                 co_handlers=[c["code"] for c in routing.get("co_handlers") or [] if c.get("code")])
+    return True
 
 
 def attach_routing(session: Session, *, order_id: int, routing: dict, model: str | None = None,
@@ -201,13 +222,19 @@ def apply_action(session: Session, *, order_id: int, action: Action | str, actor
     after = next_state(before, action, data)
     comment = data.get("reason") or data.get("note") or data.get("result")
     order_no = order.order_no   # read now: after a failed flush the session cannot load attributes
+    previous_department = order.department_code
     try:
         # Any query below may autoflush; a row that changed under us fails there or at the final flush.
         _side_effects(session, order, action, actor, now, data)
         order.state = after
         order.updated_at = now
-        _event(order, action=action.value, from_state=before, actor=actor, now=now, comment=comment,
-               data={k: v for k, v in data.items() if k not in {"reason", "note", "result"}})
+        event = _event(order, action=action.value, from_state=before, actor=actor, now=now, comment=comment,
+                       data={k: v for k, v in data.items() if k not in {"reason", "note", "result"}})
+        # Webhooks are written in this same transaction (outbox): they exist if and only if the step does.
+        enqueue_for_event(session, order=order, event=event, previous_department=previous_department, now=now)
+        for child in order.children if action == Action.DISPATCH else ():
+            if child.events and child.events[-1].at == now:
+                enqueue_for_event(session, order=child, event=child.events[-1], previous_department=None, now=now)
         session.flush()
     except StaleDataError:
         raise ConcurrentUpdate(f"order {order_no} was changed by someone else; reload it") from None

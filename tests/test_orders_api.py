@@ -25,7 +25,9 @@ STALL = "岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤，人�
 @pytest.fixture(params=["sqlite", "postgresql"])
 def app_and_keys(request, router):
     """The app over the tiny-city router, on the embedded SQLite or on PostgreSQL (same tests, both backends)."""
-    settings = router.settings
+    # These tests walk every step by hand; intake auto-dispatch has its own tests (test_work.py and below).
+    settings = router.settings.model_copy(update={"auto_dispatch": False})
+    router.settings = settings
     if request.param == "postgresql":
         url = os.environ.get("HOTLINE_TEST_DATABASE_URL")
         if not url:
@@ -98,6 +100,16 @@ def test_bad_intake_is_a_4xx_with_a_reason_and_stores_nothing(client, app_and_ke
     response = client.post("/api/v1/orders", json=body, headers={"X-API-Key": client.keys["dispatch"]})
     assert response.status_code == 422 and words in str(response.json()["detail"])
     assert _count_orders(app_and_keys[2]) == 0
+
+
+def test_intake_dispatches_what_the_router_is_sure_of(client):
+    client.app.state.settings = client.app.state.settings.model_copy(update={"auto_dispatch": True})
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    order = client.post("/api/v1/orders", json={"text": STALL}, headers=headers).json()
+    assert order["routing"]["decision"] == "auto" and order["state"] == "dispatched"
+    assert order["department_code"] == order["routing"]["department"]["code"]
+    vague = client.post("/api/v1/orders", json={"text": "有个事情想反映一下"}, headers=headers).json()
+    assert vague["routing"]["decision"] != "auto" and vague["state"] == "received"
 
 
 def test_lifecycle_through_the_api(client):
