@@ -94,3 +94,76 @@ def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_i
     if built and calibration.exists():
         calibrate_router(router, read_labelled(calibration, category_column=None), progress=progress)
     return router
+
+
+def rebuild_router(current: Router, settings: Settings, *, progress: Callable[[str], None] = lambda m: None) -> Router:
+    """A new router over the knowledge base as it is on disk now, with the running router's embedders, corrections
+    and history model (nothing reloaded that did not change)."""
+    choice = EncoderChoice(current.matcher.encoders, current.embedder_note)
+    fresh = build_router(settings, rebuild_index=True, choice=choice, progress=progress,
+                         feedback_store=current.feedback.store if hasattr(current.feedback, "store") else None)
+    fresh.feedback = current.feedback
+    fresh.history_model = current.history_model
+    return fresh
+
+
+class RouterReloader:
+    """Rebuilds the router in a background thread after a knowledge-base change and swaps it in when ready; requests
+    keep using the old one meanwhile. Changes that arrive during a rebuild are folded into one more rebuild."""
+
+    def __init__(self, get_current: Callable[[], Router | None], set_current: Callable[[Router], None],
+                 settings: Settings):
+        import threading
+
+        self._get, self._set, self._settings = get_current, set_current, settings
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._again = False
+        self.status: dict = {"state": "idle", "kb_version": None, "error": None, "started_at": None,
+                             "finished_at": None, "rebuilds": 0}
+
+    def request(self, kb_version: str) -> dict:
+        import threading
+
+        with self._lock:
+            self.status["kb_version"] = kb_version
+            if self._thread is not None and self._thread.is_alive():
+                self._again = True
+                self.status["state"] = "building (another change queued)"
+                return dict(self.status)
+            self._thread = threading.Thread(target=self._run, name="router-rebuild", daemon=True)
+            self.status.update(state="building", error=None, started_at=_now_iso(), finished_at=None)
+            self._thread.start()
+            return dict(self.status)
+
+    def _run(self) -> None:
+        while True:
+            current = self._get()
+            try:
+                if current is None:
+                    raise RuntimeError("the router has not finished loading; the change applies when it does")
+                fresh = rebuild_router(current, self._settings, progress=log.info)
+                self._set(fresh)
+                with self._lock:
+                    self.status.update(state="ready", finished_at=_now_iso(), rebuilds=self.status["rebuilds"] + 1)
+            except Exception as exc:  # the old router keeps serving; the failure is reported, not raised
+                log.exception("router rebuild failed")
+                with self._lock:
+                    self.status.update(state="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_now_iso())
+            with self._lock:
+                if not self._again:
+                    return
+                self._again = False
+                self.status.update(state="building", started_at=_now_iso(), finished_at=None)
+
+    def wait(self, timeout: float | None = None) -> dict:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return dict(self.status)
+
+
+def _now_iso() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
