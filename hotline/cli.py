@@ -249,16 +249,73 @@ def _print_report(result: dict) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    seed_demo: Annotated[bool, typer.Option("--seed/--no-seed", help=(
+        "on the embedded SQLite default, fill an empty database with the demo history (5,000 orders, 30 days) "
+        "and the sample city vitals first"))] = True,
+    assistant: Annotated[bool, typer.Option("--assistant/--no-assistant", help=(
+        "also start the Rasa assistant on 127.0.0.1:5005 when it is installed and trained"))] = True,
 ) -> None:
-    """Run the HTTP API (POST /api/v1/route …)."""
+    """Run the service: routing, work orders, channels, indicators, the web chat page (/chat)."""
     import uvicorn
 
+    from api.app import create_app
     from api.observability import configure_json_logging
 
+    settings = get_settings()
+    router = _load_router(None)
+    if seed_demo and settings.database_url.startswith("sqlite"):
+        _seed_if_empty(router)
+    rasa = _start_assistant(settings, host, port) if assistant else None
     configure_json_logging()
-    # Our access log records route templates only; uvicorn's would print paths and query strings (order numbers,
-    # phone digits).
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_config=None, access_log=False)
+    try:
+        # Our access log records route templates only; uvicorn's would print paths and query strings (order
+        # numbers, phone digits).
+        uvicorn.run(create_app(settings, router=router), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        if rasa is not None:
+            rasa.terminate()
+
+
+def _seed_if_empty(router) -> None:
+    """The embedded default starts with a realistic history, so indicators, the assistant and the demo have data."""
+    from sqlalchemy import func, select
+
+    from hotline.seed import seed_history
+    from orders.models import WorkOrder
+
+    sessions = _database_sessions()
+    with sessions() as session:
+        if session.scalar(select(func.count(WorkOrder.id))):
+            return
+    err.print("empty database: seeding the demo history (5,000 orders over 30 days; about 2 minutes, once)")
+    feedback, router.feedback = router.feedback, None   # seeding must not teach the router
+    try:
+        with _progress() as bar:
+            task = bar.add_task("seeding", total=5000)
+            seed_history(router, sessions, orders=5000, days=30, seed=12345, progress=lambda n: bar.advance(task, n))
+    finally:
+        router.feedback = feedback
+    try:
+        from orders.vitals import import_sample_if_empty
+    except ImportError:
+        return
+    import_sample_if_empty(sessions, get_settings())
+
+
+def _start_assistant(settings, host: str, port: int):
+    """Rasa in its own venv, pointed at this app's action webhook; None (with the reason) when it cannot start."""
+    try:
+        from assistant.manage import start_rasa
+    except ImportError:
+        return None
+    service_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    try:
+        process = start_rasa(settings, service_url=f"http://{service_host}:{port}")
+    except (FileNotFoundError, RuntimeError) as exc:
+        err.print(f"assistant not started: {exc}")
+        return None
+    err.print("assistant starting on 127.0.0.1:5005 (about a minute before it answers; /chat says so meanwhile)")
+    return process
 
 
 @index_app.command("build")
