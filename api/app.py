@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(orders_views.router)
     app.include_router(indicators_views.router)
+    app.include_router(indicators_views.vitals_router)
     app.include_router(work_views.router)
     app.include_router(kb_views.router)
     app.include_router(open311.router)

@@ -1,16 +1,24 @@
-"""HTTP access to the indicators (one definition each, in orders/indicators.py)."""
+"""HTTP access to the indicators (one definition each, in orders/indicators.py) and the city vitals (orders/vitals.py).
+
+Places and units may be given as codes or as the names people use (岳麓区, 望月湖街道, 岳麓区城管局): they are resolved
+through the router's knowledge base and gazetteer, and an unknown or ambiguous name is a 422 saying which.
+"""
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from api.orders_views import Principal, _sessions, require_scope
 from orders import indicators as ind
+from orders import vitals
+from orders.models import utcnow
+from orders.service import CHANNELS
 
 router = APIRouter(prefix="/api/v1/indicators", tags=["indicators"])
+vitals_router = APIRouter(prefix="/api/v1/vitals", tags=["vitals"])
 
 SINGLE = {"order_count": ind.order_count, "completion_rate": ind.completion_rate,
           "average_handling_hours": ind.average_handling_hours, "average_dispatch_minutes": ind.average_dispatch_minutes,
@@ -18,44 +26,228 @@ SINGLE = {"order_count": ind.order_count, "completion_rate": ind.completion_rate
           "return_ranking": ind.return_ranking, "dispatch_accuracy": ind.dispatch_accuracy,
           "auto_dispatch_rate": ind.auto_dispatch_rate, "repeat_requests": ind.repeat_requests}
 GROUPS = {"on_time_rates": ind.on_time_rates, "overdue": ind.overdue}
+# Members of a group, asked for one at a time (they are what `by` ranks).
+MEMBERS = {"on_time_rate": ("on_time_rates", "按时办结率"), "early_completion_rate": ("on_time_rates", "提前办结率"),
+           "due_soon_completion_rate": ("on_time_rates", "临期办结率"), "overdue_count": ("overdue", "超期件数"),
+           "severe_overdue_count": ("overdue", "严重超期件数")}
+GROUP_DESCRIPTIONS = [
+    {"name": "on_time_rates", "label": "按时/提前/临期办结率", "unit": "比例", "kind": "group",
+     "definition": ind.DEF_TIMELY_BASIS, "supports_by": False},
+    {"name": "overdue", "label": "超期/严重超期件数", "unit": "件", "kind": "group", "definition": ind.DEF_OVERDUE,
+     "supports_by": False},
+]
+
+Reader = Annotated[Principal, Depends(require_scope("indicators:read"))]
 
 
-def _scope(start: dt.date, end: dt.date, district: str | None, street: str | None, category: str | None,
-           department: str | None, channel: str | None) -> ind.Scope:
+# -- scope: codes or names -------------------------------------------------------------------------------------
+def _resolved(request: Request, value: str | None, resolve) -> str | None:
+    """A code for a place/unit given by code or name, through the loaded router's knowledge base and gazetteer.
+    While the router loads, a code (ASCII) passes as given and a name is a 503."""
+    if not value or not value.strip():
+        return None
+    current = request.app.state.router
+    if current is None:
+        if value.strip().isascii():
+            return value.strip()
+        raise HTTPException(503, "the knowledge base is still loading: give codes, or retry in a moment")
+    try:
+        return resolve(value, current)
+    except ind.UnknownName as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _names(request: Request) -> ind.Names:
+    current = request.app.state.router
+    return ind.Names.from_kb(current.kb, current.gazetteer) if current is not None else ind.NO_NAMES
+
+
+def _category(request: Request, value: str) -> str:
+    prefix = value.strip().strip("/")
+    current = request.app.state.router   # checked against the taxonomy whenever it is loaded
+    if current is not None:
+        paths = {"/".join(node.path[:level]) for node in current.kb.taxonomy.values() for level in (1, 2, 3)}
+        if prefix not in paths:
+            raise HTTPException(422, f"不认识的事项分类“{value}”：请给出大类（如“城市管理”）或“大类/子类”")
+    return prefix
+
+
+def _channel(value: str) -> str:
+    wanted = value.strip()
+    by_label = {label: code for code, label in ind.CHANNEL_LABELS.items()}
+    channel = wanted if wanted in CHANNELS else by_label.get(wanted)
+    if channel is None:
+        raise HTTPException(422, f"unknown channel {value!r}: one of {', '.join(CHANNELS)}")
+    return channel
+
+
+def scope_of(request: Request,
+             start: Annotated[dt.date, Query(description="first day (inclusive, UTC)")],
+             end: Annotated[dt.date, Query(description="last day (exclusive, UTC)")],
+             district: Annotated[str | None, Query(max_length=64, description="adcode or name: 430104, 岳麓区")] = None,
+             street: Annotated[str | None, Query(max_length=64, description="id or name: 望月湖街道")] = None,
+             category: Annotated[str | None, Query(max_length=128, description="大类 or 大类/子类")] = None,
+             department: Annotated[str | None, Query(max_length=64, description="code, name or alias")] = None,
+             channel: Annotated[str | None, Query(max_length=32)] = None) -> ind.Scope:
     if end <= start:
         raise HTTPException(422, "end must be after start")
     if (end - start).days > 366:
         raise HTTPException(422, "a period may span at most 366 days")
     as_utc = lambda day: dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)  # noqa: E731
-    return ind.Scope(as_utc(start), as_utc(end), district, street, category, department, channel)
+    district_code = _resolved(request, district, lambda v, r: ind.resolve_district(v, gazetteer=r.gazetteer))
+    street_id = _resolved(request, street, lambda v, r: ind.resolve_street(v, gazetteer=r.gazetteer,
+                                                                          district=district_code))
+    department_code = _resolved(request, department, lambda v, r: ind.resolve_department(
+        v, kb=r.kb, gazetteer=r.gazetteer, district=district_code))
+    return ind.Scope(as_utc(start), as_utc(end), district_code, street_id,
+                     _category(request, category) if category and category.strip() else None, department_code,
+                     _channel(channel) if channel and channel.strip() else None)
 
 
+ScopeDep = Annotated[ind.Scope, Depends(scope_of)]
+
+
+def _scope_json(scope: ind.Scope) -> dict:
+    """The filters as resolved, so a caller that sent names sees which codes were used."""
+    return {"start": scope.start.date().isoformat(), "end": scope.end.date().isoformat(),
+            "district": scope.district_adcode, "street": scope.street_id, "category": scope.category_prefix,
+            "department": scope.department_code, "channel": scope.channel}
+
+
+def _answer(indicator: ind.Indicator, scope: ind.Scope) -> dict:
+    return asdict(indicator) | {"scope": _scope_json(scope)}
+
+
+# -- indicators ------------------------------------------------------------------------------------------------
 @router.get("")
 def list_indicators() -> dict:
-    return {"indicators": sorted([*SINGLE, *GROUPS, "ranking"]), "dimensions": sorted(ind.DIMENSIONS)}
+    """Every indicator with its Chinese label, unit, 口径, and whether `by` (ranking by a dimension) applies."""
+    described = [{"name": m.name, "label": m.label, "unit": m.unit, "kind": m.kind, "definition": m.definition,
+                  "supports_by": m.supports_by} for m in ind.MEASURES.values()]
+    return {"indicators": described + GROUP_DESCRIPTIONS,
+            "dimensions": [{"name": name, "label": g.label} for name, g in ind.GROUPINGS.items()]}
+
+
+@router.get("/alerts")
+def alerts(request: Request, principal: Reader, scope: ScopeDep,
+           overdue_working_days: Annotated[int, Query(ge=0, le=60)] = 3,
+           open_days: Annotated[int, Query(ge=1, le=366)] = 30,
+           cluster_size: Annotated[int, Query(ge=2, le=1000)] = 5,
+           cluster_hours: Annotated[float, Query(gt=0, le=24 * 31)] = 24,
+           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict:
+    """预警: 久而未决, 群体高发, 敏感诉求 among the orders of the scope (thresholds as documented in the definition)."""
+    with _sessions(request)() as session:
+        result = ind.alerts(session, scope, overdue_working_days=overdue_working_days, open_days=open_days,
+                            cluster_size=cluster_size, cluster_hours=cluster_hours, limit=limit, names=_names(request))
+    return _answer(result, scope)
+
+
+@router.get("/hot_topics")
+def hot_topics(request: Request, principal: Reader, scope: ScopeDep,
+               similarity: Annotated[float, Query(gt=0, le=1)] = ind.SIMILARITY,
+               min_size: Annotated[int, Query(ge=2, le=1000)] = 3,
+               top: Annotated[int, Query(ge=1, le=100)] = 10) -> dict:
+    """热点诉求: groups of similar orders, largest first."""
+    with _sessions(request)() as session:
+        current = request.app.state.router   # its segmenter knows the city's place names (桃子湖路 stays one word)
+        result = ind.hot_topics(session, scope, similarity=similarity, min_size=min_size, top=top, names=_names(request),
+                                segmenter=current.segmenter if current is not None else None)
+    return _answer(result, scope)
+
+
+@router.get("/hot_areas")
+def hot_areas(request: Request, principal: Reader, scope: ScopeDep,
+              min_count: Annotated[int, Query(ge=1, le=100_000)] = 5,
+              growth: Annotated[float, Query(ge=1, le=100)] = 1.5,
+              top: Annotated[int, Query(ge=1, le=500)] = 10) -> dict:
+    """高发区域: streets and communities with many orders and more than the previous period."""
+    with _sessions(request)() as session:
+        result = ind.hot_areas(session, scope, min_count=min_count, growth=growth, top=top, names=_names(request))
+    return _answer(result, scope)
 
 
 @router.get("/{name}")
-def indicator(name: str, request: Request, principal: Annotated[Principal, Depends(require_scope("indicators:read"))],
-              start: Annotated[dt.date, Query(description="first day (inclusive)")],
-              end: Annotated[dt.date, Query(description="last day (exclusive)")],
-              district: str | None = None, street: str | None = None, category: str | None = None,
-              department: str | None = None, channel: str | None = None, dimension: str | None = None,
+def indicator(name: str, request: Request, principal: Reader, scope: ScopeDep,
+              by: Annotated[str | None, Query(description="rank by a dimension: " + ", ".join(ind.GROUPINGS))] = None,
+              order: Annotated[Literal["asc", "desc"], Query(description="with by: asc = lowest first")] = "desc",
+              top: Annotated[int, Query(ge=1, le=500)] = 10,
+              min_denominator: Annotated[int, Query(ge=1, le=100_000, description="with by: smallest group ranked")] = 5,
+              dimension: Annotated[str | None, Query(description="for ranking (same as by)")] = None,
               compare: Annotated[bool, Query(description="also the previous period of the same length")] = False
               ) -> dict:
-    """One indicator for a period and filters: value, numerator, denominator, definition (口径), breakdown."""
-    scope = _scope(start, end, district, street, category, department, channel)
+    """One indicator for a period and filters: value, numerator, denominator, definition (口径), breakdown.
+    With `by`, the indicator for each value of a dimension, ranked (e.g. on_time_rate?by=department&order=asc&top=3)."""
     with _sessions(request)() as session:
         if name == "ranking":
-            if dimension not in ind.DIMENSIONS:
-                raise HTTPException(422, f"dimension must be one of {', '.join(ind.DIMENSIONS)}")
-            return asdict(ind.ranking(session, scope, dimension))
+            dimension = dimension or by
+            if dimension not in ind.GROUPINGS:
+                raise HTTPException(422, f"dimension must be one of {', '.join(ind.GROUPINGS)}")
+            return _answer(ind.ranking(session, scope, dimension, top=top), scope)
+        if by is not None:
+            if compare:
+                raise HTTPException(422, "by and compare cannot be combined: ask for each period separately")
+            if name in GROUPS:
+                members = ", ".join(k for k, (group, _) in MEMBERS.items() if group == name)
+                raise HTTPException(422, f"{name} is a group: rank one of its members ({members})")
+            if name not in ind.MEASURES:
+                raise HTTPException(404, f"unknown indicator {name!r}")
+            try:
+                result = ind.by_dimension(session, scope, measure=name, dimension=by, order=order, top=top,
+                                          min_denominator=min_denominator, names=_names(request))
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+            return _answer(result, scope)
         if name in GROUPS:
-            return {key: asdict(value) for key, value in GROUPS[name](session, scope).items()}
-        if name not in SINGLE:
+            return {key: asdict(value) for key, value in GROUPS[name](session, scope).items()} | {
+                "scope": _scope_json(scope)}
+        if name in MEMBERS:
+            group, key = MEMBERS[name]
+            metric = lambda session_, scope_: GROUPS[group](session_, scope_)[key]  # noqa: E731
+        elif name in SINGLE:
+            metric = SINGLE[name]
+        else:
             raise HTTPException(404, f"unknown indicator {name!r}")
         if compare:
-            result = ind.with_previous(SINGLE[name], session, scope)
+            result = ind.with_previous(metric, session, scope)
             return {"current": asdict(result["current"]), "previous": asdict(result["previous"]),
-                    "change": result["change"]}
-        return asdict(SINGLE[name](session, scope))
+                    "change": result["change"], "scope": _scope_json(scope)}
+        return _answer(metric(session, scope), scope)
+
+
+# -- city vitals -----------------------------------------------------------------------------------------------
+def _city_time(moment: dt.datetime) -> dt.datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=ind.CITY_TZ)).astimezone(dt.timezone.utc)
+
+
+@vitals_router.get("")
+def latest_vitals(request: Request, principal: Reader,
+                  area: Annotated[str | None, Query(max_length=64, description="e.g. 全市, 岳麓区")] = None,
+                  domain: Annotated[str | None, Query(description="/".join(vitals.DOMAINS))] = None) -> dict:
+    """The latest value of every vital sign (by area) with its level: 告警, 预警, 正常 (or 未设阈值)."""
+    if domain and domain not in vitals.DOMAINS:
+        raise HTTPException(422, f"domain must be one of {'/'.join(vitals.DOMAINS)}")
+    with _sessions(request)() as session:
+        readings = vitals.latest_readings(session, area=area, domain=domain)
+    levels = {vitals.LEVEL_LABELS[level]: sum(r.level == level for r in readings) for level in vitals.LEVEL_LABELS}
+    return {"vitals": [r.to_json() for r in readings], "levels": levels}
+
+
+@vitals_router.get("/{metric}")
+def vital_series(request: Request, principal: Reader,
+                 metric: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")],
+                 start: Annotated[dt.datetime | None, Query(description="from (inclusive; no offset = Beijing time); "
+                                                                        "default 30 days before end")] = None,
+                 end: Annotated[dt.datetime | None, Query(description="until (exclusive); default now")] = None,
+                 area: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+    """The points of one vital sign in a period, by area, each with its level, and its thresholds."""
+    until = _city_time(end) if end else utcnow()
+    since = _city_time(start) if start else until - dt.timedelta(days=30)
+    if until <= since:
+        raise HTTPException(422, "end must be after start")
+    if until - since > dt.timedelta(days=366):
+        raise HTTPException(422, "a period may span at most 366 days")
+    with _sessions(request)() as session:
+        try:
+            return vitals.series(session, metric=metric, start=since, end=until, area=area)
+        except vitals.UnknownMetric as exc:
+            raise HTTPException(404, str(exc)) from None

@@ -21,7 +21,7 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hotline.db import Base
+from hotline.db import Base, transaction
 from knowledge_base.loaders import DataFileError, files_in, parse_rows, read_rows
 from orders.indicators import CITY_TZ
 from orders.models import utcnow
@@ -116,12 +116,12 @@ class ThresholdRow(BaseModel):
     alarm: Optional[float] = Field(default=None, allow_inf_nan=False)
     note: str = ""
 
-    _blanks = field_validator("warn", "alarm", "area", mode="before")(_blank_to_none)
+    _blanks = field_validator("warn", "alarm", mode="before")(_blank_to_none)
 
-    @field_validator("area", mode="after")
+    @field_validator("area", mode="before")
     @classmethod
     def _all_areas(cls, value):
-        return value or ""
+        return _blank_to_none(value) or ""
 
     @model_validator(mode="after")
     def _consistent(self) -> ThresholdRow:
@@ -267,16 +267,33 @@ def files_of(paths: list[Path]) -> list[Path]:
     return found
 
 
+def import_sample_if_empty(sessions, settings) -> int:
+    """The embedded demo: load the city's sample vitals (knowledge_base/data/<city>/vitals/) into an empty table."""
+    folder = settings.city_dir / "vitals"
+    with sessions() as session:
+        if session.scalar(select(func.count(VitalPoint.id))) or not folder.is_dir():
+            return 0
+    imported = 0
+    with transaction(sessions) as session:
+        for path in files_of([folder]):
+            imported += import_file(session, path=path).rows
+    return imported
+
+
 # -- levels and readings -------------------------------------------------------------------------------------------
+def _beyond(value: float, line: float | None, direction: str) -> bool:
+    """At or past a line (a value on the line has reached it)."""
+    return line is not None and (value >= line if direction == "above" else value <= line)
+
+
 def level_of(value: float, thresholds: list[VitalThreshold]) -> str:
     """alarm / warn / normal against the thresholds (the worst direction wins); none without thresholds."""
     if not thresholds:
         return "none"
     level = "normal"
     for t in thresholds:
-        beyond = (lambda line: value >= line) if t.direction == "above" else (lambda line: value <= line)
-        reached = "alarm" if t.alarm is not None and beyond(t.alarm) else "warn" if t.warn is not None and beyond(t.warn) \
-            else "normal"
+        reached = ("alarm" if _beyond(value, t.alarm, t.direction) else "warn" if _beyond(value, t.warn, t.direction)
+                   else "normal")
         level = max(level, reached, key=_LEVEL_RANK.__getitem__)
     return level
 
@@ -421,7 +438,8 @@ def check_command(
     with _database_sessions()() as session:
         readings = latest_readings(session, metric=metric, area=area)
     if not readings:
-        out.print("no vital signs stored yet: hotline vitals import FILE")
+        out.print("nothing matches metric/area" if metric or area
+                  else "no vital signs stored yet: hotline vitals import FILE")
         return
     colours = {"alarm": "bold red", "warn": "yellow", "normal": "green", "none": "dim"}
     table = Table(title="城市体征 最新值")
@@ -431,8 +449,9 @@ def check_command(
         lines = "；".join(_threshold_words(t) for t in r.thresholds) or "—"
         trend = "" if r.previous_value is None else " ↑" if r.value > r.previous_value else " ↓" if r.value < \
             r.previous_value else " →"
-        table.add_row(r.name, r.metric, r.area, r.at.astimezone(CITY_TZ).strftime("%m-%d %H:%M"),
-                      f"{r.value:g} {r.unit}{trend}", f"[{colours[r.level]}]{LEVEL_LABELS[r.level]}[/]", lines)
+        value = f"{r.value:g}{' ' + r.unit if r.unit else ''}{trend}"
+        table.add_row(r.name, r.metric, r.area, r.at.astimezone(CITY_TZ).strftime("%m-%d %H:%M"), value,
+                      f"[{colours[r.level]}]{LEVEL_LABELS[r.level]}[/]", lines)
     out.print(table)
     counts = {LEVEL_LABELS[level]: sum(r.level == level for r in readings) for level in ("alarm", "warn")}
     out.print(f"告警 {counts['告警']} 项，预警 {counts['预警']} 项，共 {len(readings)} 项")
