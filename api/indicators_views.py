@@ -93,7 +93,8 @@ def scope_of(request: Request,
         raise HTTPException(422, "end must be after start")
     if (end - start).days > 366:
         raise HTTPException(422, "a period may span at most 366 days")
-    as_utc = lambda day: dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)  # noqa: E731
+    # Days are the city's days (Beijing time): "本月" starts at 00:00 in 长沙, not at 08:00.
+    as_utc = lambda day: dt.datetime(day.year, day.month, day.day, tzinfo=ind.CITY_TZ)  # noqa: E731
     district_code = _resolved(request, district, lambda v, r: ind.resolve_district(v, gazetteer=r.gazetteer))
     street_id = _resolved(request, street, lambda v, r: ind.resolve_street(v, gazetteer=r.gazetteer,
                                                                           district=district_code))
