@@ -93,14 +93,12 @@ def scope_of(request: Request,
         raise HTTPException(422, "end must be after start")
     if (end - start).days > 366:
         raise HTTPException(422, "a period may span at most 366 days")
-    # Days are the city's days (Beijing time): "本月" starts at 00:00 in 长沙, not at 08:00.
-    as_utc = lambda day: dt.datetime(day.year, day.month, day.day, tzinfo=ind.CITY_TZ)  # noqa: E731
     district_code = _resolved(request, district, lambda v, r: ind.resolve_district(v, gazetteer=r.gazetteer))
     street_id = _resolved(request, street, lambda v, r: ind.resolve_street(v, gazetteer=r.gazetteer,
                                                                           district=district_code))
     department_code = _resolved(request, department, lambda v, r: ind.resolve_department(
         v, kb=r.kb, gazetteer=r.gazetteer, district=district_code))
-    return ind.Scope(as_utc(start), as_utc(end), district_code, street_id,
+    return ind.Scope(ind.city_midnight(start), ind.city_midnight(end), district_code, street_id,
                      _category(request, category) if category and category.strip() else None, department_code,
                      _channel(channel) if channel and channel.strip() else None)
 

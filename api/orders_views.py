@@ -18,6 +18,7 @@ from hotline.db import transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_phone
 from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State
+from orders.indicators import city_midnight
 from orders.models import WorkOrder
 from orders.lifecycle import ACTION_LABELS
 from orders.service import (CHANNELS, Actor, ConcurrentUpdate, Forbidden, IdempotencyConflict, apply_action,
@@ -198,7 +199,8 @@ async def post_order(body: OrderIn, request: Request, response: Response,
 
 
 def _find(session: Session, order_no: str) -> WorkOrder:
-    order = session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no))
+    # NUL: PostgreSQL refuses it in a query (a 500); no order number holds one anyway.
+    order = session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no)) if "\x00" not in order_no else None
     if order is None:
         raise HTTPException(404, f"no work order {order_no}")
     return order
@@ -294,6 +296,8 @@ def search_orders(request: Request, principal: Annotated[Principal, Depends(requ
     """Search orders (staff and systems; a department handler only within their department), newest first.
     With `openid`: a WeChat/web user's own orders ("my orders"), for the channel or assistant that knows the user's
     OpenID — channel systems only, answered in the citizen's terms."""
+    if any("\x00" in value for value in (openid, q, department, district, channel) if value):
+        raise HTTPException(422, "NUL characters are not allowed in search parameters")   # PostgreSQL refuses them
     if openid is not None:
         if principal.role != "system":
             raise HTTPException(403, "only channel systems look orders up by OpenID")
@@ -306,11 +310,10 @@ def search_orders(request: Request, principal: Annotated[Principal, Depends(requ
                           (WorkOrder.district_adcode, district), (WorkOrder.channel, channel)):
         if value:
             query = query.where(column == value)
-    as_utc = lambda day: dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)  # noqa: E731
     if start:
-        query = query.where(WorkOrder.created_at >= as_utc(start))
+        query = query.where(WorkOrder.created_at >= city_midnight(start))
     if end:
-        query = query.where(WorkOrder.created_at < as_utc(end))
+        query = query.where(WorkOrder.created_at < city_midnight(end))
     for word in (q or "").split():
         query = query.where(WorkOrder.text_masked.contains(word, autoescape=True))
     with _sessions(request)() as session:

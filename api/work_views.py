@@ -19,6 +19,7 @@ from hotline.db import transaction
 from nlp.pii import mask_phone
 from orders import outbox
 from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State, timeliness
+from orders.indicators import city_midnight
 from orders.models import RoutingDecision, WorkOrder, utcnow
 from orders.service import ConcurrentUpdate, Forbidden, apply_action
 
@@ -196,12 +197,11 @@ def export_orders(request: Request, principal: Reader, start: Annotated[dt.date,
         raise HTTPException(422, "end must be after start, within 366 days")
     if principal.role == "handler":
         department = principal.department_code
-    as_utc = lambda day: dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)  # noqa: E731
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_COLUMNS)
     with transaction(_sessions(request)) as session:
-        query = select(WorkOrder).where(WorkOrder.created_at >= as_utc(start), WorkOrder.created_at < as_utc(end))
+        query = select(WorkOrder).where(WorkOrder.created_at >= city_midnight(start), WorkOrder.created_at < city_midnight(end))
         if department:
             query = query.where(WorkOrder.department_code == department)
         if district:

@@ -32,6 +32,11 @@ CLOSED_STATES = {State.CLOSED, State.RATED, State.ARCHIVED}
 DIMENSIONS = {"channel": WorkOrder.channel, "category": WorkOrder.category_path, "district": WorkOrder.district_adcode,
               "street": WorkOrder.street_id, "department": WorkOrder.department_code}
 CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")   # China has one time zone; reasons quote local clock times
+
+
+def city_midnight(day: dt.date) -> dt.datetime:
+    """The start of a calendar day in the city (periods given as dates are the city's days, not UTC days)."""
+    return dt.datetime(day.year, day.month, day.day, tzinfo=CITY_TZ)
 UNKNOWN = "未知"
 CHANNEL_LABELS = {"hotline": "12345热线", "wechat": "微信公众号", "web": "网站", "open311": "Open311接口", "grid": "网格员上报",
                   "app": "移动应用", "sensor": "感知设备", "110": "110转办"}
