@@ -266,12 +266,25 @@ def citizen_json(order: WorkOrder, request: Request) -> dict:
                           "at": last.at.isoformat() if last else None}}
 
 
+def _lookup_limit_key(request: Request, api_key: str | None, on_behalf_of: str | None) -> str:
+    """Who a lookup counts against: the caller's address, or — for a channel system (the assistant) relaying a
+    chat user — that user, so one busy chat cannot exhaust the limit for everyone behind 127.0.0.1."""
+    if api_key and on_behalf_of:
+        with _sessions(request)() as session:
+            key = verify_api_key(session, api_key)
+        if key is not None and not key.department_code:
+            return f"key:{key.name}:{on_behalf_of}"
+    return request.client.host if request.client else "unknown"
+
+
 @router.get("/public/orders/{order_no}", tags=["citizens"])
 def citizen_status(order_no: str, request: Request,
-                   phone_last4: Annotated[str, Query(min_length=4, max_length=4, pattern=r"^\d{4}$")]) -> dict:
+                   phone_last4: Annotated[str, Query(min_length=4, max_length=4, pattern=r"^\d{4}$")],
+                   x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+                   x_on_behalf_of: Annotated[str | None, Header(max_length=128, include_in_schema=False)] = None,
+                   ) -> dict:
     """Status of an order for the citizen who filed it: order number + the last 4 digits of the phone given."""
-    client = request.client.host if request.client else "unknown"
-    wait = request.app.state.public_limiter.check(client)
+    wait = request.app.state.public_limiter.check(_lookup_limit_key(request, x_api_key, x_on_behalf_of))
     if wait is not None:
         raise HTTPException(429, "too many lookups; try again shortly", headers={"Retry-After": str(int(wait) + 1)})
     with _sessions(request)() as session:

@@ -253,6 +253,16 @@ def test_public_lookups_are_rate_limited(client):
     assert answers[:30] == [404] * 30 and set(answers[30:]) == {429}
 
 
+def test_the_assistant_relaying_chat_users_is_limited_per_user_not_as_one_address(client):
+    relay = {"X-API-Key": client.keys["reader"]}
+    def ask(headers):
+        return client.get("/api/v1/public/orders/CS1", params={"phone_last4": "0000"}, headers=headers).status_code
+    assert [ask({**relay, "X-On-Behalf-Of": "web:alice"}) for _ in range(31)][-1] == 429
+    assert ask({**relay, "X-On-Behalf-Of": "web:bob"}) == 404          # bob has his own allowance
+    assert ask({"X-API-Key": "hlk_forged", "X-On-Behalf-Of": "web:carol"}) == 404   # counted against the address
+    assert [ask({"X-On-Behalf-Of": f"web:{n}"}) for n in range(30)][-1] == 429     # no key: the address decides
+
+
 def test_my_orders_by_openid_for_channel_systems_only(client, staff):
     headers = {"X-API-Key": client.keys["dispatch"]}
     for text in ("路灯坏了好几天", "井盖丢了"):
