@@ -1,8 +1,9 @@
 """WeChat official-account (公众号) callback: verification, plaintext and safe (AES) mode, message intake.
 
 WeChat waits 5 s and retries up to 3 times, so the callback stores the message (deduplicated by MsgId, or
-FromUserName+CreateTime for events), answers "success" at once, and routes and replies afterwards through the
-customer-service message API (`WeChatSender`). Facts: ../shared/docs/offline-stack.md.
+FromUserName+CreateTime for events), answers "success" at once, and afterwards relays text and recognised voice
+to the assistant (Rasa), sending its answers back through the customer-service message API (`WeChatSender`); when
+the assistant is unavailable the message is filed as an order directly. Facts: ../shared/docs/offline-stack.md.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import secrets
 import struct
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,7 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hotline.db import Base, transaction
 from nlp.normalize import InputError
 from orders.models import utcnow
-from orders.service import Actor, attach_routing, create_order
+from orders.service import Actor, attach_routing, create_order, dispatch_if_confident
 
 log = logging.getLogger("hotline.wechat")
 router = APIRouter(tags=["wechat"])
@@ -58,7 +60,8 @@ def signature(*parts: str) -> str:
 
 
 def signature_ok(expected: str | None, *parts: str) -> bool:
-    return bool(expected) and hmac.compare_digest(signature(*parts), expected)
+    # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, i.e. a 500, on a forged signature).
+    return bool(expected) and hmac.compare_digest(signature(*parts).encode(), expected.encode())
 
 
 def _aes_key(encoding_aes_key: str) -> bytes:
@@ -278,7 +281,7 @@ async def _accept(request: Request, incoming: Incoming):
     if incoming.msg_type in {"text", "voice"}:
         if not (incoming.text or "").strip():
             return (sender.send_text, incoming.openid, "抱歉，没有识别到语音内容，请用文字描述您的诉求。")
-        return (_file_order, request.app, incoming)
+        return (_answer_through_assistant, request.app, incoming)
     if incoming.msg_type == "location" or (incoming.msg_type == "event" and incoming.event == "location"):
         if incoming.msg_type == "location":
             return (sender.send_text, incoming.openid, "已收到您的位置，请接着用文字描述要反映的问题。")
@@ -314,6 +317,8 @@ def _file_order(app, incoming: Incoming) -> None:
             if created and routing is not None:
                 attach_routing(session, order_id=order.id, routing=routing,
                                model=router_.embedder_note if router_ else None)
+                if app.state.settings.auto_dispatch:
+                    dispatch_if_confident(session, order=order, routing=routing, now=order.created_at)
             order_no = order.order_no
     except InputError as exc:
         sender.send_text(incoming.openid, f"抱歉，您的消息无法受理：{exc}")
@@ -329,3 +334,109 @@ def _file_order(app, incoming: Incoming) -> None:
         sender.send_text(incoming.openid, reply)
     except Exception:  # the order is kept; the reply can be retried by the outbox (issue 3, not built yet)
         log.exception("WeChat reply for %s failed", order_no)
+
+
+# -- text through the assistant ----------------------------------------------------------------------------
+WECHAT_TEXT_BYTES = 2048        # the customer-service API's limit for one text message
+WECHAT_REPLIES_PER_MESSAGE = 5  # what we allow ourselves per citizen message (WeChat caps replies per 48 h)
+_CUT_MARK = "……（内容较长，已截断）"
+
+
+class ReplyChoices:
+    """The numbered choices last offered to each WeChat user (buttons have no equivalent there), so a reply of
+    "2" can be sent to the assistant as the second button's payload. In memory, bounded, forgotten after 30 min."""
+
+    def __init__(self, ttl_s: float = 1800.0, max_users: int = 10_000):
+        self.ttl_s, self.max_users = ttl_s, max_users
+        self._choices: dict[str, tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def offer(self, openid: str, payloads: list[str]) -> None:
+        with self._lock:
+            self._choices.pop(openid, None)
+            if payloads:
+                self._choices[openid] = (time.monotonic() + self.ttl_s, payloads)
+                while len(self._choices) > self.max_users:       # dicts keep insertion order: drop the oldest
+                    self._choices.pop(next(iter(self._choices)))
+
+    def resolve(self, openid: str, text: str) -> str:
+        with self._lock:
+            expires, payloads = self._choices.get(openid, (0.0, []))
+        number = unicodedata.normalize("NFKC", text).strip().rstrip(".、。")   # "２" typed full-width is 2
+        if time.monotonic() < expires and number.isascii() and number.isdigit() and 1 <= int(number) <= len(payloads):
+            return payloads[int(number) - 1]
+        return text
+
+
+def _split_bytes(text: str, limit: int) -> list[str]:
+    """Pieces of at most `limit` UTF-8 bytes, cut after a line or sentence end when one is near."""
+    pieces = []
+    while len(text.encode()) > limit:
+        fits = max(1, len(text.encode()[:limit].decode("utf-8", "ignore")))   # whole characters only
+        cut = max(text.rfind(mark, 0, fits) for mark in "\n。！？；!?;")
+        cut = cut + 1 if cut >= fits // 2 else fits
+        if text[:cut].strip():
+            pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text.strip():
+        pieces.append(text)
+    return pieces
+
+
+def wechat_replies(messages: list[dict]) -> tuple[list[str], list[str]]:
+    """The assistant's messages as WeChat text messages, and the payloads of the numbered choices offered.
+    Text only: charts (`custom`) and images are dropped, buttons become numbered lines; short messages are
+    joined, long ones split at 2,048 bytes, and at most 5 go out."""
+    parts, payloads = [], []
+    for message in messages:
+        lines = [message["text"]] if message.get("text") else []
+        for button in message.get("buttons") or []:
+            payloads.append(button["payload"])
+            lines.append(f"{len(payloads)}. {button['title']}")
+        if message.get("buttons"):
+            lines.append("（回复序号即可选择）")
+        if lines:
+            parts.append("\n".join(lines))
+    texts = _split_bytes("\n\n".join(parts), WECHAT_TEXT_BYTES)
+    if len(texts) > WECHAT_REPLIES_PER_MESSAGE:
+        room = WECHAT_TEXT_BYTES - len(_CUT_MARK.encode())
+        last = texts[WECHAT_REPLIES_PER_MESSAGE - 1].encode()[:room].decode("utf-8", "ignore")
+        texts = texts[:WECHAT_REPLIES_PER_MESSAGE - 1] + [last.rstrip() + _CUT_MARK]
+    return texts, payloads
+
+
+def _reply_choices(app) -> ReplyChoices:
+    choices = getattr(app.state, "wechat_choices", None)
+    if choices is None:
+        choices = app.state.wechat_choices = ReplyChoices()
+    return choices
+
+
+async def _answer_through_assistant(app, incoming: Incoming) -> None:
+    """After the 5-second answer: the citizen's text goes to the assistant (sender = OpenID) and its answers go
+    back through the customer-service API. If the assistant is unavailable, the message is filed as an order
+    directly (the behaviour before the assistant), so nothing the citizen sent is lost."""
+    from fastapi.concurrency import run_in_threadpool
+
+    from api.assistant_client import AssistantUnavailable, clean_message, get_assistant
+
+    sender, choices = app.state.wechat_sender, _reply_choices(app)
+    metadata: dict = {"channel": "wechat", "openid": incoming.openid, "role": "citizen"}
+    location = await run_in_threadpool(_last_location, app.state.sessions, incoming.openid)
+    if location:
+        metadata["location"] = {"lat": location[0], "lng": location[1], "datum": "gcj02"}
+    try:
+        message = choices.resolve(incoming.openid, clean_message(incoming.text or ""))
+        messages = await get_assistant(app).send(sender=incoming.openid, message=message, metadata=metadata)
+    except (AssistantUnavailable, ValueError) as exc:   # ValueError: over the assistant's length limit
+        log.warning("WeChat message filed directly, not through the assistant: %s", exc)
+        await run_in_threadpool(_file_order, app, incoming)
+        return
+    texts, payloads = wechat_replies(messages)
+    choices.offer(incoming.openid, payloads)
+    for text in texts:
+        try:
+            await run_in_threadpool(sender.send_text, incoming.openid, text)
+        except Exception:  # the conversation state is Rasa's; a lost reply is logged, the citizen can ask again
+            log.exception("WeChat reply from the assistant failed")
+            return

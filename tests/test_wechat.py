@@ -13,9 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.wechat import RecordingSender, WeChatMessage, decrypt, encrypt, signature
+from api.assistant_client import AssistantUnavailable, RasaRestClient, ScriptedAssistant
+from api.wechat import WECHAT_TEXT_BYTES, RecordingSender, WeChatMessage, decrypt, encrypt, signature
 from hotline.db import make_engine, session_factory
 from orders.models import WorkOrder
+from test_chat import FakeRasa, closed_port_url
 
 TOKEN = "hotline-test-token"
 APP_ID = "wx1234567890abcdef"
@@ -42,6 +44,10 @@ def setup(router):
     router.settings = settings
     sender = RecordingSender()
     app = create_app(settings, router=router, wechat_sender=sender)
+    # Text now goes through the assistant first; with the assistant down (nothing listens on its port) the
+    # callback falls back to filing the order directly, which is what the tests below check. The relay itself:
+    # the tests at the end of this file.
+    app.state.assistant = RasaRestClient(closed_port_url(), timeout_s=2.0)
     return app, sender, session_factory(make_engine(settings.database_url))
 
 
@@ -54,8 +60,9 @@ def client(setup):
 
 
 def _orders(factory) -> list[WorkOrder]:
+    """The citizens' orders (an auto-dispatched order may also have co-handler child orders)."""
     with factory() as session:
-        return list(session.scalars(select(WorkOrder)))
+        return list(session.scalars(select(WorkOrder).where(WorkOrder.parent_id.is_(None))))
 
 
 def test_verification_echoes_and_a_forged_signature_is_refused(client):
@@ -172,3 +179,124 @@ def test_three_concurrent_deliveries_make_one_order_and_one_reply(setup):
         thread.join(timeout=10)
     assert [r.text for r in responses] == ["success"] * 3
     assert len(_orders(factory)) == 1 and len(sender.sent) == 1
+
+
+# -- text through the assistant (issue 4) ---------------------------------------------------------------------
+def _answering(*messages: dict, then: tuple[dict, ...] = ()) -> ScriptedAssistant:
+    """The assistant's answer to the first turn, then `then` to every later turn."""
+    def answer(sender, message, metadata):
+        return [dict(m, recipient_id=sender) for m in (then if assistant.turns[1:] else messages)]
+
+    assistant = ScriptedAssistant(answer)
+    return assistant
+
+
+def _post_text(client, text: str, msg_id: str):
+    body = _xml("text", f"<Content><![CDATA[{text}]]></Content>", msg_id=msg_id)
+    response = client.post("/wechat/callback", params=_signed(), content=body.encode())
+    assert response.status_code == 200 and response.text == "success"
+
+
+def test_text_goes_through_the_assistant_and_comes_back_as_wechat_text(client):
+    assistant = _answering(
+        {"text": "请问具体地点在哪里？"},
+        {"text": "您说的是岳麓区望月湖街道吗？", "buttons": [{"title": "是的", "payload": "/affirm"},
+                                                         {"title": "不是", "payload": "/deny"}]},
+        {"custom": {"chart": {"type": "bar", "title": "本月诉求量", "unit": "件", "labels": ["岳麓区"], "values": [3]}}},
+        then=({"text": "请您描述一下具体位置。"},))
+    client.app.state.assistant = assistant
+    _post_text(client, "帮我投诉一下楼下烧烤店油烟太大😤", "9100000000000000001")
+    [turn] = assistant.turns
+    assert turn == {"sender": OPENID, "message": "帮我投诉一下楼下烧烤店油烟太大😤",
+                    "metadata": {"channel": "wechat", "openid": OPENID, "role": "citizen"}}
+    [(to, text)] = client.sender.sent    # short answers are joined into one message; the chart is dropped
+    assert to == OPENID
+    assert text == "请问具体地点在哪里？\n\n您说的是岳麓区望月湖街道吗？\n1. 是的\n2. 不是\n（回复序号即可选择）"
+    assert _orders(client.factory) == []   # the assistant's form files the order, not the callback
+
+    _post_text(client, "２", "9100000000000000002")         # a numbered choice (here full-width) goes on as its payload
+    assert assistant.turns[-1]["message"] == "/deny"
+    _post_text(client, "2", "9100000000000000003")          # no choices on offer any more: just the text
+    assert assistant.turns[-1]["message"] == "2"
+
+
+def test_long_answers_are_split_at_2048_bytes_and_capped_at_five_messages(client):
+    paragraph = "根据《长沙市城市管理条例》，占道经营由所在区城管执法部门依法查处。" * 45   # ~4,500 bytes
+    client.app.state.assistant = _answering({"text": paragraph}, {"text": paragraph}, {"text": paragraph})
+    _post_text(client, "占道经营归谁管？", "9200000000000000001")
+    texts = [text for _, text in client.sender.sent]
+    assert len(texts) == 5 and all(len(t.encode()) <= WECHAT_TEXT_BYTES for t in texts)
+    assert all(t.endswith("。") for t in texts[:4]) and texts[-1].endswith("（内容较长，已截断）")
+    client.sender.sent.clear()
+    client.app.state.assistant = _answering({"text": "好的😀" * 500})   # 5,000 bytes, no sentence end
+    _post_text(client, "谢谢", "9200000000000000002")
+    texts = [text for _, text in client.sender.sent]
+    assert len(texts) == 3 and "".join(texts) == "好的😀" * 500 and all(len(t.encode()) <= 2048 for t in texts)
+
+
+def test_voice_goes_through_the_assistant_with_the_last_location(client):
+    assistant = _answering({"text": "已为您记录，请问您的联系电话？"})
+    client.app.state.assistant = assistant
+    location = _xml("location", "<Location_X>28.1834</Location_X><Location_Y>112.9420</Location_Y><Scale>15</Scale>",
+                    msg_id="9300000000000000001")
+    assert client.post("/wechat/callback", params=_signed(), content=location).status_code == 200
+    voice = _xml("voice", "<MediaId>m1</MediaId><Format>amr</Format><Recognition><![CDATA[这里垃圾三天没人收了]]>"
+                          "</Recognition>", msg_id="9300000000000000002")
+    assert client.post("/wechat/callback", params=_signed(), content=voice).status_code == 200
+    [turn] = assistant.turns
+    assert turn["message"] == "这里垃圾三天没人收了"
+    assert turn["metadata"]["location"] == {"lat": 28.1834, "lng": 112.942, "datum": "gcj02"}
+    assert [text for _, text in client.sender.sent][-1] == "已为您记录，请问您的联系电话？"
+
+
+def test_when_the_assistant_is_unavailable_the_message_is_filed_directly(client):
+    def down(sender, message, metadata):
+        raise AssistantUnavailable("Rasa did not answer within 8.0 s")
+
+    client.app.state.assistant = ScriptedAssistant(down)
+    _post_text(client, "雨花区高桥街道小区停水两天了，没人管", "9400000000000000001")
+    with FakeRasa() as rasa:   # a Rasa that answers, but with an error
+        rasa.status = 500
+        client.app.state.assistant = RasaRestClient(rasa.url, timeout_s=2.0)
+        _post_text(client, "岳麓区望月湖街道晚上摊贩占道", "9400000000000000002")
+        assert len(rasa.turns) == 1
+    orders = _orders(client.factory)
+    assert sorted(o.text for o in orders) == ["岳麓区望月湖街道晚上摊贩占道", "雨花区高桥街道小区停水两天了，没人管"]
+    assert all(o.caller_openid == OPENID and o.channel == "wechat" for o in orders)
+    replies = [text for _, text in client.sender.sent]
+    assert len(replies) == 2 and all(o.order_no in " ".join(replies) for o in orders)
+
+
+def test_three_concurrent_deliveries_reach_the_assistant_once_and_get_one_reply(setup):
+    app, sender, factory = setup
+    with TestClient(app):
+        pass   # lifespan: migrations
+    with FakeRasa() as rasa:
+        app.state.assistant = RasaRestClient(rasa.url, timeout_s=5.0)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        body = _xml("text", "<Content><![CDATA[我上周反映的路灯坏了处理得怎么样了]]></Content>", msg_id="9500").encode()
+
+        async def deliver():
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+                return await asyncio.gather(*(http.post("/wechat/callback", params=_signed(), content=body)
+                                              for _ in range(3)))
+        try:
+            responses = asyncio.run(deliver())
+            deadline = time.monotonic() + 10
+            while not sender.sent and time.monotonic() < deadline:   # the reply is sent after the response
+                time.sleep(0.05)
+            time.sleep(0.3)   # room for a (wrong) second reply to show up
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+    assert [r.text for r in responses] == ["success"] * 3
+    assert len(rasa.turns) == 1 and rasa.turns[0]["sender"] == OPENID
+    assert sender.sent == [(OPENID, "收到您的消息：我上周反映的路灯坏了处理得怎么样了")]
+    assert _orders(factory) == []
