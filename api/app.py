@@ -149,6 +149,15 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
 
     RouterDep = Annotated[Any, Depends(get_router)]
 
+    from sqlalchemy.exc import DataError
+
+    @app.exception_handler(DataError)
+    async def bad_value(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the validators let through (e.g. a NUL character on PostgreSQL): the
+        # caller's input is at fault, and nothing was written (the transaction rolled back).
+        return JSONResponse({"detail": "the request holds characters or values the database cannot store"},
+                            status_code=400)
+
     @app.get("/healthz")
     def healthz() -> dict:
         return {"status": "ok"}

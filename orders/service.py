@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -87,6 +88,7 @@ def create_order(session: Session, *, text: str, channel: str, actor: Actor, cal
     With `auto_dispatch`, an order the router is confident about (decision "auto") is accepted and dispatched at
     once; the others wait in the agents' queue (suggest) or the joint-review queue (review)."""
     text = check_text(text)
+    idempotency_key = idempotency_key or None   # an empty header is no key (stored as "" it made the next one a 500)
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
     now = now or utcnow()
@@ -183,9 +185,13 @@ def _apply_routing(order: WorkOrder, routing: dict) -> None:
 def citizen_lookup(session: Session, *, order_no: str, phone_last4: str) -> WorkOrder | None:
     """The order if `phone_last4` matches its caller's phone; None otherwise (the same answer for a wrong number
     and an unknown order, so the lookup cannot be used to find out which orders exist)."""
-    order = session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no.strip().upper()))
+    # NUL: PostgreSQL refuses it in a query (a 500); no order number holds one anyway.
+    order = (session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no.strip().upper()))
+             if "\x00" not in order_no else None)
     expected = (order.caller_phone_last4 if order else None) or "????"
-    given = "".join(ch for ch in phone_last4 if ch.isdigit())[-4:]
+    # Decimal digits of any script (full-width １２３４ from a Chinese keyboard) as ASCII: compare_digest refuses
+    # non-ASCII text, which made such input a 500.
+    given = "".join(str(unicodedata.decimal(ch)) for ch in phone_last4 if ch.isdecimal())[-4:]
     return order if hmac.compare_digest(expected, given.rjust(4, "!")) and order is not None else None
 
 

@@ -215,6 +215,7 @@ class Router:
         output = {
             "id": request.id,
             "category": self.kb.category_path(top_entry.category),
+            "category_code": top_entry.category,
             "department": _dept(unit),
             "jurisdiction": {"district": district_name, "street": geo.street["name"] if geo.street else None,
                              "community": geo.community},

@@ -315,3 +315,12 @@ def test_a_failed_step_leaves_no_webhook_behind(work):
     with factory() as session:
         assert outbox.backlog(session) == 0
         assert session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no)).state == "received"
+
+
+def test_a_value_the_database_refuses_is_a_400_not_a_500(work):
+    client, keys, factory, new = work
+    response = client.get("/api/v1/queues/department", params={"department": "430104\x00"}, headers=_h(keys, "dispatch"))
+    if factory.kw["bind"].dialect.name == "postgresql":   # PostgreSQL refuses NUL in text; SQLite stores it
+        assert response.status_code == 400 and "cannot store" in response.json()["detail"]
+    else:
+        assert response.status_code == 200 and response.json()["items"] == []
