@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test bench clean-cache
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml scripts/setup.sh scripts/setup_assistant.sh
 	PYTHON=$(PYTHON) bash scripts/setup.sh
 	touch $(STAMP)
 
 setup: $(STAMP)
+	@# the assistant's dictionaries and model follow the KB and training data; a no-op when nothing changed
+	bash scripts/setup_assistant.sh
 
 ## Install everything, build the offline model and the index, then run the main job on the embedded default:
 ## evaluate routing on the development set and route the sample complaints.

