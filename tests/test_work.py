@@ -17,6 +17,7 @@ from api.keys import create_api_key
 from api.staff import AuditRecord, create_staff
 from hotline.db import transaction
 from orders import outbox
+from orders.indicators import CITY_TZ
 from orders.models import RoutingDecision, WorkOrder
 from orders.outbox import HttpWebhookSender, OutboxMessage
 from orders.service import Actor, apply_action, create_order
@@ -148,7 +149,7 @@ def test_export_is_masked_and_audited(work):
     with transaction(factory) as session:
         create_staff(session, username="zhang.official", password="s3cret-长沙-2026", role="official")
     token = client.post("/api/v1/auth/token", json={"username": "zhang.official", "password": "s3cret-长沙-2026"}).json()
-    today = dt.date.today()
+    today = dt.datetime.now(CITY_TZ).date()   # periods are the city's days
     params = {"start": (today - dt.timedelta(days=1)).isoformat(), "end": (today + dt.timedelta(days=1)).isoformat()}
     response = client.get("/api/v1/exports/orders.csv", params=params,
                           headers={"Authorization": f"Bearer {token['access_token']}"})
@@ -324,3 +325,17 @@ def test_a_value_the_database_refuses_is_a_400_not_a_500(work):
         assert response.status_code == 400 and "cannot store" in response.json()["detail"]
     else:
         assert response.status_code == 200 and response.json()["items"] == []
+
+
+def test_a_city_day_starts_at_midnight_beijing_time_on_both_databases(work):
+    """An order taken at 01:00 in 长沙 (17:00 UTC the day before) belongs to the city's next day."""
+    from orders import indicators as ind
+
+    client, keys, factory, new = work
+    with transaction(factory) as session:
+        create_order(session, text=STALL, channel="hotline", actor=SYSTEM,
+                     now=dt.datetime(2026, 11, 21, 17, 0, tzinfo=dt.timezone.utc))
+    day = lambda d: ind.Scope(ind.city_midnight(d), ind.city_midnight(d + dt.timedelta(days=1)))  # noqa: E731
+    with factory() as session:
+        assert ind.order_count(session, day(dt.date(2026, 11, 22))).value == 1
+        assert ind.order_count(session, day(dt.date(2026, 11, 21))).value == 0
