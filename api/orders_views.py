@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import datetime as dt
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from api.keys import verify_api_key
@@ -198,6 +199,19 @@ async def post_order(body: OrderIn, request: Request, response: Response,
     return payload
 
 
+@contextmanager
+def lifecycle_errors():
+    """A refused lifecycle step as HTTP: illegal or stale → 409 with the reason, not allowed → 403."""
+    try:
+        yield
+    except IllegalTransition as exc:
+        raise HTTPException(409, exc.reason) from None
+    except ConcurrentUpdate as exc:
+        raise HTTPException(409, str(exc)) from None
+    except Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None
+
+
 def _find(session: Session, order_no: str) -> WorkOrder:
     # NUL: PostgreSQL refuses it in a query (a 500); no order number holds one anyway.
     order = session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no)) if "\x00" not in order_no else None
@@ -221,22 +235,15 @@ def post_action(order_no: str, body: ActionIn, request: Request,
                 key: Annotated[Principal, Depends(require_scope("orders:write"))]) -> dict:
     """One lifecycle step (accept, dispatch, sign, return, …). Illegal steps: 409 with the reason."""
     data = body.model_dump(exclude={"action", "expected_version"}, exclude_none=True)
-    try:
-        with transaction(_sessions(request)) as session:
-            order = _find(session, order_no)
-            if not _visible(order, key):
-                raise HTTPException(404, f"no work order {order_no}")
-            previous_department = order.department_code
-            order = apply_action(session, order_id=order.id, action=body.action, actor=key.actor(),
-                                 expected_version=body.expected_version, **data)
-            result = order_json(order, events=True)
-            complaint = order.text
-    except IllegalTransition as exc:
-        raise HTTPException(409, exc.reason) from None
-    except ConcurrentUpdate as exc:
-        raise HTTPException(409, str(exc)) from None
-    except Forbidden as exc:
-        raise HTTPException(403, str(exc)) from None
+    with lifecycle_errors(), transaction(_sessions(request)) as session:
+        order = _find(session, order_no)
+        if not _visible(order, key):
+            raise HTTPException(404, f"no work order {order_no}")
+        previous_department = order.department_code
+        order = apply_action(session, order_id=order.id, action=body.action, actor=key.actor(),
+                             expected_version=body.expected_version, **data)
+        result = order_json(order, events=True)
+        complaint = order.text
     _learn_from_redispatch(request, body, previous_department, complaint)
     return result
 

@@ -13,15 +13,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.orders_views import Principal, _find, _sessions, _visible, order_json, require_scope
+from api.orders_views import Principal, _find, _sessions, lifecycle_errors, _visible, order_json, require_scope
 from api.staff import AuditRecord
 from hotline.db import transaction
 from nlp.pii import mask_phone
 from orders import outbox
-from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State, timeliness
+from orders.lifecycle import STATE_LABELS, Action, State, timeliness
 from orders.indicators import city_midnight
 from orders.models import RoutingDecision, WorkOrder, utcnow
-from orders.service import ConcurrentUpdate, Forbidden, apply_action
+from orders.service import apply_action
 
 router = APIRouter(prefix="/api/v1", tags=["work"])
 
@@ -76,35 +76,28 @@ def confirm(order_no: str, body: ConfirmIn, request: Request, principal: Writer)
     A changed department is the router's feedback: the stored decision is marked wrong and the router learns."""
     _centre_only(principal)
     known = _department_names(request)
-    try:
-        with transaction(_sessions(request)) as session:
-            order = _find(session, order_no)
-            decision = _latest_decision(session, order)
-            suggested = decision.department_code if decision else None
-            department = body.department_code or suggested
-            if not department:
-                raise HTTPException(422, "no suggestion to confirm: name a department_code")
-            if known and department not in known:
-                raise HTTPException(422, f"unknown department {department!r}")
-            expected_version = body.expected_version
-            if order.state == State.RECEIVED:
-                apply_action(session, order_id=order.id, action=Action.ACCEPT, actor=principal.actor(),
-                             expected_version=expected_version)
-                expected_version = None   # checked once, before the first step
-            changed = suggested is not None and department != suggested
-            apply_action(session, order_id=order.id, action=Action.DISPATCH, actor=principal.actor(),
-                         expected_version=expected_version, department_code=department,
-                         co_handlers=body.co_handlers or [], mode="manual" if changed else "assisted",
-                         note=body.note)
-            if changed and decision is not None and decision.correct is None:
-                decision.correct, decision.final_department_code = False, department
-            result, complaint = order_json(order, events=True), order.text
-    except IllegalTransition as exc:
-        raise HTTPException(409, exc.reason) from None
-    except ConcurrentUpdate as exc:
-        raise HTTPException(409, str(exc)) from None
-    except Forbidden as exc:
-        raise HTTPException(403, str(exc)) from None
+    with lifecycle_errors(), transaction(_sessions(request)) as session:
+        order = _find(session, order_no)
+        decision = _latest_decision(session, order)
+        suggested = decision.department_code if decision else None
+        department = body.department_code or suggested
+        if not department:
+            raise HTTPException(422, "no suggestion to confirm: name a department_code")
+        if known and department not in known:
+            raise HTTPException(422, f"unknown department {department!r}")
+        expected_version = body.expected_version
+        if order.state == State.RECEIVED:
+            apply_action(session, order_id=order.id, action=Action.ACCEPT, actor=principal.actor(),
+                         expected_version=expected_version)
+            expected_version = None   # checked once, before the first step
+        changed = suggested is not None and department != suggested
+        apply_action(session, order_id=order.id, action=Action.DISPATCH, actor=principal.actor(),
+                     expected_version=expected_version, department_code=department,
+                     co_handlers=body.co_handlers or [], mode="manual" if changed else "assisted",
+                     note=body.note)
+        if changed and decision is not None and decision.correct is None:
+            decision.correct, decision.final_department_code = False, department
+        result, complaint = order_json(order, events=True), order.text
     if changed:
         router_ = request.app.state.router
         if router_ is not None:
@@ -289,14 +282,11 @@ def status_callback(body: CallbackIn, request: Request, principal: Writer) -> di
             return {**result, "replayed": False}
 
     try:
-        return apply()
+        with lifecycle_errors():
+            return apply()
     except IntegrityError:   # the same event_id applied concurrently: the first one won; answer as it did
         with _sessions(request)() as session:
             seen = outbox.remembered_callback(session, source=principal.name, event_id=body.event_id)
         if seen is None:
             raise
         return {**seen.result, "replayed": True}
-    except IllegalTransition as exc:
-        raise HTTPException(409, exc.reason) from None
-    except (ConcurrentUpdate, Forbidden) as exc:
-        raise HTTPException(409 if isinstance(exc, ConcurrentUpdate) else 403, str(exc)) from None

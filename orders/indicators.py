@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nlp.lexicons import lexicons
-from orders.lifecycle import OPEN_STATES, STATE_LABELS, State, add_working_days, timeliness
+from orders.lifecycle import OPEN_STATES, STATE_LABELS, State, timeliness
 from orders.models import OrderEvent, RoutingDecision, WorkOrder, utcnow
 
 CLOSED_STATES = {State.CLOSED, State.RATED, State.ARCHIVED}
