@@ -21,6 +21,7 @@ from nlp.normalize import check_text
 from nlp.pii import mask_pii
 from orders.lifecycle import Action, IllegalTransition, State, add_working_days, next_state
 from orders.outbox import enqueue_for_event
+from orders.indicators import CITY_TZ
 from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder, utcnow
 
 DEFAULT_TIME_LIMIT_DAYS = 5
@@ -115,7 +116,8 @@ def create_order(session: Session, *, text: str, channel: str, actor: Actor, cal
         if existing is None:
             raise
         return _replay(existing, request_hash), False
-    order.order_no = f"{order_no_prefix}{now:%Y%m%d}{order.id:06d}"
+    # The city's date (Beijing time), as citizens read it; the id keeps numbers unique.
+    order.order_no = f"{order_no_prefix}{now.astimezone(CITY_TZ):%Y%m%d}{order.id:06d}"
     _event(order, action="create", from_state=None, actor=actor, now=now, data={"channel": channel})
     if routing:
         attach_routing(session, order_id=order.id, routing=routing, model=routing_model, now=now)
