@@ -71,6 +71,8 @@ def rasa_env(settings: Settings) -> dict[str, str]:
         "RASA_TELEMETRY_ENABLED": "false", "RASA_CACHE_DIRECTORY": str(cache / "train-cache"),
         "TF_CPP_MIN_LOG_LEVEL": "2", "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
         "PATH": f"{RASA_VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        # config.yml names our own components by module path (rasa_components.…), found from the project folder.
+        "PYTHONPATH": str(settings.assistant_dir),
     })
     return env
 
@@ -90,7 +92,8 @@ def training_paths(settings: Settings) -> list[Path]:
 def training_inputs_hash(settings: Settings) -> str:
     """Everything a trained model depends on: config, domain, training data, generated vocabulary, Rasa's version."""
     digest = hashlib.sha256(RASA_VERSION.encode())
-    files = [settings.assistant_dir / "config.yml", settings.assistant_dir / "domain.yml"]
+    files = [settings.assistant_dir / "config.yml", settings.assistant_dir / "domain.yml",
+             *sorted((settings.assistant_dir / "rasa_components").glob("*.py"))]
     for folder in training_paths(settings):
         files.extend(sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"))
     for path in files:

