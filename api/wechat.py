@@ -31,7 +31,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hotline.db import Base, transaction
 from nlp.normalize import InputError
 from orders.models import utcnow
-from orders.service import Actor, attach_routing, create_order, dispatch_if_confident
+from orders.service import (Actor, IdempotencyConflict, attach_routing, create_order, dispatch_if_confident,
+                            find_by_idempotency_key)
 
 log = logging.getLogger("hotline.wechat")
 router = APIRouter(tags=["wechat"])
@@ -320,6 +321,15 @@ def _file_order(app, incoming: Incoming) -> None:
                 if app.state.settings.auto_dispatch:
                     dispatch_if_confident(session, order=order, routing=routing, now=order.created_at)
             order_no = order.order_no
+    except IdempotencyConflict:
+        # The assistant's complaint form already filed an order for this very message (it uses the MsgId as its
+        # key) and then answered too late: no second order; the citizen gets that order's number.
+        with sessions() as session:
+            filed = find_by_idempotency_key(session, key=incoming.dedupe_key)
+            order_no = filed.order_no if filed else None
+        if order_no:
+            sender.send_text(incoming.openid, f"您的诉求已登记，工单号 {order_no}。回复工单号可查询进度。")
+        return
     except InputError as exc:
         sender.send_text(incoming.openid, f"抱歉，您的消息无法受理：{exc}")
         return
@@ -421,7 +431,10 @@ async def _answer_through_assistant(app, incoming: Incoming) -> None:
     from api.assistant_client import AssistantUnavailable, clean_message, get_assistant
 
     sender, choices = app.state.wechat_sender, _reply_choices(app)
-    metadata: dict = {"channel": "wechat", "openid": incoming.openid, "role": "citizen"}
+    # message_key: an order the assistant files on this message uses it as its Idempotency-Key, the same key as the
+    # direct filing below, so a Rasa that answers too late never leads to a second order.
+    metadata: dict = {"channel": "wechat", "openid": incoming.openid, "role": "citizen",
+                      "message_key": incoming.dedupe_key}
     location = await run_in_threadpool(_last_location, app.state.sessions, incoming.openid)
     if location:
         metadata["location"] = {"lat": location[0], "lng": location[1], "datum": "gcj02"}

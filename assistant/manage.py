@@ -138,7 +138,7 @@ def train(settings: Settings, *, force: bool = False) -> bool:
 # Responses the custom actions send (dispatcher.utter_message(response=…)): `rasa data validate` only looks at
 # stories and rules, so it reports them as unused, like the form's utter_ask_* questions.
 ACTION_RESPONSES = ("utter_ask_order_number", "utter_ask_phone_last4", "utter_order_not_found", "utter_service_busy",
-                    "utter_phone_needed", "utter_handoff", "utter_login_required")
+                    "utter_phone_needed", "utter_login_required")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WARNING = re.compile(r"UserWarning: (.*?)(?=\n\S+\.py:\d+: |\n\d{4}-\d\d-\d\d |\Z)", re.S)
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 
 from api.assistant_actions import webhook_token, webhook_token_for
 from assistant.actions.complaint import (BAD_PHONE, NO_PHONE, NO_PHONE_OK, PHONE_REQUIRED, WHY_PHONE,
-                                         WHY_PHONE_REASON, filed_reply,
+                                         WHY_PHONE_REASON, filed_reply, idempotency_key, readback, wechat_message_key,
                                          ActionResetComplaint, ActionSubmitComplaint, ValidateComplaintForm,
                                          is_refusal, parse_phone, text_problem, yes_or_no)
 from assistant.actions.context import BUSY, ActionContext, use_context
@@ -713,3 +713,56 @@ def test_the_webhook_runs_actions_for_rasa(service):
         assert http.post(url, params={"token": token}, content=bomb,
                          headers={"Content-Encoding": "deflate"}).status_code == 413
         assert http.post(url, params={"token": token}, json={"next_action": "x"}).status_code == 400
+
+
+@pytest.mark.parametrize("said, expected", [
+    ("岳麓区望月湖街道桃子湖路", "长沙市岳麓区望月湖街道（桃子湖路）"),          # district and street not said twice
+    ("长沙岳麓区望月湖街道 桃子湖路３号！", "长沙市岳麓区望月湖街道（桃子湖路３号）"),
+    ("望月湖街道", "长沙市岳麓区望月湖街道"),                                  # nothing new: no brackets
+    ("就在岳麓区望月湖街道", "长沙市岳麓区望月湖街道"),                        # fillers are not a place
+    ("不对，是在望月湖街道桃子湖路那边", "长沙市岳麓区望月湖街道（桃子湖路）"),
+    ("", "长沙市岳麓区望月湖街道"),
+    (None, "长沙市岳麓区望月湖街道"),
+])
+def test_read_back_names_each_place_once(said, expected):
+    address = {"standard_address": "湖南省长沙市岳麓区望月湖街道", "district": {"adcode": "430104", "name": "岳麓区"},
+               "street": {"id": "430104005", "name": "望月湖街道"}, "community": None}
+    assert readback(address, said, "长沙市") == expected
+
+
+def test_read_back_without_a_standard_address_keeps_what_was_said():
+    assert readback({"standard_address": ""}, "高桥大市场门口🙏", "长沙市") == "高桥大市场门口🙏"
+
+
+def test_a_wechat_message_filed_by_the_form_is_not_filed_again_by_the_relays_fallback(service):
+    """Rasa's form files on the citizen's last WeChat message and then answers too late: the relay's direct filing
+    of that same message (same MsgId) makes no second order and tells the citizen the first one's number."""
+    from api.wechat import Incoming, RecordingSender, _file_order
+
+    metadata = {"channel": "wechat", "openid": "oWx_late", "role": "citizen", "message_key": "msg:9700000000000000001"}
+    slots = {"complaint_text": "芙蓉区五里牌街道晚上KTV唱歌太吵了🎤，吵得孩子睡不着", "place_confirmed": True,
+             "complaint_place": "长沙市芙蓉区五里牌街道", "complaint_phone": "13900001234"}
+    events, messages = run(service.context, ActionSubmitComplaint(),
+                           make_tracker("13900001234", slots=slots, metadata=metadata, sender="oWx_late"))
+    with service.factory() as session:
+        [order] = session.scalars(select(WorkOrder).where(WorkOrder.caller_openid == "oWx_late")).all()
+        assert order.idempotency_key == "msg:9700000000000000001"
+    assert order.order_no in texts(messages)
+
+    sender = service.app.state.wechat_sender = RecordingSender()
+    _file_order(service.app, Incoming(openid="oWx_late", msg_type="text", create_time="1795000000",
+                                      msg_id="9700000000000000001", text="13900001234"))
+    with service.factory() as session:
+        assert session.scalar(select(func.count()).select_from(WorkOrder)
+                              .where(WorkOrder.caller_openid == "oWx_late")) == 1
+    assert sender.sent == [("oWx_late", f"您的诉求已登记，工单号 {order.order_no}。回复工单号可查询进度。")]
+
+
+def test_only_a_wechat_message_id_becomes_the_orders_key():
+    body = {"text": "小区停水", "channel": "web"}
+    assert idempotency_key("web:s1", body, message_key="msg:123") == "msg:123"
+    assert idempotency_key("web:s1", body, message_key="evt:oWx_secret:1795000000:").startswith("assistant-")
+    assert idempotency_key("web:s1", body, message_key=None) == idempotency_key("web:s1", body)
+    assert "oWx" not in idempotency_key("oWx_secret", body)
+    tracker = make_tracker("好的", metadata={"channel": "web", "message_key": "msg:1"})
+    assert wechat_message_key(tracker) is None

@@ -208,7 +208,8 @@ def test_text_goes_through_the_assistant_and_comes_back_as_wechat_text(client):
     _post_text(client, "帮我投诉一下楼下烧烤店油烟太大😤", "9100000000000000001")
     [turn] = assistant.turns
     assert turn == {"sender": OPENID, "message": "帮我投诉一下楼下烧烤店油烟太大😤",
-                    "metadata": {"channel": "wechat", "openid": OPENID, "role": "citizen"}}
+                    "metadata": {"channel": "wechat", "openid": OPENID, "role": "citizen",
+                                 "message_key": "msg:9100000000000000001"}}
     [(to, text)] = client.sender.sent    # short answers are joined into one message; the chart is dropped
     assert to == OPENID
     assert text == "请问具体地点在哪里？\n\n您说的是岳麓区望月湖街道吗？\n1. 是的\n2. 不是\n（回复序号即可选择）"

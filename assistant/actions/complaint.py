@@ -132,6 +132,10 @@ def yes_or_no(text: str | None, intent: str | None) -> bool | None:
     return None
 
 
+# Words around a place that are not part of it ("就在…", "…那边"): left over once the known names are removed.
+_PLACE_FILLER = re.compile(r"^(?:不对|不是)?[，,\s]*(?:就|是|也)?(?:在|位于)?|(?:那边|这边|附近|那儿|这儿|这里|那里)$")
+
+
 def readback(address: dict[str, Any], said: str | None, city_name: str) -> str:
     """The standard address from the city name on (citizens say 长沙市…), with what the citizen said if it adds to it."""
     standard = address.get("standard_address") or ""
@@ -140,7 +144,18 @@ def readback(address: dict[str, Any], said: str | None, city_name: str) -> str:
         standard = standard[at:]
     said = (said or "").strip(" ，,。.！!？?")
     if said and said not in standard:
-        return f"{standard}（{said}）" if standard else said
+        if not standard:
+            return said
+        # Only what the standard address lacks goes in brackets: "岳麓区望月湖街道桃子湖路" adds 桃子湖路, not the
+        # district and street a second time.
+        known = [(address.get(level) or {}).get("name") for level in ("district", "street")]
+        known += [address.get("community"), city_name, city_name.removesuffix("市")]
+        detail = said
+        for name in sorted(filter(None, known), key=len, reverse=True):
+            detail = detail.replace(name, "")
+        detail = _PLACE_FILLER.sub("", detail.strip(" ，,。.！!？?")).strip(" ，,。.！!？?")
+        if detail and detail not in standard:
+            return f"{standard}（{detail}）"
     return standard
 
 
@@ -312,11 +327,23 @@ class ValidateComplaintForm(FormValidationAction):
 
 
 # -- filing ---------------------------------------------------------------------------------------------------------
-def idempotency_key(sender_id: str, body: dict) -> str:
-    """The same sender filing the same request gets the same key (≤ 128 chars; no phone or OpenID in clear)."""
+def idempotency_key(sender_id: str, body: dict, *, message_key: str | None = None) -> str:
+    """The same sender filing the same request gets the same key (≤ 128 chars; no phone or OpenID in clear).
+    A WeChat message's own key (its MsgId) when the channel gives one: the WeChat relay files the same message
+    under that key when the assistant does not answer in time, and one key means one order."""
+    if isinstance(message_key, str) and message_key.startswith("msg:") and len(message_key) <= 128:
+        return message_key
     sender = hashlib.sha256(sender_id.encode()).hexdigest()[:16]
     request = hashlib.sha256(json.dumps(body, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:32]
     return f"assistant-{sender}-{request}"
+
+
+def wechat_message_key(tracker: Tracker) -> str | None:
+    """The key of the WeChat message being answered (only this message's: an older one was another request)."""
+    metadata = (tracker.latest_message or {}).get("metadata")
+    if isinstance(metadata, dict) and metadata.get("channel") == "wechat":
+        return metadata.get("message_key")
+    return None
 
 
 def order_text(description: str, place: str | None) -> str:
@@ -362,7 +389,8 @@ class ActionSubmitComplaint(Action):
         context = current_context()
         try:
             async with ServiceClient(context) as api:
-                order, replayed = await api.create_order(body, idempotency_key=idempotency_key(tracker.sender_id, body))
+                order, replayed = await api.create_order(body, idempotency_key=idempotency_key(
+                    tracker.sender_id, body, message_key=wechat_message_key(tracker)))
         except ServiceUnavailable:
             dispatcher.utter_message(text="系统暂时繁忙，您的诉求还没有登记成功，请稍后再试或拨打12345人工服务。")
             return reset_events()
