@@ -58,6 +58,18 @@ def model_file(settings: Settings) -> Path:
     return assistant_cache(settings) / "models" / f"{MODEL_NAME}.tar.gz"
 
 
+def why_rasa_cannot_run(settings: Settings) -> str | None:
+    """None when the Rasa venv is installed and a trained model exists; otherwise what is missing."""
+    try:
+        rasa_executable()
+    except RasaNotInstalled as exc:
+        return str(exc)
+    if not model_file(settings).exists():
+        return (f"no trained assistant at {model_file(settings)}: run `hotline assistant train` "
+                "(or scripts/setup_assistant.sh)")
+    return None
+
+
 def rasa_env(settings: Settings) -> dict[str, str]:
     """Rasa's environment: no telemetry, and a private HOME and TMPDIR so it writes ~/.config/rasa, ~/.keras,
     matplotlib's cache and jieba's cache under the cache folder, not into the user's home."""
@@ -244,6 +256,18 @@ def wait_until_ready(url: str, timeout: float = 180.0, *, process: subprocess.Po
         if time.monotonic() > deadline:
             raise TimeoutError(f"rasa at {url} not ready after {timeout:.0f} s")
         time.sleep(1.0)
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 30.0) -> None:
+    """Stop a server we started (Rasa, an app under uvicorn): terminate, and kill it if it has not exited in time."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 # --- the command line --------------------------------------------------------------------------------------------

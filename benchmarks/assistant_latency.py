@@ -29,7 +29,6 @@ import random
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from assistant.manage import model_file, model_is_current, start_rasa, wait_until_ready
+from app_server import free_port, start_app, wait_for_app
+from assistant.manage import model_file, model_is_current, start_rasa, stop_process, wait_until_ready
 from hotline.config import Settings
 from nlp.pii import mask_pii
 
@@ -68,12 +68,6 @@ INDICATOR_SCRIPTS = [
     ["按时办结率最低的三个部门", "本月各区诉求量排名", "近7天芙蓉区办结率", "满意率比上个月怎么样"],
     ["上个月满意率是多少", "本月诉求量", "超期的有多少件", "那开福区呢"],
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -189,35 +183,10 @@ def prepare_database(url: str, *, orders: int, env: dict) -> dict:
     return {"orders": [tuple(row) for row in rows], "seed_seconds": round(seeded_s, 1)}
 
 
-def wait_for_app(base_url: str, process: subprocess.Popen, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the app exited with code {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("the app was not ready in time")
-
-
-def stop(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def run(*, turns: int, orders: int, seed: int, transcript: Path | None = None) -> dict:
     load_at_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="hotline-assistant-bench-"))
-    app_port, rasa_port = _free_port(), _free_port()
+    app_port, rasa_port = free_port(), free_port()
     app_url, rasa_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{rasa_port}"
     database_url = f"sqlite:///{work / 'bench.sqlite3'}"
     overrides = {
@@ -240,9 +209,7 @@ def run(*, turns: int, orders: int, seed: int, transcript: Path | None = None) -
     log: list[dict] = []
     try:
         print("starting the app and Rasa (about a minute) …", flush=True)
-        app = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host",
-                                "127.0.0.1", "--port", str(app_port), "--no-access-log", "--log-level", "warning"],
-                               env=env, cwd=REPO)
+        app = start_app(app_port, env)
         rasa = start_rasa(settings, port=rasa_port, service_url=app_url, log_file=work / "rasa.log")
         wait_for_app(app_url, app)
         wait_until_ready(rasa_url, timeout=600, process=rasa)
@@ -263,8 +230,8 @@ def run(*, turns: int, orders: int, seed: int, transcript: Path | None = None) -
         print(f"failed; the Rasa log and the database are in {work}", file=sys.stderr)
         raise
     finally:
-        stop(rasa)
-        stop(app)
+        stop_process(rasa)
+        stop_process(app)
     shutil.rmtree(work, ignore_errors=True)
 
     if transcript:

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,13 +26,12 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from app_server import free_port, start_app, wait_for_app  # noqa: E402
+from assistant.manage import stop_process  # noqa: E402
+
 DEV_SET = REPO / "training_data" / "dev" / "routing_dev.jsonl"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _texts() -> list[str]:
@@ -97,26 +95,15 @@ def run(database: str, requests: int, concurrency: int, max_seconds: float) -> d
     subprocess.run([hotline, "db", "upgrade"], env=env, check=True, capture_output=True)
     key = subprocess.run([hotline, "apikey", "create", "--name", "bench", "--scope", "orders:write"], env=env,
                          check=True, capture_output=True, text=True).stdout.strip()
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host",
-                               "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-                              env=env, cwd=REPO)
+    port = free_port()
+    server = start_app(port, env)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):   # the router loads in the lifespan: wait for /readyz
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("server not ready in 5 minutes")
+        wait_for_app(base, server, timeout=300)
         latencies, statuses, elapsed = asyncio.run(_load(base, key, _texts(), requests=requests,
                                                          concurrency=concurrency, max_seconds=max_seconds))
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_process(server)
     from sqlalchemy import func, select
 
     from hotline.db import make_engine, session_factory

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 REAL_DATA_ROOT = REPO_ROOT / "knowledge_base" / "data"
 REAL_CITY_DIR = REAL_DATA_ROOT / "changsha"
 CHINA_ADMIN_CENTERS = REAL_DATA_ROOT / "common" / "china_admin_centers.csv"
+
+def clean_postgres_url() -> str:
+    """HOTLINE_TEST_DATABASE_URL with an empty public schema, for the caller's migrations. Without a URL the test is
+    skipped, unless HOTLINE_REQUIRE_POSTGRES says PostgreSQL must be tested (CI)."""
+    from sqlalchemy import text
+
+    from hotline.db import make_engine
+
+    url = os.environ.get("HOTLINE_TEST_DATABASE_URL")
+    if not url:
+        if os.environ.get("HOTLINE_REQUIRE_POSTGRES"):
+            raise RuntimeError("HOTLINE_REQUIRE_POSTGRES is set but HOTLINE_TEST_DATABASE_URL is not")
+        pytest.skip("PostgreSQL: set HOTLINE_TEST_DATABASE_URL (scripts/test_postgres.sh starts one)")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
 
 YUELU, YUHUA = "430104", "430111"
 WANGYUEHU, JUZIZHOU, GAOQIAO = "430104001", "430104003", "430111007"

@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import socket
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -33,15 +32,16 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import uvicorn
-from conftest import fresh_router
-from sqlalchemy import select, text
+from conftest import clean_postgres_url, fresh_router
+from sqlalchemy import select
 
 from api.app import create_app
 from api.chat import COOKIE, read_session_cookie
 from api.keys import create_api_key
 from api.staff import create_staff
+from assistant.manage import start_rasa, stop_process, wait_until_ready, why_rasa_cannot_run
 from hotline.config import get_settings
-from hotline.db import make_engine, transaction
+from hotline.db import transaction
 from hotline.migrate import upgrade
 from orders.lifecycle import STATE_LABELS, State
 from orders.models import RoutingDecision, WorkOrder
@@ -61,18 +61,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _why_rasa_cannot_run() -> str | None:
-    from assistant.manage import RasaNotInstalled, model_file, rasa_executable
-
-    try:
-        rasa_executable()
-    except RasaNotInstalled as exc:
-        return str(exc)
-    if not model_file(get_settings()).exists():
-        return f"no trained assistant at {model_file(get_settings())} (scripts/setup_assistant.sh)"
-    return None
-
-
 # -- Rasa, once for the module --------------------------------------------------------------------------------------
 @dataclass
 class Assistant:
@@ -87,13 +75,11 @@ class Assistant:
 
 @pytest.fixture(scope="module")
 def assistant(tmp_path_factory):
-    why_not = _why_rasa_cannot_run()
+    why_not = why_rasa_cannot_run(get_settings())
     if why_not:
         if os.environ.get("HOTLINE_REQUIRE_RASA") == "1":
             pytest.fail(f"HOTLINE_REQUIRE_RASA=1 but {why_not}")
         pytest.skip(why_not)
-    from assistant.manage import start_rasa, wait_until_ready
-
     app_port, rasa_port = _free_port(), _free_port()
     api_key = "hlk_e2e_" + secrets.token_urlsafe(24)
     app_url = f"http://127.0.0.1:{app_port}"
@@ -108,12 +94,7 @@ def assistant(tmp_path_factory):
     except (TimeoutError, RuntimeError) as exc:
         pytest.fail(f"the Rasa server did not come up: {exc}\n{running.log_tail()}")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 # -- the app, once per database, on the port Rasa calls -------------------------------------------------------------
@@ -131,16 +112,8 @@ class RunningApp:
 def _database_url(kind: str, tmp: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp / 'hotline.sqlite3'}"
-    url = os.environ.get("HOTLINE_TEST_DATABASE_URL")
-    if not url:
-        if os.environ.get("HOTLINE_REQUIRE_POSTGRES"):
-            raise RuntimeError("HOTLINE_REQUIRE_POSTGRES is set but HOTLINE_TEST_DATABASE_URL is not")
-        pytest.skip("PostgreSQL: set HOTLINE_TEST_DATABASE_URL (scripts/test_postgres.sh starts one)")
-    engine = make_engine(url)
-    with engine.begin() as conn:   # a clean schema, then the real migrations (as app_and_keys in test_orders_api)
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    upgrade(url)
+    url = clean_postgres_url()
+    upgrade(url)   # the real migrations
     return url
 
 

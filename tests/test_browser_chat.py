@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 from api.app import create_app
 from api.assistant_client import UNAVAILABLE_MESSAGE
 from api.staff import create_staff
+from assistant.manage import start_rasa, stop_process, wait_until_ready, why_rasa_cannot_run
 from hotline.config import get_settings
 from hotline.db import transaction
 from test_chat import FakeRasa, closed_port_url
@@ -100,43 +100,17 @@ def serve(router):
 
 
 # -- the real Rasa, when it has been installed and trained ----------------------------------------------------------
-def _real_rasa_ready() -> str | None:
-    """None when the real assistant can be started here; otherwise why not."""
-    try:
-        from assistant.manage import RasaNotInstalled, model_file, rasa_executable
-    except ImportError as exc:
-        return f"assistant.manage cannot be imported ({exc})"
-    try:
-        rasa_executable()
-    except RasaNotInstalled as exc:
-        return str(exc)
-    if not model_file(get_settings()).exists():
-        return f"no trained assistant at {model_file(get_settings())} (hotline assistant train)"
-    return None
-
-
 def _start_real_rasa(service_url: str, log_file: Path):
     """Rasa on a free port, its actions pointed at our app, loaded and answering; returns (url, stop)."""
-    from assistant.manage import start_rasa, wait_until_ready
-
     port = _free_port()
     process = start_rasa(get_settings(), port=port, service_url=service_url, log_file=log_file)
-
-    def stop():
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, timeout=240, process=process)   # a cold start is 60–70 s on 2 cores
     except (TimeoutError, RuntimeError):
-        stop()
+        stop_process(process)
         raise
-    return url, stop
+    return url, lambda: stop_process(process)
 
 
 def _greeting_texts() -> set[str]:
@@ -197,7 +171,7 @@ def _console_errors(browser) -> list[str]:
 def test_a_typed_message_gets_the_assistants_reply(browser, serve, tmp_path):
     from selenium.webdriver.common.by import By
 
-    why_not_real = _real_rasa_ready()
+    why_not_real = why_rasa_cannot_run(get_settings())
     if why_not_real and os.environ.get("HOTLINE_REQUIRE_RASA") == "1":
         pytest.fail(f"HOTLINE_REQUIRE_RASA=1 but {why_not_real}")
     port = _free_port()

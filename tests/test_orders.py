@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import delete, func, select, text
+from conftest import clean_postgres_url
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from hotline.config import REPO_ROOT
@@ -93,13 +93,6 @@ def test_timeliness_of_open_orders(hours, label):
 
 
 # -- the service, on SQLite and PostgreSQL -----------------------------------------------------------------
-def _postgres_url() -> str | None:
-    url = os.environ.get("HOTLINE_TEST_DATABASE_URL")
-    if not url and os.environ.get("HOTLINE_REQUIRE_POSTGRES"):
-        raise RuntimeError("HOTLINE_REQUIRE_POSTGRES is set but HOTLINE_TEST_DATABASE_URL is not")
-    return url
-
-
 def _migrate(url: str) -> None:
     config = Config(str(REPO_ROOT / "alembic.ini"))
     config.attributes["url"] = url
@@ -111,13 +104,7 @@ def engine(request, tmp_path_factory):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'orders.sqlite3'}"
     else:
-        url = _postgres_url()
-        if not url:
-            pytest.skip("PostgreSQL: set HOTLINE_TEST_DATABASE_URL (scripts/test_postgres.sh starts one)")
-        pg = make_engine(url)
-        with pg.begin() as conn:   # a clean schema for this module
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        pg.dispose()
+        url = clean_postgres_url()   # a clean schema for this module
     _migrate(url)   # the real migrations, not create_all: they are what a deployment runs
     engine = make_engine(url)
     yield engine

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import threading
 import time
@@ -10,8 +9,9 @@ import time
 import httpx
 import pytest
 import uvicorn
+from conftest import clean_postgres_url
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from api.app import create_app
 from api.keys import create_api_key, revoke_api_key
@@ -29,16 +29,8 @@ def app_and_keys(request, router):
     settings = router.settings.model_copy(update={"auto_dispatch": False})
     router.settings = settings
     if request.param == "postgresql":
-        url = os.environ.get("HOTLINE_TEST_DATABASE_URL")
-        if not url:
-            if os.environ.get("HOTLINE_REQUIRE_POSTGRES"):
-                raise RuntimeError("HOTLINE_REQUIRE_POSTGRES is set but HOTLINE_TEST_DATABASE_URL is not")
-            pytest.skip("PostgreSQL: set HOTLINE_TEST_DATABASE_URL (scripts/test_postgres.sh starts one)")
-        engine = make_engine(url)
-        with engine.begin() as conn:   # a clean schema, then the real migrations
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        engine.dispose()
-        upgrade(url)
+        url = clean_postgres_url()
+        upgrade(url)   # the real migrations
         settings = settings.model_copy(update={"database_url": url})
         router.settings = settings
     app = create_app(settings, router=router)
