@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import tempfile
+import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +17,15 @@ from shapely.prepared import prep
 from knowledge_base.loaders import DataFileError
 
 # Place types whose mention pins a street firmly; a road or an area is weaker evidence.
-STRONG_TYPES = {"community", "compound", "school", "hospital", "landmark", "market", "park", "station", "street", "poi"}
+STRONG_TYPES = {"community", "compound", "village", "school", "hospital", "landmark", "market", "park", "station",
+                "street", "poi"}
+# Community-level units: a mention of one names the 社区/村 of the complaint.
+COMMUNITY_TYPES = {"community", "village"}
+# Characters that make a new place name out of a known one when put in front of it: 新+月湖社区 is another
+# compound, not 月湖社区 (only when jieba leaves the character on its own and no known name ends there).
+NAME_PREFIX_CHARS = frozenset("新老东西南北中大小上下前后内外")
+# The city's standard address registry (`hotline gazetteer import`), read like places.csv.
+REGISTRY_FILE = "address_registry.csv"
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,7 @@ class Place:
     street_ids: tuple[str, ...] = ()
     lng: float | None = None        # GCJ-02
     lat: float | None = None
+    community: str | None = None    # the 社区/村 a compound or landmark belongs to (address registry)
 
 
 @dataclass
@@ -52,8 +65,14 @@ class Gazetteer:
             geom.covers(Point(0.0, 0.0))
 
     def mentions(self, text: str) -> list[tuple[int, int, str, tuple[Place, ...]]]:
-        """Longest non-overlapping gazetteer names in `text`, left to right: (start, end, name, candidates)."""
+        """Longest non-overlapping whole gazetteer names in `text`, left to right: (start, end, name, candidates).
+
+        A name is whole when it does not sit inside a longer word or place name: 月湖社区 inside 望月湖社区 (jieba's
+        dictionary word 望月湖 runs across its start) or inside 新月湖社区 (a name-forming 新 before it) is not
+        月湖社区, and 司门口 inside 公司门口 is not that place. A name right after another known name (大瑶镇|南川社区)
+        or after punctuation, a digit or the start of the text is always whole."""
         found = [(end - len(name) + 1, end + 1, name, cands) for end, (name, cands) in self._automaton.iter(text)]
+        found = self._whole_names(text, found)
         chosen: list[tuple[int, int, str, tuple[Place, ...]]] = []
         taken = bytearray(len(text))   # characters already covered by a longer name (linear, not chosen × found)
         for item in sorted(found, key=lambda m: (-(m[1] - m[0]), m[0])):
@@ -61,6 +80,23 @@ class Gazetteer:
                 chosen.append(item)
                 taken[item[0]:item[1]] = b"\x01" * (item[1] - item[0])
         return sorted(chosen)
+
+    @staticmethod
+    def _whole_names(text: str, found: list) -> list:
+        ends = {item[1] for item in found}
+        # Only a name glued to a Chinese character that no other known name ends with needs a closer look.
+        doubtful = [item for item in found if item[0] > 0 and item[0] not in ends and _is_han(text[item[0] - 1])]
+        if not doubtful:
+            return found
+        boundaries, singles = word_boundaries(text)
+        rejected = set()
+        for item in doubtful:
+            start = item[0]
+            if start not in boundaries:
+                rejected.add(id(item))          # a dictionary word runs across the name's start: 望月湖|社区
+            elif start - 1 in singles and text[start - 1] in NAME_PREFIX_CHARS:
+                rejected.add(id(item))          # 新 + 月湖社区: a longer name the gazetteer does not know
+        return [item for item in found if id(item) not in rejected]
 
     def district_at(self, lng: float, lat: float) -> str | None:
         """District adcode covering a GCJ-02 point (a point on a border belongs to one of its districts),
@@ -77,6 +113,44 @@ class Gazetteer:
     def user_words(self) -> set[str]:
         """Names for the segmenter's user dictionary (so 望月湖 or 湘雅二医院 stay one word)."""
         return {name for name in self._by_name if len(name) >= 2}
+
+
+def _is_han(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff"
+
+
+_jieba_lock = threading.Lock()
+_jieba_tokenizer = None
+
+
+def _tokenizer():
+    """jieba with its own dictionary only (shared, read-only once built). Deliberately without the gazetteer's
+    names as user words: with them jieba cuts 望|月湖社区 (the known name wins), without them 望月湖|社区."""
+    global _jieba_tokenizer
+    with _jieba_lock:
+        if _jieba_tokenizer is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # jieba 0.42.1 imports pkg_resources (see nlp/segment.py)
+                import jieba
+            jieba.setLogLevel(logging.WARNING)
+            tokenizer = jieba.Tokenizer()
+            tokenizer.tmp_dir = tempfile.gettempdir()
+            tokenizer.initialize()
+            _jieba_tokenizer = tokenizer
+    return _jieba_tokenizer
+
+
+def word_boundaries(text: str) -> tuple[set[int], set[int]]:
+    """(offsets where a jieba word starts or ends, offsets of characters jieba leaves on their own), by jieba's
+    dictionary without its HMM guesses (which glue unknown characters to their neighbours)."""
+    boundaries, singles = {0}, set()
+    position = 0
+    for word in _tokenizer().cut(text, HMM=False):
+        if len(word) == 1:
+            singles.add(position)
+        position += len(word)
+        boundaries.add(position)
+    return boundaries, singles
 
 
 def _read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
