@@ -34,6 +34,15 @@ class CorrectionBody(BaseModel):
     kb_item_id: str | None = None
 
 
+def correction_json(row: dict) -> dict:
+    """A stored correction as the API and the CLI show it (the text is stored masked; masked again to be sure)."""
+    from nlp.pii import mask_pii
+
+    keys = ("id", "created_at", "expires_at", "status", "created_by", "department_code", "kind", "level", "entry_id",
+            "original_department_code", "original_entry_id", "original_kind", "original_level", "superseded_by")
+    return {"text": mask_pii(row["text"]), **{k: row.get(k) for k in keys}}
+
+
 ASSISTANT_KEY_NAME = "assistant"
 ASSISTANT_SCOPES = ["orders:read", "orders:write", "route"]
 
@@ -205,11 +214,28 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
 
     @app.post("/api/v1/route/corrections", status_code=201)
     async def correct(body: CorrectionBody, router: RouterDep, caller: RouteCaller) -> dict:
-        """Record the department that really owned a complaint; similar complaints follow it at once."""
+        """Record the department that really owned a complaint; the same complaint told again follows it at once
+        (a near-duplicate text about the same matter; never `auto` on the correction alone)."""
         try:
-            await run_in_threadpool(router.learn, body.text, body.department_code, entry_id=body.kb_item_id)
+            row = await run_in_threadpool(router.learn, body.text, body.department_code, entry_id=body.kb_item_id,
+                                          created_by=caller.name)
         except (InputError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from None
-        return {"status": "recorded", "corrections": len(router.feedback)}
+        return {"status": "recorded", "corrections": len(router.feedback), "id": row["id"],
+                "expires_at": row["expires_at"], "supersedes": row["supersedes"]}
+
+    @app.get("/api/v1/route/corrections")
+    def list_corrections(router: RouterDep, caller: RouteCaller) -> list[dict]:
+        """Every stored correction, newest first: masked text, unit, what the router had said, who, when, expiry,
+        status (active / expired / superseded)."""
+        return [correction_json(r) for r in (router.feedback.list() if router.feedback is not None else [])]
+
+    @app.delete("/api/v1/route/corrections/{correction_id}", status_code=204)
+    def delete_correction(correction_id: int, router: RouterDep, caller: RouteCaller) -> Response:
+        """Undo a correction: the running router stops using it at once."""
+        if router.feedback is None or not router.feedback.remove(correction_id):
+            raise HTTPException(404, f"no correction with id {correction_id}")
+        log.info("correction %s removed by %s", correction_id, caller.name)
+        return Response(status_code=204)
 
     return app

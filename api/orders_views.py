@@ -244,17 +244,18 @@ def post_action(order_no: str, body: ActionIn, request: Request,
                              expected_version=body.expected_version, **data)
         result = order_json(order, events=True)
         complaint = order.text
-    _learn_from_redispatch(request, body, previous_department, complaint)
+    _learn_from_redispatch(request, body, previous_department, complaint, key.name)
     return result
 
 
-def _learn_from_redispatch(request: Request, body: ActionIn, previous: str | None, complaint: str) -> None:
+def _learn_from_redispatch(request: Request, body: ActionIn, previous: str | None, complaint: str,
+                           who: str) -> None:
     """An order moved from one unit to another: the router remembers who really owned it (after the commit)."""
     router_ = request.app.state.router
     if body.action != Action.DISPATCH or not previous or previous == body.department_code or router_ is None:
         return
     try:
-        router_.learn(complaint, body.department_code)
+        router_.learn(complaint, body.department_code, created_by=who)
     except ValueError:
         pass   # a unit the knowledge base does not know (e.g. an outside body) teaches nothing
 

@@ -102,7 +102,7 @@ def confirm(order_no: str, body: ConfirmIn, request: Request, principal: Writer)
         router_ = request.app.state.router
         if router_ is not None:
             try:
-                router_.learn(complaint, department)
+                router_.learn(complaint, department, created_by=principal.name)
             except ValueError:
                 pass   # a unit outside the knowledge base teaches nothing
     return result

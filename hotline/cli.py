@@ -167,9 +167,12 @@ def eval_command(
     model: Annotated[Optional[Path], typer.Option("--model", help="a model directory from `hotline train`")] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="where to write the JSON report")] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="also write each routing result (JSONL)")] = None,
+    with_corrections: Annotated[bool, typer.Option("--with-corrections", help=(
+        "also apply the stored re-dispatch corrections (by default the router is measured without them)"))] = False,
 ) -> None:
     """Measure routing on a labelled set: accuracy@1/@3, macro-F1, auto decisions, confusions, calibration.
-    A record that cannot be routed (empty text, bad location) is skipped and listed, like in `route`."""
+    A record that cannot be routed (empty text, bad location) is skipped and listed, like in `route`.
+    Stored corrections are left out unless --with-corrections: they would make the figures depend on this cache."""
     from nlp.normalize import InputError
     from routing.evaluate import EvalItem, evaluate
     from routing.history import LabelledRecord, read_labelled
@@ -180,6 +183,9 @@ def eval_command(
     except _user_errors() as exc:
         _fail(str(exc))
     router = _load_router(model)
+    corrections = len(router.feedback) if with_corrections and router.feedback is not None else 0
+    if not with_corrections:
+        router.feedback = None
     started = time.perf_counter()
     answers: list[dict | None] = []          # per record, in file order: None = routed, else the error record
     usable: list[tuple[LabelledRecord, dict]] = []
@@ -199,7 +205,7 @@ def eval_command(
     items = [EvalItem(r.department, r.category, r.street, o) for (r, _), o in zip(usable, outputs)]
     result = evaluate(items)
     result.update({"input": str(input), "model": str(model) if model else None, "embeddings": router.embedder_note,
-                   "seconds": round(elapsed, 2), "skipped": skipped})
+                   "seconds": round(elapsed, 2), "skipped": skipped, "corrections_applied": corrections})
     _print_report(result)
     for line in skipped[:20]:
         err.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
@@ -353,6 +359,63 @@ def index_status() -> None:
         state = "current" if manifest["kb_hash"] == kb.content_hash else "STALE (knowledge base changed)"
         out.print(f"{path.parent}: model {manifest['model_id']}, kb {manifest['kb_hash']}, {manifest['rows']} rows, "
                   f"built {manifest['built_at']} — {state}")
+
+
+corrections_app = typer.Typer(help="Re-dispatch corrections the router remembers (list, undo).", no_args_is_help=True)
+app.add_typer(corrections_app, name="corrections")
+
+
+def _feedback_store():
+    from routing.feedback import SQLiteFeedbackStore
+
+    settings = get_settings()
+    return SQLiteFeedbackStore(settings.cache_dir / "feedback" / f"{settings.city}.sqlite3")
+
+
+@corrections_app.command("list")
+def corrections_list(
+    all_: Annotated[bool, typer.Option("--all/--active", help="also show expired and superseded ones")] = True,
+) -> None:
+    """The stored corrections, newest first (text masked): unit, what the router had said, who, when, expiry."""
+    import datetime as dt
+
+    from api.app import correction_json
+    from knowledge_base.kb import load_knowledge_base
+    from routing.feedback import correction_status
+
+    settings = get_settings()
+    rows = _feedback_store().all()
+    lifetime = dt.timedelta(days=settings.correction_lifetime_days)
+    for row in rows:   # rows from before expiry existed live one lifetime from their creation
+        if not row.get("expires_at") and row.get("created_at"):
+            created = dt.datetime.fromisoformat(row["created_at"])
+            row["expires_at"] = (created + lifetime).isoformat(timespec="seconds")
+        row["status"] = correction_status(row)
+    shown = [correction_json(r) for r in reversed(rows) if all_ or r["status"] == "active"]
+    try:
+        names = {d.code: d.name for d in load_knowledge_base(settings.city_dir).departments.values()}
+    except _user_errors():
+        names = {}
+    table = Table(title=f"corrections ({sum(r['status'] == 'active' for r in rows)} active of {len(rows)})")
+    for col in ("id", "created", "expires", "status", "by", "unit", "router had said", "complaint"):
+        table.add_column(col, overflow="fold")
+    for r in shown:
+        status = r["status"] + (f" → {r['superseded_by']}" if r["superseded_by"] else "")
+        said = r["original_department_code"] or ""
+        table.add_row(str(r["id"]), (r["created_at"] or "")[:16].replace("T", " "), (r["expires_at"] or "")[:10],
+                      status, r["created_by"] or "—",
+                      f"{names.get(r['department_code'], r['department_code'])}" + (f" · {r['entry_id']}" if r["entry_id"] else ""),
+                      f"{names.get(said, said)}" + (f" · {r['original_entry_id']}" if r["original_entry_id"] else ""),
+                      r["text"][:60] + ("…" if len(r["text"]) > 60 else ""))
+    out.print(table)
+
+
+@corrections_app.command("remove")
+def corrections_remove(correction_id: Annotated[int, typer.Argument(help="the id `hotline corrections list` shows")]) -> None:
+    """Undo a correction. A running service stops using it at its next lookup."""
+    if not _feedback_store().remove(correction_id):
+        _fail(f"no correction with id {correction_id}: `hotline corrections list` shows the stored ones", 1)
+    out.print(f"correction {correction_id} removed")
 
 
 @kb_app.command("validate")

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     auto_dispatch: bool = True
     # e5 and USE scores averaged beat either alone (offline-stack.md); auto uses both when available.
     ensemble: bool = True
+    # A re-dispatch correction steers repeats of its complaint for this many days, then expires (it can be
+    # removed earlier: `hotline corrections remove ID`, DELETE /api/v1/route/corrections/{id}).
+    correction_lifetime_days: int = Field(default=180, ge=1)
 
     max_text_chars: int = 20_000
     # WeChat official account (公众号). Token alone enables the callback; AES keys enable safe mode; AppId and

@@ -23,6 +23,13 @@ from routing.matcher import KBMatcher, kind_index
 
 log = logging.getLogger(__name__)
 CANDIDATE_ENTRIES = 12
+# A correction steers a complaint only when the router sees the same matter in it: the entry the correction was
+# about (the router's at the time, or the corrected one) is among the complaint's best entries, or the router
+# names the same kind of unit it named for the corrected complaint.
+CORRECTION_MATTER_ENTRIES = 5
+# How much a correction pulls the (kind, level) distribution, from the near-duplicate threshold up to identical
+# text. At least 0.6: the corrected kind then leads by ≥ 0.2, so the pull alone never reads as 职责交叉.
+CORRECTION_PULL = (0.6, 0.85)
 
 
 @dataclass
@@ -119,12 +126,13 @@ class Router:
         return self.route_many([RouteRequest(order_id, text, location)])[0]
 
     def route_many(self, requests: Sequence[RouteRequest], *, progress: Callable[[int], None] | None = None,
-                   batch_size: int = 256) -> list[dict]:
+                   batch_size: int = 256, use_corrections: bool = True) -> list[dict]:
         """Route a batch; raises InputError for the first unusable text (see `route_prepared`)."""
-        return self.route_prepared([self.prepare(r) for r in requests], progress=progress, batch_size=batch_size)
+        return self.route_prepared([self.prepare(r) for r in requests], progress=progress, batch_size=batch_size,
+                                   use_corrections=use_corrections)
 
     def route_prepared(self, items: Sequence[dict], *, progress: Callable[[int], None] | None = None,
-                       batch_size: int = 256) -> list[dict]:
+                       batch_size: int = 256, use_corrections: bool = True) -> list[dict]:
         """Route what `prepare` returned (callers that sort out bad input first need not clean texts twice).
         All texts of a slice are embedded in one call: the embedder sorts them by length, so padding is small
         (fp32 e5: 40.0 complaints/s against 20.3 for slices of 32 in arrival order; BENCHMARKS.md)."""
@@ -137,13 +145,14 @@ class Router:
             history = self.history_model.predict(texts, vectors) if self.history_model else None
             for i, item in enumerate(chunk):
                 results.append(self._decide(item, probs[i], similarity[i], best_rows[i],
-                                            [v[i] for v in vectors], history[i] if history else None))
+                                            [v[i] for v in vectors], history[i] if history else None,
+                                            use_corrections=use_corrections))
             if progress:
                 progress(len(chunk))
         return results
 
     def _decide(self, item: dict, probs: np.ndarray, similarity: np.ndarray, best_rows: np.ndarray,
-                vectors: list[np.ndarray], history: dict | None) -> dict:
+                vectors: list[np.ndarray], history: dict | None, *, use_corrections: bool = True) -> dict:
         request: RouteRequest = item["request"]
         normalized = item["normalized"]
         geo = self.geocoder.geocode(normalized, request.location)
@@ -163,17 +172,19 @@ class Router:
         kind_sums = np.bincount(self._kind_of_entry, weights=probs, minlength=len(self._kinds))
         key_prob: dict[tuple[str, str], float] = defaultdict(float, zip(self._kinds, map(float, kind_sums)))
 
-        corrections = self.feedback.nearest(vectors[0]) if self.feedback else []
-        feedback_note = None
-        if corrections:
-            best = corrections[0]
-            # Pull towards the unit a person chose for a near-identical complaint: the closer, the stronger.
-            pull = min(0.95, 0.6 + (best.similarity - self.feedback.min_similarity) * 3)
+        correction = self._correction_for(vectors[0], ranked_entries, key_prob) if use_corrections else None
+        feedback_note = bare = None
+        if correction:
+            bare = self._bare_confidence(key_prob, geo)
+            # Pull towards the unit a person chose for the same complaint told again: the closer, the stronger.
+            low, high = CORRECTION_PULL
+            floor = self.feedback.min_similarity
+            pull = low + (high - low) * min(1.0, max(0.0, (correction.similarity - floor) / max(1e-6, 1 - floor)))
             for key in key_prob:
                 key_prob[key] *= 1 - pull
-            key_prob[(best.kind, best.level)] += pull
-            feedback_note = {"similarity": round(best.similarity, 3), "department_code": best.department_code,
-                             "text": best.text[:80]}
+            key_prob[(correction.kind, correction.level)] += pull
+            feedback_note = {"id": correction.id, "similarity": round(correction.similarity, 3),
+                             "department_code": correction.department_code, "text": correction.text[:80]}
 
         ranked_keys = sorted(key_prob.items(), key=lambda kv: -kv[1])
         top_key, top_p = ranked_keys[0]
@@ -182,17 +193,18 @@ class Router:
         # The best entry behind the chosen kind of unit explains the matter.
         top_kind = self._kinds.index(top_key) if top_key in self._kinds else -1
         top_entry_pos = next((p for p in ranked_entries if self._kind_of_entry[p] == top_kind), order[0])
-        if corrections and corrections[0].entry_id in self.kb.entries:
-            top_entry_pos = self.matcher.entry_pos.get(corrections[0].entry_id, top_entry_pos)
+        if correction and correction.entry_id in self.kb.entries:
+            top_entry_pos = self.matcher.entry_pos.get(correction.entry_id, top_entry_pos)
         top_entry = self.kb.entries[entry_ids[top_entry_pos]]
         unit, resolution, place_conf = self.resolve_unit(top_key[0], top_key[1], geo)
         confidence = self.matcher.calibrated(top_p, top_p - second_p, place_conf)
-        if corrections:
-            confidence = max(confidence, top_p * place_conf)
+        if correction and not (bare[0] == top_key and bare[1] >= self.settings.auto_threshold):
+            # A correction alone never makes a decision `auto`: only a router already sure of that unit keeps it.
+            confidence = min(confidence, self.settings.auto_threshold - 0.01)
         confidence = round(float(confidence), 4)
 
         candidates = self._candidates(order, probs, similarity, best_rows, geo, normalized)
-        if corrections:
+        if correction:
             # `unit` is the corrected kind of unit in this place (top_key follows the correction).
             if unit and all(c["department"] and c["department"]["code"] != unit.code for c in candidates):
                 candidates.insert(0, {"department": _dept(unit), "kb_item": None, "category": [],
@@ -239,6 +251,30 @@ class Router:
         if history:
             output = self._apply_history(output, history, geo)
         return output
+
+    def _correction_for(self, vector: np.ndarray, ranked_entries: np.ndarray, key_prob: dict):
+        """The closest active correction of a near-duplicate complaint about the same matter, or None."""
+        if not self.feedback:
+            return None
+        nearest = self.feedback.nearest(vector)
+        if not nearest:
+            return None
+        entry_ids = self.matcher.model.entry_ids
+        top_entries = {entry_ids[p] for p in ranked_entries[:CORRECTION_MATTER_ENTRIES]}
+        bare_key = max(key_prob.items(), key=lambda kv: kv[1])[0]
+        for c in nearest:
+            about = {c.original_entry_id, c.entry_id} - {None}
+            if about & top_entries or bare_key in {(c.original_kind, c.original_level), (c.kind, c.level)}:
+                return c
+        return None
+
+    def _bare_confidence(self, key_prob: dict, geo: GeocodeResult) -> tuple[tuple[str, str], float]:
+        """The router's own (kind, level) and confidence before any correction."""
+        ranked = sorted(key_prob.values(), reverse=True)
+        key = max(key_prob.items(), key=lambda kv: kv[1])[0]
+        second = ranked[1] if len(ranked) > 1 else 0.0
+        _, _, place_conf = self.resolve_unit(key[0], key[1], geo)
+        return key, float(self.matcher.calibrated(ranked[0], ranked[0] - second, place_conf))
 
     def _candidates(self, order, probs, similarity, best_rows, geo, normalized) -> list[dict]:
         words = set(self.segmenter.content_words(normalized))
@@ -348,8 +384,11 @@ class Router:
         return next((d for d in self.kb.departments.values() if d.name == label), None)
 
     # -- feedback ------------------------------------------------------------------------------------------
-    def learn(self, text: str, department_code: str, *, entry_id: str | None = None) -> None:
-        """Record that `text` really belonged to `department_code`; the next similar complaint follows at once."""
+    def learn(self, text: str, department_code: str, *, entry_id: str | None = None,
+              created_by: str | None = None) -> dict:
+        """Record that `text` really belonged to `department_code` (and entry `entry_id`, when known), with what the
+        router says about it without corrections; the same complaint told again follows at once. Returns the
+        stored correction (its id, expiry, the ids it superseded)."""
         if self.feedback is None:
             raise RuntimeError("feedback learning is not enabled for this router")
         dept = self.kb.departments.get(department_code)
@@ -358,10 +397,23 @@ class Router:
         if entry_id is not None and entry_id not in self.kb.entries:
             raise ValueError(f"unknown knowledge-base entry {entry_id!r}")
         match_text = strip_boilerplate(normalize(check_text(text, max_chars=self.settings.max_text_chars)))
+        origin = self.correction_origins([self.prepare(RouteRequest("", text))])[0]
         # The memory is searched with the first encoder's vector only: do not embed with the others too.
         vector = self.matcher.encoders.embedders[0].embed_queries([match_text])[0]
-        self.feedback.learn(match_text, kind=dept.kind, level=dept.level, department_code=dept.code,
-                            entry_id=entry_id, vector=vector)
+        return self.feedback.learn(match_text, kind=dept.kind, level=dept.level, department_code=dept.code,
+                                   entry_id=entry_id, vector=vector, created_by=created_by, **origin)
+
+    def correction_origins(self, items: Sequence[dict]) -> list[dict]:
+        """What the router, without corrections, says about each complaint (`prepare`d): entry, its kind of unit
+        and level, department."""
+        outputs = self.route_prepared(items, use_corrections=False)
+        origins = []
+        for out in outputs:
+            entry = self.kb.entries[out["kb_item"]["id"]]   # the best entry behind the kind of unit it chose
+            dept = out.get("kb_department", out["department"]) or {}
+            origins.append({"original_entry_id": entry.id, "original_kind": entry.lead, "original_level": entry.level,
+                            "original_department_code": dept.get("code")})
+        return origins
 
 
 def iter_requests(records: Iterable[dict]) -> Iterable[RouteRequest]:

@@ -16,7 +16,7 @@ from routing.calibration import calibrate_router
 from routing.history import read_labelled
 from routing.history_model import HistoryModel
 from routing.matcher import Encoders, build_matcher, load_matcher, prepare_encoders
-from routing.router import Router
+from routing.router import RouteRequest, Router
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,26 @@ def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_i
     first = choice.encoders.embedders[0]
     store = feedback_store or SQLiteFeedbackStore(settings.cache_dir / "feedback" / f"{settings.city}.sqlite3")
     feedback = FeedbackMemory(store, embed=lambda texts: first.embed_queries(list(texts)), model_id=first.model_id,
-                              dim=first.dim)
+                              dim=first.dim, lifetime_days=settings.correction_lifetime_days)
     history_model = HistoryModel.load(model_dir, encoder_id=choice.encoders.model_id) if model_dir else None
     router = Router(kb=kb, gazetteer=gazetteer, geocoder=geocoder, matcher=matcher, settings=settings,
                     feedback=feedback, history_model=history_model, embedder_note=choice.note)
     if built and calibration.exists():
         calibrate_router(router, read_labelled(calibration, category_column=None), progress=progress)
+    fill_correction_origins(router)
     return router
+
+
+def fill_correction_origins(router: Router) -> int:
+    """Corrections stored before the router's own answer was recorded with them get it now (once, persisted):
+    without it they could only steer complaints the router already sends to the corrected kind of unit."""
+    feedback = router.feedback
+    rows = feedback.without_origin() if feedback is not None else []
+    if rows:
+        origins = router.correction_origins([router.prepare(RouteRequest("", r["text"])) for r in rows])
+        for row, origin in zip(rows, origins):
+            feedback.set_origin(row["id"], **origin)
+    return len(rows)
 
 
 def rebuild_router(current: Router, settings: Settings, *, progress: Callable[[str], None] = lambda m: None) -> Router:

@@ -130,7 +130,10 @@ def test_correction_changes_the_next_routing(client, router):
     response = client.post("/api/v1/route/corrections",
                            json={"text": CONSTRUCTION, "department_code": "430104-CHENGGUAN", "kb_item_id": "KB-03-002"})
     assert response.status_code == 201
-    assert response.json() == {"status": "recorded", "corrections": 1}
+    recorded = response.json()
+    assert {k: recorded[k] for k in ("status", "corrections", "supersedes")} == {
+        "status": "recorded", "corrections": 1, "supersedes": []}
+    assert isinstance(recorded["id"], int) and recorded["expires_at"]
     after = client.post("/api/v1/route", json={"text": similar}).json()
     assert after["department"]["code"] == "430104-CHENGGUAN"
     assert after["kb_item"]["id"] == "KB-03-002"
@@ -144,6 +147,40 @@ def test_correction_with_an_unknown_department_is_422(client, router):
     response = client.post("/api/v1/route/corrections", json={"text": " ", "department_code": "430104-CHENGGUAN"})
     assert response.status_code == 422 and response.json()["detail"] == "text is empty"
     assert len(router.feedback) == 0
+
+
+LONG_STALL = ("投诉岳麓区望月湖街道桃花苑小区东门外占道经营问题。每天晚上七点以后，小区东门外人行道上摆满了烧烤摊和"
+              "水果摊，桌子凳子一直摆到非机动车道，居民进出小区要绕到马路上走，老人小孩很不安全，电话13812345678")
+
+
+def test_corrections_are_listed_masked_and_removed_with_the_route_scope(client, router):
+    recorded = client.post("/api/v1/route/corrections",
+                           json={"text": LONG_STALL, "department_code": "430104001"}).json()
+    listed = client.get("/api/v1/route/corrections")
+    assert listed.status_code == 200
+    [row] = listed.json()
+    assert row["id"] == recorded["id"] and row["status"] == "active" and row["created_by"] == "dispatch-system"
+    assert row["department_code"] == "430104001" and row["kind"] == "street_office"
+    assert row["original_entry_id"] == "KB-01-001" and row["original_department_code"] == "430104-CHENGGUAN"
+    assert "13812345678" not in row["text"] and "138****5678" in row["text"]
+    assert row["expires_at"] > row["created_at"] and row["superseded_by"] is None
+    followed = client.post("/api/v1/route", json={"text": LONG_STALL}).json()
+    assert followed["department"]["code"] == "430104001" and "参考改派记录" in followed["explanation"]
+    assert followed["decision"] != "auto"      # a correction alone never dispatches automatically
+
+    # the same protection as recording one: a key without the route scope is refused, no key is 401
+    with transaction(client.app.state.sessions) as session:
+        reader = create_api_key(session, name="reader2", scopes=["orders:read"])[1]
+    assert client.get("/api/v1/route/corrections", headers={"X-API-Key": reader}).status_code == 403
+    assert client.delete(f"/api/v1/route/corrections/{row['id']}", headers={"X-API-Key": reader}).status_code == 403
+    assert client.delete(f"/api/v1/route/corrections/{row['id']}", headers={"X-API-Key": ""}).status_code == 401
+
+    assert client.delete(f"/api/v1/route/corrections/{row['id']}").status_code == 204
+    # the running router forgot it at once
+    assert len(router.feedback) == 0 and client.get("/api/v1/route/corrections").json() == []
+    assert client.post("/api/v1/route", json={"text": LONG_STALL}).json()["department"]["code"] == "430104-CHENGGUAN"
+    gone = client.delete(f"/api/v1/route/corrections/{row['id']}")
+    assert gone.status_code == 404 and gone.json()["detail"] == f"no correction with id {row['id']}"
 
 
 def test_router_not_ready_is_503(router):
