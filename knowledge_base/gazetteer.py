@@ -37,6 +37,7 @@ class Place:
     lng: float | None = None        # GCJ-02
     lat: float | None = None
     community: str | None = None    # the 社区/村 a compound or landmark belongs to (address registry)
+    standard_name: str = ""         # the list's own name when this is one of its aliases (市政府 → 长沙市政府)
 
 
 @dataclass
@@ -169,6 +170,34 @@ def _street_variants(name: str, short: str) -> set[str]:
     return variants
 
 
+def _read_places(path: Path, streets: dict[str, tuple[str, str]], districts: dict[str, str],
+                 errors: list[str]) -> list[Place]:
+    """places.csv or the address registry: name, type, district_adcode, street_id, aliases, lng, lat (GCJ-02),
+    and in the registry community."""
+    places: list[Place] = []
+    for number, row in _read_csv(path):
+        street_ids = _split(row.get("street_id", ""))
+        bad = [s for s in street_ids if s not in streets]
+        if bad:
+            errors.append(f"{path}:{number}:street_id: unknown street {', '.join(bad)}")
+            continue
+        codes = _split(row.get("district_adcode", "")) or tuple(dict.fromkeys(streets[s][1] for s in street_ids))
+        if not codes or any(c not in districts for c in codes):
+            errors.append(f"{path}:{number}:district_adcode: unknown district {row.get('district_adcode')!r}")
+            continue
+        try:
+            lng = float(row["lng"]) if row.get("lng") else None
+            lat = float(row["lat"]) if row.get("lat") else None
+        except ValueError:
+            errors.append(f"{path}:{number}:lng: not a number")
+            continue
+        community = row.get("community") or None
+        for name in (row["name"], *_split(row.get("aliases", ""))):
+            if len(name) >= 2:
+                places.append(Place(name, row.get("type") or "poi", codes, street_ids, lng, lat, community, row["name"]))
+    return places
+
+
 def load_gazetteer(city_dir: Path, *, city_name: str = "长沙市") -> Gazetteer:
     geo = city_dir / "geo"
     errors: list[str] = []
@@ -213,27 +242,9 @@ def load_gazetteer(city_dir: Path, *, city_name: str = "长沙市") -> Gazetteer
                 continue
             places.append(Place(row["alias"], "district", codes))
 
-    places_file = geo / "places.csv"
-    if places_file.exists():
-        for number, row in _read_csv(places_file):
-            street_ids = _split(row.get("street_id", ""))
-            bad = [s for s in street_ids if s not in streets]
-            if bad:
-                errors.append(f"{places_file}:{number}:street_id: unknown street {', '.join(bad)}")
-                continue
-            codes = _split(row.get("district_adcode", "")) or tuple(dict.fromkeys(streets[s][1] for s in street_ids))
-            if not codes or any(c not in districts for c in codes):
-                errors.append(f"{places_file}:{number}:district_adcode: unknown district {row.get('district_adcode')!r}")
-                continue
-            try:
-                lng = float(row["lng"]) if row.get("lng") else None
-                lat = float(row["lat"]) if row.get("lat") else None
-            except ValueError:
-                errors.append(f"{places_file}:{number}:lng: not a number")
-                continue
-            for name in (row["name"], *_split(row.get("aliases", ""))):
-                if len(name) >= 2:
-                    places.append(Place(name, row.get("type") or "poi", codes, street_ids, lng, lat))
+    for places_file in (geo / "places.csv", geo / REGISTRY_FILE):
+        if places_file.exists():
+            places.extend(_read_places(places_file, streets, districts, errors))
 
     # Stop-listed names still occupy their span (so 浏阳河 is not read as 浏阳 + 河), but vote for nothing.
     places.extend(Place(name, "ignore", ()) for name in stoplist)

@@ -12,17 +12,25 @@ from typing import Literal, Protocol
 import ahocorasick
 import prcoords
 
-from knowledge_base.gazetteer import STRONG_TYPES, Gazetteer, Place
-from nlp.entities import find_address_spans
+from knowledge_base.gazetteer import COMMUNITY_TYPES, STRONG_TYPES, Gazetteer, Place
 
 Datum = Literal["wgs84", "gcj02", "bd09"]
 
 # Evidence weights per mention type: a named street office or district is explicit, a road may cross several.
-MENTION_WEIGHT = {"street": 3.0, "district": 2.5, "community": 2.5, "compound": 2.0, "area": 1.5, "road": 1.0,
-                  "old_name": 1.5}
+MENTION_WEIGHT = {"street": 3.0, "district": 2.5, "community": 2.5, "village": 2.5, "compound": 2.0, "area": 1.5,
+                  "road": 1.0, "old_name": 1.5}
 NEAREST_PLACE_RADIUS_M = 2_000.0
-_SPECIFIC_TAIL = re.compile(r"\d|小区|花园|公寓|大厦|广场|市场|苑|府|社区|村")
-_VAGUE = re.compile(r"那边|这边|那里|这里|附近|一带|周边|旁边")
+# Types that name a territory (they give the context other names are resolved in), and roads; every other type is a
+# named place (小区, 村, landmark, school…) that a homonym in another district may share.
+_TERRITORY_TYPES = {"district", "street", "area", "old_name"}
+# Named places that may be the last part of a standard address, finest first.
+_DETAIL_RANK = {"compound": 0, "village": 0, "landmark": 1, "poi": 1, "school": 1, "hospital": 1, "market": 1,
+                "park": 1, "station": 2}
+# A house or building number right after a place: 188号, 3栋2单元, 12号楼, 7组, 二段15号, A座.
+_NUMBER = r"(?:\d{1,5}|[A-Za-z]|[零一二两三四五六七八九十百]{1,4})"
+# A street's short name that is a road too (文艺路, 坡子街) takes a house number like a road.
+_ROAD_NAME = re.compile(r"(?:路|大道|(?<!街)街|巷)$")
+_HOUSE_NUMBER = re.compile(rf"(?:{_NUMBER}段)?(?:{_NUMBER}(?:号院|号楼|号|栋|幢|座|单元|楼|室|组|期)(?:[-之]?)){{1,4}}")
 
 
 @dataclass
@@ -140,11 +148,8 @@ class GazetteerGeocoder:
         district_score: dict[str, float] = defaultdict(float)
         street_score: dict[str, float] = defaultdict(float)
         community_of: dict[str, str] = {}
-        mentions = self.gaz.mentions(text)
+        mentions = self._resolved_mentions(text)
         for _, _, name, candidates in mentions:
-            candidates = tuple(p for p in candidates if p.type != "ignore")
-            if not candidates:
-                continue
             result.mentions.append(name)
             weight = max(MENTION_WEIGHT.get(p.type, 2.0 if p.type in STRONG_TYPES else 1.0) for p in candidates)
             # Homonyms (高桥街道 vs 高桥镇) share the mention's weight: other cues must decide.
@@ -155,7 +160,7 @@ class GazetteerGeocoder:
                     district_score[code] += share / len(codes)
                 for sid in street_ids:
                     street_score[sid] += share / len(street_ids)
-                    if place.type == "community":
+                    if place.type in COMMUNITY_TYPES:
                         community_of[sid] = name
 
         if point is not None:
@@ -206,25 +211,101 @@ class GazetteerGeocoder:
         else:
             confidence = district_conf * 0.6   # district only: good for a district bureau, not for a street office
         result.confidence = round(min(1.0, confidence), 3)
-        result.standard_address = self._standard_address(text, result)
+        result.standard_address, result.community = self._standard_address(text, result, mentions)
         return result
 
-    def _standard_address(self, text: str, result: GeocodeResult) -> str:
+    def _resolved_mentions(self, text: str) -> list[tuple[int, int, str, tuple[Place, ...]]]:
+        """The text's whole gazetteer names with their candidate places; a 小区, 村 or other named place known in
+        several districts keeps only the candidates in the district, street or road the text also names."""
+        mentions = []
+        for start, end, name, candidates in self.gaz.mentions(text):
+            candidates = tuple(p for p in candidates if p.type != "ignore")
+            if candidates:
+                mentions.append((start, end, name, candidates))
+        districts: set[str] = set()
+        streets: set[str] = set()
+        roads: list[Place] = []
+        for _, _, _, candidates in mentions:
+            for place in candidates:
+                if place.type in _TERRITORY_TYPES:
+                    districts.update(place.district_adcodes)
+                    streets.update(place.street_ids)
+                elif place.type == "road":
+                    roads.append(place)
+        if not (districts or roads):
+            return mentions
+
+        def on_a_named_road(place: Place) -> bool:
+            for road in roads:
+                if place.street_ids and road.street_ids:
+                    if set(place.street_ids) & set(road.street_ids):
+                        return True
+                elif set(place.district_adcodes) & set(road.district_adcodes):
+                    return True
+            return False
+
+        resolved = []
+        for start, end, name, candidates in mentions:
+            if len({(p.district_adcodes, p.street_ids) for p in candidates}) > 1 and \
+                    not any(p.type in _TERRITORY_TYPES or p.type == "road" for p in candidates):
+                for keep in (lambda p: bool(districts & set(p.district_adcodes)),
+                             lambda p: bool(streets & set(p.street_ids)),
+                             on_a_named_road):
+                    narrowed = tuple(p for p in candidates if keep(p))
+                    if narrowed:
+                        candidates = narrowed
+            resolved.append((start, end, name, candidates))
+        return resolved
+
+    def _standard_address(self, text: str, result: GeocodeResult,
+                          mentions: list[tuple[int, int, str, tuple[Place, ...]]]) -> tuple[str, str | None]:
+        """(standard address, community). Province, city, district, street, community, then the road and the finest
+        named place the text gives (each followed by its house or building number when one comes right after it):
+        recognised names only, so no complaint words ("反映…", "再不解决…") ever end up in the address. The
+        community is the one named, else the one the address registry gives for the named compound."""
+        district = result.district["adcode"]
+        street = result.street["id"] if result.street else None
+
+        def fits(place: Place) -> bool:
+            return district in place.district_adcodes and (
+                street is None or not place.street_ids or street in place.street_ids)
+
+        def number_after(end: int) -> str:
+            match = _HOUSE_NUMBER.match(text, end)
+            return match.group(0).rstrip("-之") if match else ""
+
+        road = detail = community_end = None
+        community = result.community
+        for start, end, name, candidates in mentions:
+            fitting = [p for p in candidates if fits(p)]
+            if not fitting:
+                continue
+            if road is None and any(p.type == "road" or (p.type == "area" and _ROAD_NAME.search(name)) for p in fitting):
+                number = number_after(end)
+                # 赤岭路 in 赤岭路街道 adds nothing unless a house number follows it.
+                if number or not (result.street and result.street["name"].startswith(name)):
+                    road = (name, number)
+            elif any(p.type in COMMUNITY_TYPES for p in fitting) and name == community:
+                community_end = end
+            ranks = [_DETAIL_RANK[p.type] for p in fitting if p.type in _DETAIL_RANK]
+            if ranks:
+                number = number_after(end)
+                key = (not number, min(ranks), start)
+                place = min((p for p in fitting if p.type in _DETAIL_RANK), key=lambda p: _DETAIL_RANK[p.type])
+                if detail is None or key < detail[0]:
+                    detail = (key, place.standard_name or name, number, place.community)
+        if community is None and detail and detail[3]:
+            community = detail[3]
+
         parts = [self.province_name, self.gaz.city_name, result.district["name"]]
         if result.street:
             parts.append(result.street["name"])
-        if result.community and result.community not in parts:
-            parts.append(result.community)
-        head = "".join(parts)
-        # Append the most specific address tail the citizen gave (road + number, compound + building).
-        spans = sorted((s for s in find_address_spans(text) if _SPECIFIC_TAIL.search(s.text) and not _VAGUE.search(s.text)),
-                       key=lambda s: -len(s.text))
-        if spans:
-            tail = spans[0].text
-            for known in (result.district["name"], *(p for p in parts[3:])):
-                tail = tail.replace(known, "")
-            for prefix in (self.province_name, self.gaz.city_name):
-                tail = tail.replace(prefix, "")
-            if tail and tail not in head:
-                head += tail
-        return head
+        if community and community not in parts:
+            parts.append(community)
+        if road and road[0] not in parts:
+            parts.append(road[0] + road[1])
+        if detail and detail[1] not in parts:
+            parts.append(detail[1] + detail[2])
+        elif community_end is not None and not (road and road[1]):
+            parts.append(number_after(community_end))
+        return "".join(parts), community

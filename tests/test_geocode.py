@@ -221,3 +221,89 @@ def test_standard_address_uses_the_configured_province_and_city():
     result = geocoder.geocode("岳麓区望月湖街道门口")
     assert result.standard_address.startswith("测试省测试市岳麓区望月湖街道")
     assert "湖南省" not in result.standard_address and "长沙市" not in result.standard_address
+
+
+# ------------------------------------------------------------------ real messages: whole names, standard addresses
+# Made-up complaints shaped like real ones: a title sentence first, long, angry, full-width punctuation.
+
+YUELU_WANGYUEHU = {"id": "430104001", "name": "望月湖街道"}
+
+
+def _gazetteer_of(*places):
+    from knowledge_base.gazetteer import Gazetteer
+
+    return Gazetteer("长沙市", {"430104": "岳麓区", "430105": "开福区", "430103": "天心区"},
+                     {"430104001": ("望月湖街道", "430104"), "430105017": ("月湖街道", "430105"),
+                      "430103002": ("坡子街街道", "430103")}, list(places))
+
+
+def test_a_name_inside_a_longer_place_name_is_not_that_place():
+    from knowledge_base.gazetteer import Place
+
+    gaz = _gazetteer_of(Place("月湖社区", "community", ("430105",), ("430105017",)),
+                        Place("望月湖", "area", ("430104",), ("430104001",)),
+                        Place("司门口", "area", ("430103",), ("430103002",)),
+                        Place("开福区", "district", ("430105",)))
+
+    def names(text):
+        return [m[2] for m in gaz.mentions(text)]
+
+    assert names("望月湖社区3栋楼下的垃圾站很臭") == ["望月湖"]          # 望+月湖社区: jieba's word 望月湖 runs across
+    assert names("我住在新月湖社区，门口垃圾没人管") == []                # 新+月湖社区: another compound
+    assert names("老板跑了，公司门口的牌子都拆了") == []                  # 公司|门口, not 司门口
+    # whole names stay: after a known name, punctuation, a function word, or at the start
+    assert names("开福区月湖社区垃圾站很臭") == ["开福区", "月湖社区"]
+    assert names("月湖社区垃圾站很臭") == ["月湖社区"]
+    assert names("我家住在月湖社区，垃圾站很臭") == ["月湖社区"]
+    assert names("（月湖社区）垃圾站很臭") == ["月湖社区"]
+    assert names("司门口那边的垃圾站很臭") == ["司门口"]
+
+
+WANGYUEHU_MESSAGE = (
+    "望月湖社区3栋楼下的垃圾站很臭！！\n"
+    "我是望月湖社区3栋的住户，楼下这个垃圾站已经半个多月没人清了，天气一热臭气熏天，苍蝇蚊子满天飞，"
+    "窗户都不敢开。打了好几次电话给物业，每次都讲“马上处理”，结果到现在还是老样子！小孩子天天从那里过，"
+    "生病了哪个负责？再不管我就天天打12345，请你们派人来看一下，不要再推来推去了。")
+
+
+def test_wangyuehu_compound_is_not_kaifu_yuehu_community(real_geocoder):
+    result = real_geocoder.geocode(WANGYUEHU_MESSAGE)
+    assert result.district == {"adcode": YUELU, "name": "岳麓区"}
+    assert result.street == YUELU_WANGYUEHU
+    assert "月湖社区" not in result.mentions and "开福区" not in [c["district"] for c in result.candidates]
+    assert result.standard_address == "湖南省长沙市岳麓区望月湖街道望月湖小区3栋"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("湖南省长沙市雨花区高桥街道反映高桥社区有一处路灯坏了半个月，晚上黑漆漆的，老人小孩出门都怕摔跤！",
+     "湖南省长沙市雨花区高桥街道"),
+    ("城管到底管不管？岳麓区再不解决我就去市政府门口跳楼！！", "湖南省长沙市岳麓区长沙市政府"),
+    ("门面装修天天电钻响，芙蓉区文艺路188号旁边那家店从早吵到晚，讲了也不听。", "湖南省长沙市芙蓉区文艺路街道文艺路188号"),
+    ("电梯三天两头坏！开福区万科城3栋2单元的电梯今天又把人关在里面了，物业讲要等厂家。",
+     "湖南省长沙市开福区万科城3栋2单元"),
+    ("垃圾池一个多月冇人拖。宁乡市黄材镇月山村3组的垃圾池堆成了山，臭水流到田里。", "湖南省长沙市宁乡市黄材镇月山村3组"),
+    ("人行道上全是狗屎！望月湖街道湖中社区外面的人行道，一不小心就踩到，养狗的也不捡。",
+     "湖南省长沙市岳麓区望月湖街道湖中社区"),
+])
+def test_standard_address_holds_recognised_places_only(real_geocoder, text, expected):
+    result = real_geocoder.geocode(text)
+    assert result.standard_address == expected
+    for complaint_word in ("反映", "解决", "跳楼", "旁边", "电梯", "垃圾", "人行道"):
+        assert complaint_word not in result.standard_address
+
+
+def test_a_compound_known_in_several_districts_goes_to_the_named_one(real_geocoder):
+    # 商贸城社区 is a community of 岳麓区望城坡街道 and of 雨花区洞井街道.
+    both = real_geocoder.geocode("商贸城社区门口的下水道堵了一个礼拜，污水漫到马路上，臭死了！")
+    assert both.ambiguous and {c["district"] for c in both.candidates[:2]} == {"岳麓区", "雨花区"}
+    named = real_geocoder.geocode("下水道堵了一个礼拜！雨花区商贸城社区门口的下水道，污水漫到马路上，臭死了。")
+    assert named.district["name"] == "雨花区" and named.street["name"] == "洞井街道"
+    assert named.community == "商贸城社区" and not named.ambiguous and named.confidence == 1.0
+
+
+def test_a_village_or_community_is_resolved_through_the_road_named_with_it(real_geocoder):
+    # 朝阳社区: 芙蓉区朝阳街街道, 浏阳市淮川街道 and 开福区月湖街道; 舟桥路 runs in 月湖街道.
+    result = real_geocoder.geocode("舟桥路朝阳社区门口天天有人乱摆摊！！卖菜的把整条路都占了，车子根本过不去。")
+    assert result.district["name"] == "开福区" and result.street["name"] == "月湖街道"
+    assert result.community == "朝阳社区" and not result.ambiguous
+    assert result.confidence == 1.0
