@@ -644,9 +644,11 @@ def seed(
 
 
 from assistant.manage import cli as assistant_cli  # noqa: E402
+from knowledge_base.address_registry import cli as gazetteer_cli  # noqa: E402
 from orders.vitals import cli as vitals_cli  # noqa: E402
 
 app.add_typer(assistant_cli, name="assistant")
+app.add_typer(gazetteer_cli, name="gazetteer")
 app.add_typer(vitals_cli, name="vitals")
 
 

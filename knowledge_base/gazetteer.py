@@ -47,6 +47,7 @@ class Gazetteer:
     streets: dict[str, tuple[str, str]]                # street_id -> (name, district adcode)
     places: list[Place]
     polygons: dict[str, object] = field(default_factory=dict)   # adcode -> shapely geometry (GCJ-02)
+    street_codes: dict[str, str] = field(default_factory=dict)  # street_id -> 12-digit statistical code
     _automaton: ahocorasick.Automaton | None = None
     _prepared: dict[str, object] = field(default_factory=dict)
 
@@ -220,12 +221,15 @@ def load_gazetteer(city_dir: Path, *, city_name: str = "长沙市") -> Gazetteer
             places.append(Place(short, "district", (adcode,)))
 
     streets: dict[str, tuple[str, str]] = {}
+    street_codes: dict[str, str] = {}
     for number, row in _read_csv(streets_file):
         adcode = row.get("district_adcode", "")
         if adcode not in districts:
             errors.append(f"{streets_file}:{number}:district_adcode: unknown district {adcode!r}")
             continue
         streets[row["street_id"]] = (row["street_name"], adcode)
+        if row.get("stats_code_12"):
+            street_codes[row["street_id"]] = row["stats_code_12"]
         for variant in _street_variants(row["street_name"], row.get("short_name", "")):
             places.append(Place(variant, "street", (adcode,), (row["street_id"],)))
         short = row.get("short_name", "")
@@ -257,4 +261,4 @@ def load_gazetteer(city_dir: Path, *, city_name: str = "长沙市") -> Gazetteer
     if geojson:
         for feature in json.loads(geojson.read_text(encoding="utf-8"))["features"]:
             polygons[str(feature["properties"]["adcode"])] = shape(feature["geometry"])
-    return Gazetteer(city_name, districts, streets, places, polygons)
+    return Gazetteer(city_name, districts, streets, places, polygons, street_codes=street_codes)
