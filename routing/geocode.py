@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 import ahocorasick
 import prcoords
 
-from knowledge_base.gazetteer import COMMUNITY_TYPES, STRONG_TYPES, Gazetteer, Place
+from knowledge_base.gazetteer import COMMUNITY_TYPES, STRONG_TYPES, Gazetteer, Place, word_dictionary
 
 Datum = Literal["wgs84", "gcj02", "bd09"]
 
@@ -103,6 +103,7 @@ class GazetteerGeocoder:
         self.province_name = province_name
         self._with_coords = gazetteer.places_with_coordinates()
         self._foreign = self._load_foreign(foreign_names_file, city_adcode) if foreign_names_file else None
+        word_dictionary()   # loaded now rather than in the first request that needs whole-name checks
 
     @staticmethod
     def _load_foreign(path: Path, city_adcode: str) -> ahocorasick.Automaton | None:
@@ -293,7 +294,9 @@ class GazetteerGeocoder:
                 key = (not number, min(ranks), start)
                 place = min((p for p in fitting if p.type in _DETAIL_RANK), key=lambda p: _DETAIL_RANK[p.type])
                 if detail is None or key < detail[0]:
-                    detail = (key, place.standard_name or name, number, place.community)
+                    # The registry's community of a compound counts only inside the street the result names.
+                    registry_community = place.community if street and street in place.street_ids else None
+                    detail = (key, place.standard_name or name, number, registry_community)
         if community is None and detail and detail[3]:
             community = detail[3]
 
