@@ -86,19 +86,19 @@ class Gazetteer:
     @staticmethod
     def _whole_names(text: str, found: list) -> list:
         ends = {item[1] for item in found}
-        # Only a name glued to a Chinese character that no other known name ends with needs a closer look.
-        doubtful = [item for item in found if item[0] > 0 and item[0] not in ends and _is_han(text[item[0] - 1])]
-        if not doubtful:
-            return found
-        boundaries, singles = word_boundaries(text)
-        rejected = set()
-        for item in doubtful:
+        words = None                            # jieba's cut, made only when a name needs a closer look
+        whole = []
+        for item in found:
             start = item[0]
-            if start not in boundaries:
-                rejected.add(id(item))          # a dictionary word runs across the name's start: 望月湖|社区
-            elif start - 1 in singles and text[start - 1] in NAME_PREFIX_CHARS:
-                rejected.add(id(item))          # 新 + 月湖社区: a longer name the gazetteer does not know
-        return [item for item in found if id(item) not in rejected]
+            # A name at the start, after punctuation or a digit, or right after another known name is whole.
+            if start > 0 and start not in ends and _is_han(text[start - 1]):
+                boundaries, singles = words = words or word_boundaries(text)
+                if start not in boundaries:
+                    continue                    # a dictionary word runs across the name's start: 望月湖|社区
+                if start - 1 in singles and text[start - 1] in NAME_PREFIX_CHARS:
+                    continue                    # 新 + 月湖社区: a longer name the gazetteer does not know
+            whole.append(item)
+        return whole
 
     def district_at(self, lng: float, lat: float) -> str | None:
         """District adcode covering a GCJ-02 point (a point on a border belongs to one of its districts),

@@ -259,6 +259,15 @@ def test_a_name_inside_a_longer_place_name_is_not_that_place():
     assert names("司门口那边的垃圾站很臭") == ["司门口"]
 
 
+@pytest.mark.parametrize("text, not_a_place", [
+    ("工地天天晚上施工，真的要出事故。希望城管好好查一下，不要每次都讲下次注意！", "望城"),     # 希望|城管
+    ("办了卡就跑路！老板手机关机，公司门口的牌子都拆了，我充的三千块钱找哪个要？", "司门口"),  # 公司|门口
+])
+def test_words_that_run_into_a_name_are_not_places_on_the_real_gazetteer(real_geocoder, text, not_a_place):
+    result = real_geocoder.geocode(text)
+    assert not_a_place not in result.mentions and result.district is None
+
+
 WANGYUEHU_MESSAGE = (
     "望月湖社区3栋楼下的垃圾站很臭！！\n"
     "我是望月湖社区3栋的住户，楼下这个垃圾站已经半个多月没人清了，天气一热臭气熏天，苍蝇蚊子满天飞，"
