@@ -34,15 +34,6 @@ class CorrectionBody(BaseModel):
     kb_item_id: str | None = None
 
 
-def correction_json(row: dict) -> dict:
-    """A stored correction as the API and the CLI show it (the text is stored masked; masked again to be sure)."""
-    from nlp.pii import mask_pii
-
-    keys = ("id", "created_at", "expires_at", "status", "created_by", "department_code", "kind", "level", "entry_id",
-            "original_department_code", "original_entry_id", "original_kind", "original_level", "superseded_by")
-    return {"text": mask_pii(row["text"]), **{k: row.get(k) for k in keys}}
-
-
 ASSISTANT_KEY_NAME = "assistant"
 ASSISTANT_SCOPES = ["orders:read", "orders:write", "route"]
 
@@ -228,6 +219,8 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     def list_corrections(router: RouterDep, caller: RouteCaller) -> list[dict]:
         """Every stored correction, newest first: masked text, unit, what the router had said, who, when, expiry,
         status (active / expired / superseded)."""
+        from routing.feedback import correction_json
+
         return [correction_json(r) for r in (router.feedback.list() if router.feedback is not None else [])]
 
     @app.delete("/api/v1/route/corrections/{correction_id}", status_code=204)

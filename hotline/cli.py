@@ -379,19 +379,13 @@ def corrections_list(
     """The stored corrections, newest first (text masked): unit, what the router had said, who, when, expiry."""
     import datetime as dt
 
-    from api.app import correction_json
     from knowledge_base.kb import load_knowledge_base
-    from routing.feedback import correction_status
+    from routing.feedback import correction_json, fill_expiry
 
     settings = get_settings()
-    rows = _feedback_store().all()
     lifetime = dt.timedelta(days=settings.correction_lifetime_days)
-    for row in rows:   # rows from before expiry existed live one lifetime from their creation
-        if not row.get("expires_at") and row.get("created_at"):
-            created = dt.datetime.fromisoformat(row["created_at"])
-            row["expires_at"] = (created + lifetime).isoformat(timespec="seconds")
-        row["status"] = correction_status(row)
-    shown = [correction_json(r) for r in reversed(rows) if all_ or r["status"] == "active"]
+    rows = [correction_json(fill_expiry(r, lifetime)) for r in reversed(_feedback_store().all())]
+    shown = [r for r in rows if all_ or r["status"] == "active"]
     try:
         names = {d.code: d.name for d in load_knowledge_base(settings.city_dir).departments.values()}
     except _user_errors():

@@ -171,6 +171,22 @@ class SQLiteFeedbackStore:
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
 
+def fill_expiry(row: dict, lifetime: dt.timedelta, now: dt.datetime | None = None) -> dict:
+    """Rows stored before expiry existed live one lifetime from their creation."""
+    if not row.get("expires_at"):
+        created = _parse(row.get("created_at")) or now or _now()
+        row["expires_at"] = (created + lifetime).isoformat(timespec="seconds")
+    return row
+
+
+def correction_json(row: dict, now: dt.datetime | None = None) -> dict:
+    """A stored correction as the API and the CLI show it (stored masked; masked again to be sure), no vector."""
+    keys = ("id", "created_at", "expires_at", "created_by", "department_code", "kind", "level", "entry_id",
+            "original_department_code", "original_entry_id", "original_kind", "original_level", "superseded_by")
+    return {"text": mask_pii(row["text"]), "status": row.get("status") or correction_status(row, now),
+            **{k: row.get(k) for k in keys}}
+
+
 def correction_status(row: dict, now: dt.datetime | None = None) -> str:
     if row.get("superseded_by"):
         return "superseded"
@@ -215,9 +231,7 @@ class FeedbackMemory:
             if row["id"] not in self._vectors:
                 self._vectors[row["id"]] = np.frombuffer(row["vector"], dtype=np.float32).copy()
             row.pop("vector", None)
-            if not row.get("expires_at"):   # rows from before expiry existed live one lifetime from their creation
-                created = _parse(row.get("created_at")) or self._clock()
-                row["expires_at"] = (created + self.lifetime).isoformat(timespec="seconds")
+            fill_expiry(row, self.lifetime, self._clock())
         with self._lock:
             self._rows = rows
             known = {r["id"] for r in rows}
