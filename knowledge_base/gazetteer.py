@@ -112,6 +112,9 @@ class Gazetteer:
     def places_with_coordinates(self) -> list[Place]:
         return [p for p in self.places if p.lng is not None and p.lat is not None]
 
+    def knows(self, name: str) -> bool:
+        return name in self._by_name
+
     def user_words(self) -> set[str]:
         """Names for the segmenter's user dictionary (so 望月湖 or 湘雅二医院 stay one word)."""
         return {name for name in self._by_name if len(name) >= 2}

@@ -85,9 +85,34 @@ class GeocodeResult:
     mentions: list[str] = field(default_factory=list)
     candidates: list[dict] = field(default_factory=list)
     coordinates: dict | None = None       # {"lat", "lng", "datum": "gcj02", "wgs84": {...}}
+    # A 街道/镇/乡 the text names that the gazetteer does not know ("洪桥镇"): the territorial unit is that office,
+    # though it is not on this city's list (a former name, another city, or a gap in the list).
+    unlisted_street: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# "XX镇" / "XX乡" / "XX街道" after a county, district or city name or a sentence break: a town's own name is 2–3
+# characters. Words that end in 镇/乡/街道 but name no place (城乡, 乡镇, 家乡, 这条街道…) are refused by their head.
+_TOWN_MENTION = re.compile(r"(?:^|[县区市省州于在到至住从的，。、,；;：:\s（(])([\u4e00-\u9fa5]{2,3}?)(街道|镇|乡)(?![村镇长里亲下土愁音])")
+_NOT_A_TOWN_HEAD = re.compile(r"^(?:[这那该各本我全每某哪其此]|所在|辖区|附近|周边|当地|相关|有关|城市|农村|乡村|城镇|乡镇)")
+_LEAD_IN = "于在到至住从的"
+_NOT_A_TOWN_TAIL = {"城乡", "城镇", "乡镇", "小镇", "下乡", "家乡", "老乡", "故乡", "同乡", "思乡", "外乡", "重镇", "古镇"}
+_OFFICE_SUFFIX = {"街道": "街道办事处", "镇": "镇人民政府", "乡": "乡人民政府"}
+
+
+def unlisted_street_office(text: str, gazetteer: Gazetteer) -> str | None:
+    """The first 街道/镇/乡 office the text names that the gazetteer does not know, as an office name."""
+    for match in _TOWN_MENTION.finditer(text):
+        head, suffix = match.group(1), match.group(2)
+        if len(head) == 3 and head[0] in _LEAD_IN:   # "住在大托镇": the boundary was 住, the name is 大托
+            head = head[1:]
+        if (_NOT_A_TOWN_HEAD.search(head) or head[-1] + suffix[0] in _NOT_A_TOWN_TAIL
+                or gazetteer.knows(head + suffix)):
+            continue
+        return head + _OFFICE_SUFFIX[suffix]
+    return None
 
 
 class Geocoder(Protocol):
@@ -175,6 +200,8 @@ class GazetteerGeocoder:
         elif result.mentions:
             result.source = "text"
 
+        if not street_score:
+            result.unlisted_street = unlisted_street_office(text, self.gaz)
         if self._foreign is not None and not district_score:
             foreign = [name for _, name in self._foreign.iter(text) if len(name) >= 3]
             if foreign:

@@ -13,6 +13,7 @@ from knowledge_base.gazetteer import Gazetteer
 from knowledge_base.kb import KnowledgeBase
 from knowledge_base.models import Department, ResponsibilityEntry
 from nlp.entities import extract_entities
+from nlp.letters import matter_text
 from nlp.normalize import check_text, normalize, strip_boilerplate
 from nlp.pii import mask_pii
 from nlp.segment import Segmenter
@@ -23,6 +24,7 @@ from routing.matcher import KBMatcher, kind_index
 
 log = logging.getLogger(__name__)
 CANDIDATE_ENTRIES = 12
+UNLISTED_PLACE_CONFIDENCE = 0.5   # the text names the office, but not one on the list: never sure enough for auto
 # A correction steers a complaint only when the router sees the same matter in it: the entry the correction was
 # about (the router's at the time, or the corrected one) is among the complaint's best entries, or the router
 # names the same kind of unit it named for the corrected complaint.
@@ -57,8 +59,24 @@ def parse_location(value: object) -> GeoPoint | None:
     return GeoPoint(lat, lng, datum)  # type: ignore[arg-type]
 
 
-def _dept(d: Department | None) -> dict | None:
-    return None if d is None else {"code": d.code, "name": d.name, "level": d.level}
+@dataclass(frozen=True)
+class UnlistedUnit:
+    """A territorial office the matter belongs to that is not on the city's list: the 街道/镇/乡 the text names
+    when the gazetteer does not know it, or "the street/town of the place" when no place was found. It has no
+    code, so nothing is dispatched to it automatically: the agent confirms the office (or asks where it is)."""
+
+    name: str
+    kind: str
+    level: str = "street"
+    code: None = None
+
+
+def _dept(d: Department | UnlistedUnit | None) -> dict | None:
+    if d is None:
+        return None
+    if isinstance(d, UnlistedUnit):
+        return {"code": None, "name": d.name, "level": d.level, "listed": False}
+    return {"code": d.code, "name": d.name, "level": d.level}
 
 
 def resolve_unit(kb: KnowledgeBase, kind: str, level: str, geo: GeocodeResult) -> tuple[Department | None, str, float]:
@@ -74,9 +92,14 @@ def resolve_unit(kb: KnowledgeBase, kind: str, level: str, geo: GeocodeResult) -
         if unit:
             how = "该类单位无街镇级，交区级单位" if street else "街镇未知，交区级单位"
             return unit, how, place_conf if street else place_conf * 0.6
-        if district:
-            return kb.unit("hotline", "district", district=district), "街镇未知，交区12345分中心分派", 0.35
-        return kb.unit("hotline", "city"), "地点未知，需补充事发地址", 0.2
+        # 以块为主: a street/town matter stays with the territorial office even when the list cannot name it.
+        if geo.unlisted_street:
+            return (UnlistedUnit(geo.unlisted_street, kind), f"属地：{geo.unlisted_street}（不在本市街镇名录，请核实）",
+                    UNLISTED_PLACE_CONFIDENCE)
+        where = geo.district["name"] if geo.district else ""
+        how = "街镇未知，请询问事发街道（乡镇）" if district else "地点未知，请询问事发街道（乡镇）"
+        return (UnlistedUnit(f"{where}事发地街道办事处（乡镇人民政府，待核实）", kind), how,
+                0.35 if district else 0.2)
     if level == "district":
         unit = kb.unit(kind, "district", district=district) if district else None
         if unit:
@@ -120,7 +143,10 @@ class Router:
     def prepare(self, request: RouteRequest) -> dict:
         text = check_text(request.text, max_chars=self.settings.max_text_chars)
         normalized = normalize(text)
-        return {"request": request, "normalized": normalized, "match_text": strip_boilerplate(normalized) or normalized}
+        # Matching reads the title and the head of the letter, without greetings and thanks (nlp/letters.py);
+        # the order keeps the whole text.
+        match_text = matter_text(strip_boilerplate(normalized) or normalized)
+        return {"request": request, "normalized": normalized, "match_text": match_text}
 
     def route(self, text: str, location: GeoPoint | None = None, *, order_id: str = "") -> dict:
         return self.route_many([RouteRequest(order_id, text, location)])[0]
@@ -219,7 +245,8 @@ class Router:
             decision, reasons = "review", [f"诉求地点疑似不在本市（{geo.outside_city}）"]
         elif len(ranked_keys) > 1 and second_p >= self.settings.cross_duty_min and top_p - second_p < 0.15:
             decision, reasons = "review", ["两个部门的职责都可能涉及，转联合研判"]
-        elif confidence >= self.settings.auto_threshold and not (geo.ambiguous and top_key[1] != "city"):
+        elif (confidence >= self.settings.auto_threshold and not (geo.ambiguous and top_key[1] != "city")
+              and not isinstance(unit, UnlistedUnit)):
             decision = "auto"
         else:
             reasons.append("置信度不足以自动派单，请坐席确认" if confidence < self.settings.auto_threshold else "地点有歧义，请核实")
@@ -354,7 +381,10 @@ class Router:
             if known is not None and known.level != "city":
                 # The history names a unit somewhere; the same kind of unit in THIS complaint's place owns it.
                 local, _, _ = self.resolve_unit(known.kind, known.level, geo)
-                if local is not None and local.kind == known.kind:
+                if isinstance(local, UnlistedUnit):
+                    # The street/town is not known: the territorial office of this place, to be confirmed.
+                    known, unplaced = local, True
+                elif local is not None and local.kind == known.kind:
                     known = local
                 elif local is not None and geo.district and known.district_adcode != geo.district["adcode"]:
                     # No such unit is known here (a street office, street unknown): whoever assigns it in this

@@ -1,0 +1,204 @@
+"""Routing on REAL citizens' messages (the development half built by ../shared/eval/build_real_sets.py).
+
+Run:  .venv/bin/python benchmarks/real_routing.py --data DIR [--out benchmarks/results/real_routing.json]
+      [--plot benchmarks/results/real_routing_reliability.png] [--predictions /tmp/real_pred.jsonl] [--no-speed]
+
+DIR holds routing_dev.jsonl (never committed: the data has no licence). One run reports, with the acceptance rule
+(the KIND of the answering body; 街道/镇/乡 are one kind; benchmarks/kind_rule.py mirrors score_kind.py):
+- cold routing (knowledge base only, no corrections, no trained model): kind accuracy, kind@3, `auto` accuracy and
+  coverage, street/town named right where one answered, per-kind accuracy and what each kind was sent to;
+- beside it, TF-IDF + LinearSVC trained on 4/5 of these messages (5-fold) and "always the street/town";
+- a reliability diagram (confidence vs kind right) as a PNG;
+- speed on these real texts: single request p50/p99, batch throughput, and the embedding model's own time.
+Only figures are written: no message text leaves DIR.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import KFold
+from sklearn.svm import LinearSVC
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kind_rule import TERRITORIAL, gold_kind, place_core, same_kind, scoring_kind  # noqa: E402
+from routing_bench import machine, percentile  # noqa: E402
+
+from hotline.config import get_settings  # noqa: E402
+from routing.evaluate import calibration_table  # noqa: E402
+from routing.router import RouteRequest  # noqa: E402
+from routing.service import build_router  # noqa: E402
+
+DEFAULT_SCORER = Path(__file__).resolve().parents[2] / "shared" / "eval" / "score_kind.py"
+
+
+def load(data_dir: Path) -> list[dict]:
+    path = data_dir / "routing_dev.jsonl"
+    if not path.exists():
+        sys.exit(f"{path}: not found (build it with ../shared/eval/build_real_sets.py --out {data_dir})")
+    return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+
+
+def score(rows: list[dict], outputs: list[dict]) -> dict:
+    n = ok = at3 = auto_n = auto_ok = street_n = street_ok = 0
+    per_kind: dict[str, Counter] = defaultdict(Counter)
+    decisions: Counter = Counter()
+    confidences, correct = [], []
+    for row, out in zip(rows, outputs):
+        want = gold_kind(row["org_type"])
+        name = (out.get("department") or {}).get("name")
+        good = same_kind(name, want)
+        n += 1
+        ok += good
+        cands = [((c.get("department") or {}).get("name") or "") for c in (out.get("candidates") or [])[:3]]
+        at3 += good or any(same_kind(c, want) for c in cands)
+        decisions[out.get("decision")] += 1
+        if out.get("decision") == "auto":
+            auto_n += 1
+            auto_ok += good
+        per_kind[scoring_kind(want)][scoring_kind(name)] += 1
+        confidences.append(float(out.get("confidence") or 0.0))
+        correct.append(int(good))
+        if want in TERRITORIAL and (core := place_core(row["org"])):
+            street_n += 1
+            street_ok += core in (name or "")
+    ece, bins = calibration_table(np.array(confidences), np.array(correct))
+    table = {}
+    for want, got in sorted(per_kind.items(), key=lambda kv: -sum(kv[1].values())):
+        total = sum(got.values())
+        table[want] = {"n": total, "acc": round(got[want] / total, 3),
+                       "sent_to": {k: v for k, v in got.most_common(4) if k != want}}
+    return {"n": n, "kind_acc": round(ok / n, 4), "kind_at3": round(at3 / n, 4),
+            "auto_coverage": round(auto_n / n, 4), "auto_acc": round(auto_ok / auto_n, 4) if auto_n else None,
+            "auto_n": auto_n, "street_name_acc": round(street_ok / street_n, 4) if street_n else None,
+            "street_n": street_n, "decisions": dict(decisions), "ece": ece, "reliability": bins, "per_kind": table}
+
+
+def baseline_tfidf_svm(rows: list[dict], folds: int = 5) -> dict:
+    """TF-IDF (char 1–3) + LinearSVC trained on 4/5 of the messages, scored on the fifth, same rule."""
+    texts = [r["text"] for r in rows]
+    labels = np.array([scoring_kind(gold_kind(r["org_type"])) for r in rows])
+    accs = []
+    for train, test in KFold(folds, shuffle=True, random_state=0).split(texts):
+        vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2)
+        model = LinearSVC(C=0.5).fit(vectorizer.fit_transform([texts[i] for i in train]), labels[train])
+        accs.append(float((model.predict(vectorizer.transform([texts[i] for i in test])) == labels[test]).mean()))
+    return {"kind_acc_mean": round(statistics.mean(accs), 4), "folds": [round(a, 4) for a in accs]}
+
+
+def always_territorial(rows: list[dict]) -> float:
+    return round(sum(gold_kind(r["org_type"]) in TERRITORIAL for r in rows) / len(rows), 4)
+
+
+def reliability_plot(bins: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    chinese = [f.name for f in font_manager.fontManager.ttflist if any(k in f.name for k in ("Noto Sans CJK", "WenQuanYi", "Droid Sans Fallback"))]
+    if chinese:
+        plt.rcParams["font.family"] = chinese[0]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    xs = [b["mean_confidence"] for b in bins]
+    ys = [b["accuracy"] for b in bins]
+    sizes = [max(12, b["count"]) for b in bins]
+    ax.scatter(xs, ys, s=sizes, color="#c0392b", zorder=3, label="bins (area = messages)")
+    ax.plot(xs, ys, color="#c0392b")
+    for b in bins:
+        ax.annotate(str(b["count"]), (b["mean_confidence"], b["accuracy"]), textcoords="offset points",
+                    xytext=(4, -10), fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("kind of answering body right")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def speed(router, texts: list[str], single: int) -> dict:
+    encoders = router.matcher.encoders
+    for text in texts[:10]:
+        router.route(text)
+    route_ms, embed_ms = [], []
+    for text in texts[:single]:
+        started = time.perf_counter()
+        router.route(text)
+        route_ms.append((time.perf_counter() - started) * 1000)
+        match_text = router.prepare(RouteRequest("", text))["match_text"]
+        started = time.perf_counter()
+        encoders.queries([match_text])
+        embed_ms.append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    router.route_many([RouteRequest(str(i), t) for i, t in enumerate(texts)])
+    batch_s = time.perf_counter() - started
+    return {"single_requests": len(route_ms),
+            "route_p50_ms": round(percentile(route_ms, 50), 1), "route_p99_ms": round(percentile(route_ms, 99), 1),
+            "embedding_only_p50_ms": round(percentile(embed_ms, 50), 1),
+            "embedding_only_p99_ms": round(percentile(embed_ms, 99), 1),
+            "batch_messages": len(texts), "batch_per_s": round(len(texts) / batch_s, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder holding routing_dev.jsonl")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_routing.json"))
+    parser.add_argument("--plot", type=Path, default=Path("benchmarks/results/real_routing_reliability.png"))
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="also write the routed outputs here (keep it outside the repo: it quotes the messages)")
+    parser.add_argument("--scorer", type=Path, default=DEFAULT_SCORER, help="score_kind.py, run as a cross-check")
+    parser.add_argument("--single", type=int, default=200, help="single requests timed")
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+
+    rows = load(args.data)
+    settings = get_settings()
+    router = build_router(settings, progress=lambda m: print(m, file=sys.stderr))
+    router.feedback = None   # cold: the knowledge base alone, no corrections left by anyone
+    for embedder in router.matcher.encoders.embedders:
+        if hasattr(embedder, "_cache_size"):
+            embedder._cache_size = 0   # time real inference, not the repeated-query cache
+    outputs = router.route_many([RouteRequest(r["id"], r["text"]) for r in rows])
+    result = {"machine": machine(), "embeddings": router.embedder_note, "kb_version": router.kb.version,
+              "data": "routing_dev.jsonl (development half)", "cold": score(rows, outputs)}
+    if not args.no_baseline:
+        result["baseline_tfidf_linearsvc_5fold"] = baseline_tfidf_svm(rows)
+    result["baseline_always_street_town"] = always_territorial(rows)
+
+    if args.predictions:
+        args.predictions.parent.mkdir(parents=True, exist_ok=True)
+        with args.predictions.open("w", encoding="utf-8") as handle:
+            for out in outputs:
+                handle.write(json.dumps(out, ensure_ascii=False) + "\n")
+        if args.scorer.exists():
+            official = subprocess.run([sys.executable, str(args.scorer), str(args.data / "routing_dev.jsonl"),
+                                       str(args.predictions)], capture_output=True, text=True, check=True)
+            figures = json.loads(official.stdout)
+            result["score_kind_py"] = {k: figures[k] for k in ("n", "kind_acc", "kind_at3", "auto_coverage",
+                                                               "auto_acc", "street_name_acc")}
+    cold = result["cold"]
+    reliability_plot(cold["reliability"], args.plot,
+                     f"real messages (n={cold['n']}): kind acc {cold['kind_acc']}, ECE {cold['ece']}")
+    if not args.no_speed:
+        result["speed"] = speed(router, [r["text"] for r in rows], args.single)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()

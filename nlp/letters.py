@@ -1,0 +1,68 @@
+"""Reading a citizen's letter: title first, then greetings, a story and thanks around the matter.
+
+Real messages to a 12345 centre or a leaders' message board are long (median ~220 characters, often 1,000+),
+start with a title sentence ("反映XX小区违建问题。"), greet 书记/市长, tell a story and end with thanks. The matter is
+in the title and the first sentences, so matching reads those: the greetings and thanks are stripped and the
+body is cut to its head (the whole text is still stored with the order). The word lists are data
+(`nlp/data/lexicons.yaml`: `courtesy`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from nlp.lexicons import lexicons
+
+# A first sentence this short, followed by much more text, is a title (titles are 8–40 characters).
+TITLE_MAX_CHARS = 48
+TITLE_MIN_CHARS = 4
+# The matter is stated within the first sentences; the tail is story, history and appeals. 300 characters keep a
+# median letter (~220) whole and bound the embedding's cost on 1,000-character letters. On the real development
+# half, 120/220/400 characters and the whole text gave kind accuracy within 0.007 of each other.
+BODY_HEAD_CHARS = 300
+_SENTENCE_END = re.compile(r"[。！？!?]+|\n+")
+
+
+@dataclass(frozen=True)
+class Letter:
+    title: str
+    body: str
+
+    def matter_text(self, body_chars: int = BODY_HEAD_CHARS) -> str:
+        """What matching reads: the title, then the head of the body (cut at a sentence end where one is near)."""
+        body = self.body
+        if len(body) > body_chars:
+            cut = body[:body_chars]
+            ends = [m.end() for m in _SENTENCE_END.finditer(cut)]
+            body = cut[: ends[-1]] if ends and ends[-1] >= body_chars // 2 else cut
+        if self.title and body:
+            return f"{self.title}。{body}"
+        return self.title or body
+
+
+@lru_cache
+def _courtesy() -> list[re.Pattern[str]]:
+    return [re.compile(p) for p in lexicons().get("courtesy", [])]
+
+
+def strip_courtesy(text: str) -> str:
+    for pattern in _courtesy():
+        text = pattern.sub("", text)
+    return re.sub(r"^[\s，,。！!：:、]+", "", text).strip()
+
+
+def split_title(text: str) -> Letter:
+    """(title, body): the first sentence when it is short and the rest is much longer; else no title."""
+    text = text.strip()
+    match = _SENTENCE_END.search(text)
+    if match:
+        head, rest = text[: match.start()].strip(), text[match.end():].strip()
+        if TITLE_MIN_CHARS <= len(head) <= TITLE_MAX_CHARS and len(rest) >= 2 * len(head):
+            return Letter(head, strip_courtesy(rest))
+    return Letter("", strip_courtesy(text))
+
+
+def matter_text(text: str, body_chars: int = BODY_HEAD_CHARS) -> str:
+    """The part of a (cleaned) complaint that says what the matter is; never empty for a non-empty text."""
+    return split_title(text).matter_text(body_chars) or text
