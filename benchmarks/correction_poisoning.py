@@ -31,6 +31,11 @@ BIKES = ("岳麓区望月湖街道望月湖社区门口的共享单车乱停乱�
          "早晚高峰更严重，希望尽快清理")
 
 
+def _kind(router, output: dict) -> str | None:
+    dept = router.kb.departments.get((output["department"] or {}).get("code") or "")
+    return dept.kind if dept else None
+
+
 def route_all(router, texts: list[str]) -> list[dict]:
     return router.route_many([RouteRequest(str(i), t) for i, t in enumerate(texts)])
 
@@ -91,10 +96,12 @@ def main() -> None:
                 "other_complaints": len(others), "changed": len(changed),
                 "changed_to_auto": sum(after[k]["decision"] == "auto" for k in changed),
                 "before": summary(baseline, rows), "after": summary(after, rows),
+                "changed_to_target_kind": sum(_kind(router, after[k]) == target_kind for k in changed),
                 "rewordings": len(variants),
-                "rewordings_following": sum(router.kb.departments.get((o["department"] or {}).get("code") or "")
-                                            is not None and router.kb.departments[o["department"]["code"]].kind
-                                            == target_kind for o in followed),
+                # steered: the correction was applied ("参考改派记录"); to the target kind: the unit is of the corrected
+                # kind (a street office needs the complaint's street: without it the district's 12345 branch gets it)
+                "rewordings_steered": sum("参考改派记录" in o["explanation"] for o in followed),
+                "rewordings_to_target_kind": sum(_kind(router, o) == target_kind for o in followed),
                 "rewordings_auto": sum(o["decision"] == "auto" for o in followed),
             })
             print(json.dumps(results[-1], ensure_ascii=False), flush=True)
