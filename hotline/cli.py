@@ -161,6 +161,42 @@ def train(
     out.print(table)
 
 
+@app.command()
+def calibrate(
+    history: Annotated[Path, typer.Option("--history", help="past orders with the unit that handled them: CSV, .xlsx or JSONL")],
+    text_column: Annotated[str, typer.Option("--text-column")] = "text",
+    department_column: Annotated[str, typer.Option("--department-column")] = "department",
+    match: Annotated[str, typer.Option("--match", help="unit: the column names a department (code or name); "
+                                                        "kind: it names a kind of body (教育局, 街道办事处…)")] = "unit",
+) -> None:
+    """Calibrate the confidence of citizens' letters on the city's own outcomes (writes <city>/policy.yaml)."""
+    from routing.calibration import calibrate_letters
+    from routing.history import read_labelled
+    from routing.policy import load_city_policy
+
+    if match not in {"unit", "kind"}:
+        _fail(f"--match must be unit or kind, got {match!r}")
+    try:
+        records = read_labelled(history, text_column=text_column, category_column=None,
+                                department_column=department_column)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    router = _load_router(None)
+    try:
+        with err.status(f"routing {len(records)} orders"):
+            scaling = calibrate_letters(router, records, match=match,
+                                        progress=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
+    except ValueError as exc:
+        _fail(f"{history}: {exc}")
+    settings = get_settings()
+    city_policy = load_city_policy(settings.city_dir)
+    city_policy.letter_calibration = scaling
+    target = settings.city_dir / "policy.yaml"
+    city_policy.save(target)
+    out.print(f"letters calibrated on {scaling.rows} labelled letters (slope {scaling.slope:.3f}, "
+              f"intercept {scaling.intercept:.3f}) → {target}", highlight=False)
+
+
 @app.command("eval")
 def eval_command(
     input: Annotated[Path, typer.Option("--input", "-i", help="labelled JSONL/CSV/.xlsx: text + department and/or category")],

@@ -42,12 +42,16 @@ class Letter:
 
 
 @lru_cache
-def _courtesy() -> list[re.Pattern[str]]:
-    return [re.compile(p) for p in lexicons().get("courtesy", [])]
+def _courtesy() -> tuple[list[re.Pattern[str]], list[re.Pattern[str]], re.Pattern[str]]:
+    words = lexicons()["courtesy"]
+    praise = re.compile("|".join(map(re.escape, words["praise"])))
+    return [re.compile(p) for p in words["opening"]], [re.compile(p) for p in words["closing"]], praise
 
 
 def strip_courtesy(text: str) -> str:
-    for pattern in _courtesy():
+    """Greetings at the start and closing formulas at the end removed; a letter of praise keeps its thanks."""
+    opening, closing, praise = _courtesy()
+    for pattern in opening + ([] if praise.search(text) else closing):
         text = pattern.sub("", text)
     return re.sub(r"^[\s，,。！!：:、]+", "", text).strip()
 

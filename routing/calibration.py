@@ -13,9 +13,11 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from nlp.normalize import InputError
+from nlp.normalize import InputError, normalize
+from routing import policy
 from routing.history import LabelledRecord
 from routing.matcher import best_temperature, router_calibration_features
+from routing.policy import PlattScaling
 from routing.router import Router, RouteRequest, parse_location
 
 
@@ -66,3 +68,48 @@ def calibrate_router(router: Router, records: list[LabelledRecord], *,
     matcher.save_model()
     progress(f"calibration set: department@1 {model.calibration['department_accuracy@1']:.3f} on {len(correct)} rows")
     return model.calibration
+
+
+TERRITORIAL_BODIES = ("街道办事处", "镇人民政府", "乡人民政府")
+
+
+def same_kind_of_body(label: str, department_name: str | None) -> bool:
+    """A history that records only the kind of body ("教育局", "街道办事处"): the routed unit is right when its name
+    is of that kind; 街道/镇/乡 offices are one territorial kind."""
+    if not department_name or not label:
+        return False
+    if label in TERRITORIAL_BODIES:
+        return any(kind in department_name for kind in TERRITORIAL_BODIES)
+    return label in department_name
+
+
+def calibrate_letters(router: Router, records: list[LabelledRecord], *, match: str = "unit",
+                      progress: Callable[[str], None] = lambda m: None) -> PlattScaling:
+    """Fit the city's letter calibration (routing/policy.py) on labelled past letters, routed cold (no corrections,
+    no trained model). `match`: "unit" (the label is a department code or name) or "kind" (a kind of body)."""
+    saved_history = router.history_model
+    router.history_model = None
+    try:
+        usable = []
+        for record in records:
+            if not record.department or not policy.is_letter(normalize(record.text or "")):
+                continue
+            try:
+                usable.append((record, router.prepare(RouteRequest(str(record.line), record.text))))
+            except (InputError, ValueError):
+                continue
+        progress(f"routing {len(usable)} labelled letters")
+        outputs = router.route_prepared([item for _, item in usable], use_corrections=False)
+    finally:
+        router.history_model = saved_history
+    matter, place, correct = [], [], []
+    for (record, _), output in zip(usable, outputs):
+        department = output["department"] or {}
+        if match == "kind":
+            right = same_kind_of_body(record.department, department.get("name"))
+        else:
+            right = record.department in {department.get("code"), department.get("name")}
+        matter.append(output["scores"]["matter_probability"])
+        place.append(output["scores"]["place_confidence"])
+        correct.append(int(right))
+    return policy.fit_letter_calibration(matter, place, correct, source=f"{len(correct)} labelled letters, match by {match}")

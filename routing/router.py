@@ -20,11 +20,10 @@ from nlp.segment import Segmenter
 from nlp.tags import analyse
 from routing.feedback import FeedbackMemory
 from routing.geocode import GazetteerGeocoder, GeocodeResult, GeoPoint
+from routing import policy
 from routing.matcher import KBMatcher, kind_index
 
 log = logging.getLogger(__name__)
-CANDIDATE_ENTRIES = 12
-UNLISTED_PLACE_CONFIDENCE = 0.5   # the text names the office, but not one on the list: never sure enough for auto
 # A correction steers a complaint only when the router sees the same matter in it: the entry the correction was
 # about (the router's at the time, or the corrected one) is among the complaint's best entries, or the router
 # names the same kind of unit it named for the corrected complaint.
@@ -91,23 +90,24 @@ def resolve_unit(kb: KnowledgeBase, kind: str, level: str, geo: GeocodeResult) -
         unit = kb.unit(kind, "district", district=district) if district else None
         if unit:
             how = "该类单位无街镇级，交区级单位" if street else "街镇未知，交区级单位"
-            return unit, how, place_conf if street else place_conf * 0.6
+            return unit, how, place_conf if street else place_conf * policy.STREET_UNIT_FROM_DISTRICT
         # 以块为主: a street/town matter stays with the territorial office even when the list cannot name it.
         if geo.unlisted_street:
             return (UnlistedUnit(geo.unlisted_street, kind), f"属地：{geo.unlisted_street}（不在本市街镇名录，请核实）",
-                    UNLISTED_PLACE_CONFIDENCE)
+                    policy.UNLISTED_PLACE_CONFIDENCE)
         where = geo.district["name"] if geo.district else ""
         how = "街镇未知，请询问事发街道（乡镇）" if district else "地点未知，请询问事发街道（乡镇）"
         return (UnlistedUnit(f"{where}事发地街道办事处（乡镇人民政府，待核实）", kind), how,
-                0.35 if district else 0.2)
+                policy.TERRITORY_UNKNOWN_IN_DISTRICT if district else policy.PLACE_UNKNOWN)
     if level == "district":
         unit = kb.unit(kind, "district", district=district) if district else None
         if unit:
-            return unit, f"属地：{geo.district['name']}", min(1.0, 0.4 + 0.6 * place_conf)
+            floor = policy.DISTRICT_UNIT_FLOOR
+            return unit, f"属地：{geo.district['name']}", min(1.0, floor + (1 - floor) * place_conf)
         unit = kb.unit(kind, "city")
         if district and unit:
-            return unit, f"{geo.district['name']}无该单位，交市级", 0.7
-        return unit, "区县未知，交市级单位", 0.45
+            return unit, f"{geo.district['name']}无该单位，交市级", policy.DISTRICT_WITHOUT_SUCH_UNIT
+        return unit, "区县未知，交市级单位", policy.DISTRICT_UNKNOWN_CITY_UNIT
     return kb.unit(kind, "city"), "市级事项", 1.0
 
 
@@ -115,8 +115,10 @@ def resolve_unit(kb: KnowledgeBase, kind: str, level: str, geo: GeocodeResult) -
 class Router:
     def __init__(self, *, kb: KnowledgeBase, gazetteer: Gazetteer, geocoder: GazetteerGeocoder, matcher: KBMatcher,
                  settings: Settings, feedback: FeedbackMemory | None = None, history_model=None,
-                 embedder_note: str = ""):
+                 embedder_note: str = "", city_policy: policy.CityPolicy | None = None):
         self.kb = kb
+        # What the city learnt about its own inputs (letters' calibration); none: the matcher's calibration alone.
+        self.city_policy = city_policy or policy.CityPolicy()
         self.gazetteer = gazetteer
         self.geocoder = geocoder
         self.matcher = matcher
@@ -189,12 +191,12 @@ class Router:
         # Entries that apply to one district only do not apply elsewhere.
         probs = probs.copy()
         if district_name:
-            probs[(self._entry_scope != "全市") & (self._entry_scope != district_name)] *= 0.05
+            probs[(self._entry_scope != "全市") & (self._entry_scope != district_name)] *= policy.OUT_OF_SCOPE_ENTRY_WEIGHT
         probs /= probs.sum()
 
         # Department distribution: entries → (kind, level) → the unit for this place.
         ranked_entries = np.argsort(-probs)
-        order = ranked_entries[:CANDIDATE_ENTRIES]
+        order = ranked_entries[:policy.CANDIDATE_ENTRIES]
         kind_sums = np.bincount(self._kind_of_entry, weights=probs, minlength=len(self._kinds))
         key_prob: dict[tuple[str, str], float] = defaultdict(float, zip(self._kinds, map(float, kind_sums)))
 
@@ -223,7 +225,8 @@ class Router:
             top_entry_pos = self.matcher.entry_pos.get(correction.entry_id, top_entry_pos)
         top_entry = self.kb.entries[entry_ids[top_entry_pos]]
         unit, resolution, place_conf = self.resolve_unit(top_key[0], top_key[1], geo)
-        confidence = self.matcher.calibrated(top_p, top_p - second_p, place_conf)
+        confidence = self.city_policy.confidence(normalized, self.matcher.calibrated(top_p, top_p - second_p, place_conf),
+                                                 top_p, place_conf)
         if correction and not (bare[0] == top_key and bare[1] >= self.settings.auto_threshold):
             # A correction alone never makes a decision `auto`: only a router already sure of that unit keeps it.
             confidence = min(confidence, self.settings.auto_threshold - 0.01)
@@ -235,7 +238,7 @@ class Router:
             if unit and all(c["department"] and c["department"]["code"] != unit.code for c in candidates):
                 candidates.insert(0, {"department": _dept(unit), "kb_item": None, "category": [],
                                       "score": round(float(top_p), 4), "why": {"feedback": feedback_note}})
-        candidates = self._dedupe_departments(candidates, unit)
+        candidates = self._with_a_territorial_option(self._dedupe_departments(candidates, unit))
 
         reasons = []
         decision = "suggest"
@@ -243,7 +246,7 @@ class Router:
             decision, reasons = "review", ["权责清单标注为职责交叉/有争议事项，转联合研判"]
         elif geo.outside_city:
             decision, reasons = "review", [f"诉求地点疑似不在本市（{geo.outside_city}）"]
-        elif len(ranked_keys) > 1 and second_p >= self.settings.cross_duty_min and top_p - second_p < 0.15:
+        elif len(ranked_keys) > 1 and second_p >= self.settings.cross_duty_min and top_p - second_p < policy.CROSS_DUTY_MARGIN:
             decision, reasons = "review", ["两个部门的职责都可能涉及，转联合研判"]
         elif (confidence >= self.settings.auto_threshold and not (geo.ambiguous and top_key[1] != "city")
               and not isinstance(unit, UnlistedUnit)):
@@ -328,12 +331,28 @@ class Router:
         seen, out = set(), []
         ordered = sorted(candidates, key=lambda c: 0 if chosen and c["department"] and c["department"]["code"] == chosen.code else 1)
         for c in ordered:
-            code = c["department"]["code"] if c["department"] else None
-            if code in seen:
+            # Unlisted territorial offices have no code: they are told apart by name.
+            key = (c["department"]["code"], c["department"]["name"]) if c["department"] else None
+            if key in seen:
                 continue
-            seen.add(code)
+            seen.add(key)
             out.append(c)
         return out
+
+    @staticmethod
+    def _with_a_territorial_option(candidates: list[dict]) -> list[dict]:
+        """条块结合: when the first three candidates are all bureaus (条) and a street/town office (块) is among the
+        rest, it is offered third, so the agent always sees the territorial choice next to the functional ones."""
+        def territorial(c: dict) -> bool:
+            return bool(c["department"]) and c["department"].get("level") == "street"
+
+        shown = policy.TERRITORIAL_OPTION_POSITION
+        if len(candidates) <= shown or any(territorial(c) for c in candidates[:shown + 1]):
+            return candidates
+        later = next((i for i, c in enumerate(candidates) if territorial(c)), None)
+        if later is None:
+            return candidates
+        return candidates[:shown] + [candidates[later]] + [c for i, c in enumerate(candidates[shown:], shown) if i != later]
 
     def _co_handlers(self, entry: ResponsibilityEntry, geo: GeocodeResult) -> list[dict]:
         out = []

@@ -16,6 +16,7 @@ from routing.calibration import calibrate_router
 from routing.history import read_labelled
 from routing.history_model import HistoryModel
 from routing.matcher import Encoders, build_matcher, load_matcher, prepare_encoders
+from routing.policy import load_city_policy
 from routing.router import RouteRequest, Router
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_i
                               dim=first.dim, lifetime_days=settings.correction_lifetime_days)
     history_model = HistoryModel.load(model_dir, encoder_id=choice.encoders.model_id) if model_dir else None
     router = Router(kb=kb, gazetteer=gazetteer, geocoder=geocoder, matcher=matcher, settings=settings,
-                    feedback=feedback, history_model=history_model, embedder_note=choice.note)
+                    feedback=feedback, history_model=history_model, embedder_note=choice.note,
+                    city_policy=load_city_policy(settings.city_dir))
     if built and calibration.exists():
         calibrate_router(router, read_labelled(calibration, category_column=None), progress=progress)
     fill_correction_origins(router)

@@ -391,3 +391,26 @@ def test_history_model_never_names_a_street_office_of_another_district(router, y
     assert out["department"]["code"] is None, out["department"]
     assert out["department"]["name"].startswith("雨花区"), out["department"]
     assert out["decision"] != "auto"
+
+
+def _candidate(name: str, level: str, code: str | None = "X") -> dict:
+    return {"department": {"code": code, "name": name, "level": level}}
+
+
+def test_a_territorial_office_is_offered_third_when_the_first_three_are_bureaus():
+    from routing.router import Router
+
+    bureaus = [_candidate(f"局{i}", "district", f"B{i}") for i in range(4)]
+    office = _candidate("望月湖街道办事处", "street", "430104001")
+    moved = Router._with_a_territorial_option(bureaus + [office])
+    assert [c["department"]["name"] for c in moved] == ["局0", "局1", "望月湖街道办事处", "局2", "局3"]
+    already = [bureaus[0], office] + bureaus[1:]
+    assert Router._with_a_territorial_option(already) == already          # already among the first three
+    assert Router._with_a_territorial_option(bureaus) == bureaus           # none to offer
+
+
+def test_two_unlisted_offices_are_two_candidates():
+    from routing.router import Router
+
+    a, b = _candidate("洪桥镇人民政府", "street", None), _candidate("白沙乡人民政府", "street", None)
+    assert Router._dedupe_departments([a, b, a], None) == [a, b]
