@@ -18,9 +18,9 @@ from nlp.normalize import check_text, normalize, strip_boilerplate
 from nlp.pii import mask_pii
 from nlp.segment import Segmenter
 from nlp.tags import analyse
+from routing import policy
 from routing.feedback import FeedbackMemory
 from routing.geocode import GazetteerGeocoder, GeocodeResult, GeoPoint
-from routing import policy
 from routing.matcher import KBMatcher, kind_index
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ class Router:
             "urgency": signals.urgency,
             "diversion": signals.diversion,
             "sentiment": signals.sentiment,
-            "address": {**geo.to_dict(), "resolution": resolution},
+            "address": {**geo.to_dict(), "resolution": resolution, "question": self._question(geo, unit)},
             "entities": self._masked_entities(normalized),
             "explanation": self._explain(top_entry, unit, resolution, geo, candidates, feedback_note),
         }
@@ -338,6 +338,16 @@ class Router:
             seen.add(key)
             out.append(c)
         return out
+
+    @staticmethod
+    def _question(geo: GeocodeResult, unit) -> str | None:
+        """What the agent asks the caller when the place decides the unit and is not known well enough."""
+        if geo.question or not isinstance(unit, UnlistedUnit):
+            return geo.question
+        if geo.unlisted_street:
+            return f"请问事发地是否在本市？{geo.unlisted_street}不在本市街镇名录"
+        where = geo.district["name"] if geo.district else ""
+        return f"请问事发地点在{where}哪个街道（乡镇）、哪个社区（村）？"
 
     @staticmethod
     def _with_a_territorial_option(candidates: list[dict]) -> list[dict]:

@@ -90,6 +90,7 @@ def test_street_matter_without_a_street_stays_with_the_territorial_office_to_be_
     assert out["department"] == {"code": None, "name": "岳麓区事发地街道办事处（乡镇人民政府，待核实）",
                                  "level": "street", "listed": False}
     assert out["address"]["resolution"] == "街镇未知，请询问事发街道（乡镇）"
+    assert out["address"]["question"] == "请问事发地点在岳麓区哪个街道（乡镇）、哪个社区（村）？"
     assert out["decision"] != "auto"
 
 
@@ -100,6 +101,7 @@ def test_a_town_the_list_does_not_know_is_named_as_the_territorial_office(router
     assert out["department"]["code"] is None
     assert out["department"]["name"] == "青山镇人民政府"
     assert "不在本市街镇名录" in out["address"]["resolution"]
+    assert out["address"]["question"] == "请问事发地是否在本市？青山镇人民政府不在本市街镇名录"
     assert out["decision"] != "auto"
 
 
