@@ -168,8 +168,11 @@ def calibrate(
     department_column: Annotated[str, typer.Option("--department-column")] = "department",
     match: Annotated[str, typer.Option("--match", help="unit: the column names a department (code or name); "
                                                         "kind: it names a kind of body (教育局, 街道办事处…)")] = "unit",
+    note: Annotated[str, typer.Option("--note", help="where the outcomes came from, kept in policy.yaml")] = "",
 ) -> None:
     """Calibrate the confidence of citizens' letters on the city's own outcomes (writes <city>/policy.yaml)."""
+    from dataclasses import replace
+
     from routing.calibration import calibrate_letters
     from routing.history import read_labelled
     from routing.policy import load_city_policy
@@ -190,7 +193,7 @@ def calibrate(
         _fail(f"{history}: {exc}")
     settings = get_settings()
     city_policy = load_city_policy(settings.city_dir)
-    city_policy.letter_calibration = scaling
+    city_policy.letter_calibration = replace(scaling, source=f"{scaling.source}: {note}") if note else scaling
     target = settings.city_dir / "policy.yaml"
     city_policy.save(target)
     out.print(f"letters calibrated on {scaling.rows} labelled letters (slope {scaling.slope:.3f}, "
