@@ -293,7 +293,8 @@ async def post_request(request: Request, form: Annotated[RequestForm, Form()],
     except (InputError, ValueError) as exc:
         raise _bad_input(exc) from None
     request.app.state.metrics.decisions.labels(routing["decision"]).inc()
-    department = (routing.get("department") or {}).get("name")
+    # An unlisted territorial office (no code) is still to be confirmed: the citizen is not told its placeholder name.
+    department = (routing.get("department") or {}).get("name") if (routing.get("department") or {}).get("code") else None
     notice = (f"已登记，工单号 {order_no}。拟由{department}办理，办理时限 {routing.get('time_limit_days') or '按规定'} 个工作日。"
               if department else f"已登记，工单号 {order_no}，我们会尽快分派办理。")
     return [CreatedOut(service_request_id=order_no, service_notice=notice, account_id=None)]

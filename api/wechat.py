@@ -335,7 +335,7 @@ def _file_order(app, incoming: Incoming) -> None:
         return
     if not created:
         return   # another delivery of the same message already filed (and answered) it
-    if routing is not None and routing.get("department"):
+    if routing is not None and (routing.get("department") or {}).get("code"):   # a listed unit, not one to confirm
         reply = (f"您的诉求已登记，工单号 {order_no}。拟由{routing['department']['name']}办理，"
                  f"办理时限 {routing.get('time_limit_days') or '按规定'} 个工作日。回复工单号可查询进度。")
     else:

@@ -59,7 +59,7 @@ def suggestions(order_no: str, request: Request, principal: Reader) -> dict:
         return {"order_no": order.order_no, "state": order.state, "decision": decision.decision,
                 "confidence": decision.confidence, "correct": decision.correct,
                 "suggested": {"code": decision.department_code, "name": names.get(decision.department_code or "")},
-                "candidates": [{**c, "department_name": names.get(c.get("department") or "")}
+                "candidates": [{**c, "department_name": names.get(c.get("department") or "") or c.get("department_name")}
                                for c in decision.candidates]}
 
 

@@ -165,6 +165,7 @@ def _replay(existing: WorkOrder, request_hash: str) -> WorkOrder:
 
 def _candidate_summary(candidate: dict) -> dict:
     return {"department": (candidate.get("department") or {}).get("code"),
+            "department_name": (candidate.get("department") or {}).get("name"),
             "kb_item": (candidate.get("kb_item") or {}).get("id"), "score": candidate.get("score")}
 
 

@@ -352,7 +352,8 @@ def order_text(description: str, place: str | None) -> str:
 
 def filed_reply(order: dict, *, replayed: bool, has_phone: bool, context) -> str:
     routing = order.get("routing") or {}
-    department = (routing.get("department") or {}).get("name")
+    # An unlisted territorial office (no code) is still to be confirmed by an agent: no name is promised.
+    department = (routing.get("department") or {}).get("name") if (routing.get("department") or {}).get("code") else None
     parts = [("这条诉求刚才已经登记过了" if replayed else "您的诉求已登记") + f"，工单号：{order['order_no']}。"]
     if department:
         parts.append(f"已派至{department}办理" if order.get("state") == "dispatched"
