@@ -132,6 +132,19 @@ def test_post_files_a_routed_order_and_the_public_sees_it_masked(client, app_and
         assert personal not in public
 
 
+def test_an_unlisted_territorial_office_is_not_promised_to_the_citizen(client, app_and_keys):
+    # A neighbour-noise matter (a street office's) in a town the list does not know: the router names "青山镇人民政府"
+    # without a code, for an agent to confirm; the citizen is only told the order will be assigned.
+    letter = ("反映青山镇梅花村楼上邻居天天半夜吵闹。尊敬的领导：您好！我住在青山镇梅花村三组，楼上邻居每天晚上十二点以后"
+              "还在跺脚、拖凳子，吵得全家睡不着，找村里调解了几次都没用。谢谢！")
+    response = _post(client, description=letter, lat=None, long=None, address_string="青山镇梅花村三组",
+                     service_code="0301")
+    assert response.status_code == 201, response.text
+    (created,) = response.json()
+    assert "青山镇" not in created["service_notice"] and "待核实" not in created["service_notice"]
+    assert "尽快分派办理" in created["service_notice"]
+
+
 def test_service_code_is_a_hint_the_router_decides(client, app_and_keys):
     # The client says 供水 (1001); the complaint is about street stalls: the router's answer stands, flagged.
     response = _post(client, service_code="1001", description="晚上好多摊贩占道摆摊卖烧烤，人行道都过不去", lat=None,
