@@ -232,6 +232,9 @@ class Router:
             confidence = min(confidence, self.settings.auto_threshold - 0.01)
         confidence = round(float(confidence), 4)
 
+        # Candidates are ranked by their kind of unit's total probability first (several entries may speak for the
+        # same unit), then by the entry's own: +0.005 kind@3 on the real development half.
+        order = sorted(order, key=lambda pos: (-kind_sums[self._kind_of_entry[pos]], -probs[pos]))
         candidates = self._candidates(order, probs, similarity, best_rows, geo, normalized)
         if correction:
             # `unit` is the corrected kind of unit in this place (top_key follows the correction).
