@@ -49,7 +49,9 @@ def calibrate_router(router: Router, records: list[LabelledRecord], *,
         router.feedback = saved_feedback
     features, correct = [], []
     for (record, _), output in zip(usable, outputs):
-        if not record.department:
+        # An unlisted territorial office (no code) is never dispatched automatically and cannot equal a listed
+        # label: the calibrator measures how often a LISTED unit is right.
+        if not record.department or (output["department"] or {}).get("listed") is False:
             continue
         s = output["scores"]
         features.append([s["matter_probability"], s["margin"], s["place_confidence"]])

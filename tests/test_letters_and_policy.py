@@ -148,3 +148,22 @@ def test_a_letter_of_praise_keeps_its_thanks():
     praise = "表扬一下咸嘉湖街道的刘书记，帮我们老小区加装电梯的事跑前跑后，感谢🙏"
     assert strip_courtesy(praise) == praise
     assert strip_courtesy("楼下的路灯终于修好了，谢谢！") == "楼下的路灯终于修好了，"
+
+
+def test_the_record_calibration_leaves_out_unlisted_territorial_offices(router):
+    import copy
+
+    from routing.calibration import calibrate_router
+    from routing.history import LabelledRecord
+
+    router.matcher = copy.copy(router.matcher)             # the matcher is shared between tests: calibrate a copy
+    router.matcher.model = copy.deepcopy(router.matcher.model)
+    router.matcher.index_dirs = []                          # … and never write it next to the shared index
+    listed = "岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤，人行道都过不去"
+    unlisted = "岳麓区楼上邻居每天半夜跺脚拖椅子，吵得睡不着"      # a street matter, street unknown
+    assert router.route(unlisted)["department"]["listed"] is False
+    owner = router.route(listed)["department"]["code"]
+    records = [LabelledRecord(i, listed, department=owner if i % 4 else "430104-GONGAN") for i in range(1, 31)]
+    records += [LabelledRecord(100 + i, unlisted, department="430104001") for i in range(10)]
+    result = calibrate_router(router, records)
+    assert result["rows"] == 30                               # the 10 unlisted ones were not judged against a code
