@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from sklearn.linear_model import LogisticRegression
 
 from nlp.letters import split_title
 
@@ -104,8 +105,6 @@ def load_city_policy(city_dir: Path) -> CityPolicy:
 def fit_letter_calibration(matter_probability: list[float], place_confidence: list[float], correct: list[int], *,
                            source: str) -> PlattScaling:
     """Platt scaling of letters' outcomes; raises ValueError when the outcomes cannot support a fit."""
-    from sklearn.linear_model import LogisticRegression
-
     if len(correct) < 20 or min(correct) == max(correct):
         raise ValueError(f"{len(correct)} labelled letters with {sum(correct)} right: too few, or all one way, to calibrate")
     joint = [min(max(m * p, 1e-4), 1 - 1e-4) for m, p in zip(matter_probability, place_confidence)]
