@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from nlp.normalize import InputError, normalize
+from nlp.normalize import InputError
 from routing import policy
 from routing.history import LabelledRecord
 from routing.matcher import best_temperature, router_calibration_features
@@ -94,12 +94,14 @@ def calibrate_letters(router: Router, records: list[LabelledRecord], *, match: s
     try:
         usable = []
         for record in records:
-            if not record.department or not policy.is_letter(normalize(record.text or "")):
+            if not record.department:
                 continue
             try:
-                usable.append((record, router.prepare(RouteRequest(str(record.line), record.text))))
+                item = router.prepare(RouteRequest(str(record.line), record.text))
             except (InputError, ValueError):
                 continue
+            if policy.is_letter(item["normalized"]):
+                usable.append((record, item))
         progress(f"routing {len(usable)} labelled letters")
         outputs = router.route_prepared([item for _, item in usable], use_corrections=False)
     finally:

@@ -19,10 +19,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 from sklearn.linear_model import LogisticRegression
 
 from nlp.letters import split_title
+from routing.matcher import router_calibration_features
 
 # -- the matter ------------------------------------------------------------------------------------------------
 CANDIDATE_ENTRIES = 12          # entries scored into candidates: enough for 5 distinct departments after dedupe
@@ -48,6 +50,13 @@ def is_letter(text: str) -> bool:
     return bool(split_title(text).title) or len(text) >= LETTER_MIN_CHARS
 
 
+def calibration_feature(matter_probability, place_confidence) -> np.ndarray:
+    """logit(matter probability × place confidence) as a column: the record calibrator's own feature."""
+    matter = np.asarray(matter_probability, dtype=float)
+    return router_calibration_features(np.column_stack([matter, np.zeros_like(matter),
+                                                        np.asarray(place_confidence, dtype=float)]))
+
+
 @dataclass(frozen=True)
 class PlattScaling:
     """P(right) = 1 / (1 + exp(-(slope · x + intercept))), x = logit(matter probability × place confidence)."""
@@ -59,8 +68,7 @@ class PlattScaling:
     fitted_on: str = ""
 
     def __call__(self, matter_probability: float, place_confidence: float) -> float:
-        joint = min(max(matter_probability * place_confidence, 1e-4), 1 - 1e-4)
-        x = math.log(joint / (1 - joint))
+        x = float(calibration_feature([matter_probability], [place_confidence])[0, 0])
         return 1.0 / (1.0 + math.exp(-(self.slope * x + self.intercept)))
 
 
@@ -107,8 +115,6 @@ def fit_letter_calibration(matter_probability: list[float], place_confidence: li
     """Platt scaling of letters' outcomes; raises ValueError when the outcomes cannot support a fit."""
     if len(correct) < 20 or min(correct) == max(correct):
         raise ValueError(f"{len(correct)} labelled letters with {sum(correct)} right: too few, or all one way, to calibrate")
-    joint = [min(max(m * p, 1e-4), 1 - 1e-4) for m, p in zip(matter_probability, place_confidence)]
-    x = [[math.log(j / (1 - j))] for j in joint]
-    model = LogisticRegression(C=1.0).fit(x, correct)
+    model = LogisticRegression(C=1.0).fit(calibration_feature(matter_probability, place_confidence), correct)
     return PlattScaling(float(model.coef_[0][0]), float(model.intercept_[0]), source, len(correct),
                         dt.date.today().isoformat())
