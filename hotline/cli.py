@@ -676,6 +676,70 @@ def seed(
     out.print(f"seeded in {time.perf_counter() - started:.0f} s: {stats}")
 
 
+orders_app = typer.Typer(help="The work-order store: bring in a city's past orders.", no_args_is_help=True)
+app.add_typer(orders_app, name="orders")
+
+
+@orders_app.command("import")
+def orders_import(
+    file: Annotated[Path, typer.Argument(help="CSV, .xlsx or JSONL: the 12345 export (工单编号, 工单标题, 工单内容, "
+                                              "来电时间, 承办单位, 问题分类, 问题点位…) or order_no, title, text, …")],
+    channel: Annotated[str, typer.Option(help="the channel of rows without a 渠道 (channel) of their own")] = "hotline",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check the file and count, store nothing")] = False,
+) -> None:
+    """Import past orders (not routed): the whole file or, if any row is bad, nothing; order numbers already
+    stored are skipped, so importing the same file again changes nothing."""
+    from hotline.db import transaction
+    from knowledge_base.kb import load_knowledge_base
+    from knowledge_base.loaders import DataFileError
+    from orders.importer import import_orders
+    from orders.service import CHANNELS
+
+    if channel not in CHANNELS:
+        _fail(f"--channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+    settings = get_settings()
+    try:
+        kb = load_knowledge_base(settings.city_dir)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    sessions = _database_sessions()
+    started = time.perf_counter()
+    try:
+        with _progress() as bar, (sessions() if dry_run else transaction(sessions)) as session:
+            check = bar.add_task(f"reading and checking {file.name}", total=None)
+            store: list = []
+
+            def to_store(n: int) -> None:
+                store.append(bar.add_task("storing new orders", total=n))
+
+            result = import_orders(session, path=file, kb=kb, channel=channel, dry_run=dry_run,
+                                   max_text_chars=settings.max_text_chars,
+                                   rows_read=lambda n: bar.update(check, total=n),
+                                   checked=lambda n: bar.advance(check, n), to_store=to_store,
+                                   stored=lambda n: bar.advance(store[0], n))
+    except DataFileError as exc:
+        _fail(f"{exc}\nnothing was imported")
+    verb = "would import" if dry_run else "imported"
+    table = Table(title=f"{file.name}: {result.rows} rows in {time.perf_counter() - started:.1f} s"
+                        + (" (dry run: nothing stored)" if dry_run else ""))
+    table.add_column("orders")
+    table.add_column("count", justify="right")
+    table.add_row(verb, str(result.new))
+    table.add_row("already present, skipped", str(result.skipped_present))
+    table.add_row("承办单位 matched a department", str(result.department_matched))
+    table.add_row("承办单位 not in the knowledge base (name kept)", str(result.department_unmatched))
+    table.add_row("no 承办单位", str(result.department_missing))
+    table.add_row("问题分类 matched the taxonomy", str(result.category_matched))
+    table.add_row("问题分类 not in the taxonomy (kept)", str(result.category_unmatched))
+    out.print(table)
+    if result.unmatched_departments:
+        common = "、".join(f"{name} ({count})" for name, count in result.unmatched_departments.most_common(5))
+        out.print(f"most frequent units not in the knowledge base: {common}", markup=False, highlight=False,
+                  soft_wrap=True)
+    out.print(f"{result.rows} rows: {result.new} {verb}, "
+              f"{result.skipped_present} already present, skipped", markup=False, highlight=False)
+
+
 from assistant.manage import cli as assistant_cli  # noqa: E402
 from knowledge_base.address_registry import cli as gazetteer_cli  # noqa: E402
 from orders.vitals import cli as vitals_cli  # noqa: E402

@@ -57,8 +57,9 @@ def _clean(value: Any) -> Any:
     return "" if value is None else value
 
 
-def read_rows(path: Path, *, required: set[str] | None = None) -> list[SourceRow]:
-    """Rows of a CSV (UTF-8, BOM allowed), .xlsx (first sheet) or YAML list file."""
+def read_rows(path: Path, *, required: set[str] | None = None,
+              encodings: tuple[str, ...] = ("utf-8-sig",)) -> list[SourceRow]:
+    """Rows of a CSV (UTF-8, BOM allowed; `encodings` are tried in order), .xlsx (first sheet) or YAML list file."""
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise DataFileError([f"{path}: unsupported file type {suffix!r} (use .csv, .xlsx or .yaml)"])
@@ -69,7 +70,7 @@ def read_rows(path: Path, *, required: set[str] | None = None) -> list[SourceRow
     elif suffix == ".xlsx":
         rows = _read_xlsx(path)
     else:
-        rows = _read_csv(path)
+        rows = _read_csv(path, encodings)
     if required and rows:
         columns = set().union(*(r.data.keys() for r in rows)) if suffix in {".yaml", ".yml"} else set(rows[0].data)
         missing = sorted(required - columns)
@@ -78,11 +79,18 @@ def read_rows(path: Path, *, required: set[str] | None = None) -> list[SourceRow
     return rows
 
 
-def _read_csv(path: Path) -> list[SourceRow]:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataFileError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+def _read_csv(path: Path, encodings: tuple[str, ...] = ("utf-8-sig",)) -> list[SourceRow]:
+    data = path.read_bytes()
+    for encoding in encodings:
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError as exc:
+            if encoding == encodings[0]:
+                first = exc
+    else:
+        names = " or ".join("UTF-8" if e.lower().startswith("utf-8") else e.upper() for e in encodings)
+        raise DataFileError([f"{path}: not {names} text ({first.reason} at byte {first.start})"]) from None
     reader = csv.DictReader(io.StringIO(text))
     rows: list[SourceRow] = []
     for number, record in enumerate(reader, start=2):
