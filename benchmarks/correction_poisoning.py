@@ -57,7 +57,7 @@ def main() -> None:
     texts = [r["text"] for r in rows]
     settings = get_settings()
     scratch = Path(tempfile.mkdtemp(prefix="hotline-poison-"))
-    router = build_router(settings, feedback_store=SQLiteFeedbackStore(scratch / "none.sqlite3"))
+    router = build_router(settings, load_active_model=False, feedback_store=SQLiteFeedbackStore(scratch / "none.sqlite3"))
     first = router.matcher.encoders.embedders[0]
     baseline = route_all(router, texts)
     base_codes = [(o["department"] or {}).get("code") for o in baseline]

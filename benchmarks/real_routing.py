@@ -176,7 +176,7 @@ def main() -> None:
 
     rows = load(args.data)
     settings = get_settings()
-    router = build_router(settings, progress=lambda m: print(m, file=sys.stderr))
+    router = build_router(settings, load_active_model=False, progress=lambda m: print(m, file=sys.stderr))
     router.feedback = None   # cold: the knowledge base alone, no corrections left by anyone
     for embedder in router.matcher.encoders.embedders:
         if hasattr(embedder, "_cache_size"):

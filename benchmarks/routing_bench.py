@@ -129,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    router = build_router(get_settings(), progress=print)
+    router = build_router(get_settings(), load_active_model=False, progress=print)
     load_s = time.perf_counter() - started
     for embedder in router.matcher.encoders.embedders:
         if hasattr(embedder, "_cache_size"):

@@ -20,7 +20,7 @@ app = typer.Typer(help="12345 hotline routing: route complaints to the owning de
                   pretty_exceptions_enable=False)
 index_app = typer.Typer(help="The FAISS index of the responsibility list.", no_args_is_help=True)
 kb_app = typer.Typer(help="The knowledge base (responsibility list, departments, taxonomy, gazetteer).", no_args_is_help=True)
-model_app = typer.Typer(help="Offline embedding models.", no_args_is_help=True)
+model_app = typer.Typer(help="Models: the offline embedding model and the history model `serve` uses.", no_args_is_help=True)
 db_app = typer.Typer(help="The work-order database (SQLite by default, PostgreSQL via HOTLINE_DATABASE_URL).",
                      no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -53,11 +53,12 @@ def _user_errors():
     return (DataFileError, IndexMismatchError, InputError, InputFileError, FileNotFoundError, RuntimeError)
 
 
-def _load_router(model: Optional[Path], rebuild_index: bool = False):
+def _load_router(model: Optional[Path], rebuild_index: bool = False, *, active_model: bool = True):
     from routing.service import build_router
 
     try:
         router = build_router(get_settings(), model_dir=model, rebuild_index=rebuild_index,
+                              load_active_model=active_model,
                               progress=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
     except _user_errors() as exc:
         _fail(str(exc))
@@ -123,42 +124,73 @@ def route(
 
 @app.command()
 def train(
-    history: Annotated[Path, typer.Option("--history", help="past orders: CSV, .xlsx or JSONL")],
     out_dir: Annotated[Path, typer.Option("--out", help="directory for the trained model")],
+    history: Annotated[Optional[Path], typer.Option("--history", help="past orders: CSV, .xlsx or JSONL")] = None,
+    from_orders: Annotated[bool, typer.Option("--from-orders", help=(
+        "learn from the closed orders in the order store (HOTLINE_DATABASE_URL), e.g. after `hotline orders import`"))] = False,
     text_column: Annotated[str, typer.Option("--text-column")] = "text",
     category_column: Annotated[str, typer.Option("--category-column")] = "category",
     department_column: Annotated[str, typer.Option("--department-column")] = "department",
 ) -> None:
     """Learn the city's own label space (category and/or department) from past orders."""
-    from knowledge_base.kb import load_knowledge_base
-    from routing.history import read_labelled
-    from routing.history_model import train_history_model
-    from routing.matcher import prepare_encoders
-    from routing.service import choose_encoders
+    import hashlib
 
+    from routing.history import InputFileError, LabelledRecord, read_labelled
+    from routing.history_model import LARGE_HISTORY, OOF_FOLDS, OOF_FOLDS_LARGE, train_history_model
+
+    if (history is None) == (not from_orders):
+        _fail("give either --history FILE or --from-orders")
     try:
-        records = read_labelled(history, text_column=text_column, category_column=category_column,
-                                department_column=department_column)
-        settings = get_settings()
-        choice = choose_encoders(settings)
-        prepare_encoders(load_knowledge_base(settings.city_dir), choice.encoders)
-        err.print(f"[dim]embeddings: {choice.note}[/]", highlight=False)
-        started = time.perf_counter()
-        with err.status(f"training on {len(records)} orders"):
-            model, skipped = train_history_model(records, choice.encoders, source=history)
+        if history is not None:
+            records = read_labelled(history, text_column=text_column, category_column=category_column,
+                                    department_column=department_column)
+            source_hash = None
+        else:
+            from hotline.db import transaction
+            from orders.importer import export_training_rows
+
+            with transaction(_database_sessions()) as session:
+                rows = export_training_rows(session)
+            if not rows:
+                raise InputFileError("the order store has no closed orders with a handling unit to learn from")
+            records = [LabelledRecord(line=n, text=r["text"], category=r["category"], department=r["department"])
+                       for n, r in enumerate(rows, start=1)]
+            source_hash = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+    except _user_errors() as exc:
+        _fail(str(exc))
+    router = _load_router(None, active_model=False)
+    heads = sum(1 for attr in ("category", "department") if any(getattr(r, attr) for r in records))
+    folds = OOF_FOLDS if len(records) <= LARGE_HISTORY else OOF_FOLDS_LARGE
+    started = time.perf_counter()
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"training on {len(records)} orders", total=2 + heads * (folds + 2))
+
+            def step(message: str) -> None:
+                bar.update(task, description=message)
+                bar.advance(task)
+
+            model, skipped = train_history_model(records, router=router, source=history, source_hash=source_hash,
+                                                 progress=step)
+            bar.update(task, completed=bar.tasks[0].total)
+        model.manifest["source"] = str(history) if history else "order store"
         model.save(out_dir)
     except _user_errors() as exc:
         _fail(str(exc))
     for line in skipped[:20]:
         err.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
-    table = Table(title=f"trained in {time.perf_counter() - started:.1f} s → {out_dir}")
-    table.add_column("head")
-    table.add_column("labels", justify="right")
+    table = Table(title=f"trained in {time.perf_counter() - started:.1f} s → {out_dir} "
+                        f"({model.manifest['size_bytes'] / 1e6:.1f} MB)")
+    for column in ("head", "labels", "accuracy (held-out folds)", "auto ≥ 0.95: share", "auto: right", "ECE"):
+        table.add_column(column, justify="right")
     for name, count in model.manifest["heads"].items():
-        table.add_row(name, str(count))
-    table.add_row("orders used", str(model.manifest["rows"]))
-    table.add_row("orders skipped", str(len(skipped)))
+        m = model.manifest["metrics_out_of_fold"][name]
+        right = m["auto_accuracy_at_0.95"]
+        table.add_row(name, str(count), f"{m['oof_accuracy']:.4f}", f"{m['auto_coverage_at_0.95']:.4f}",
+                      "—" if right is None else f"{right:.4f}", f"{m['ece']:.4f}")
     out.print(table)
+    out.print(f"orders used {model.manifest['rows']}, skipped {len(skipped)}; "
+              f"serve it with `hotline model use {out_dir}` or HOTLINE_MODEL_DIR={out_dir}")
 
 
 @app.command()
@@ -221,7 +253,8 @@ def eval_command(
         records = read_labelled(input)
     except _user_errors() as exc:
         _fail(str(exc))
-    router = _load_router(model)
+    # The knowledge base alone unless --model names a history model (the one `serve` uses is not implied).
+    router = _load_router(model, active_model=False)
     corrections = len(router.feedback) if with_corrections and router.feedback is not None else 0
     if not with_corrections:
         router.feedback = None
@@ -519,6 +552,31 @@ def model_build() -> None:
 
     path = ensure_e5_model(get_settings())
     out.print(f"e5 model ready at {path}")
+
+
+@model_app.command("use")
+def model_use(
+    model_dir: Annotated[Optional[Path], typer.Argument(help="a folder `hotline train --out` wrote")] = None,
+    none: Annotated[bool, typer.Option("--none", help="route with the knowledge base alone again")] = False,
+) -> None:
+    """Choose the history model `hotline serve` loads (checked against the current list and embeddings first)."""
+    from routing.service import load_history_model, use_model
+
+    settings = get_settings()
+    if none:
+        use_model(settings, None)
+        out.print("serve will route with the knowledge base alone")
+        return
+    if model_dir is None:
+        _fail("give the model's folder, or --none")
+    router = _load_router(None, active_model=False)
+    try:
+        model = load_history_model(router, model_dir)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    use_model(settings, model_dir)
+    out.print(f"serve will load {model_dir.resolve()} ({model.model_id}; trained {model.manifest['trained_at']} "
+              f"on {model.manifest['rows']} orders)")
 
 
 @db_app.command("upgrade")

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # removed earlier: `hotline corrections remove ID`, DELETE /api/v1/route/corrections/{id}).
     correction_lifetime_days: int = Field(default=180, ge=1)
 
+    # A model trained on the city's history (`hotline train`); unset = the one `hotline model use DIR` chose, if any.
+    model_dir: Path | None = None
+
     max_text_chars: int = 20_000
     # WeChat official account (公众号). Token alone enables the callback; AES keys enable safe mode; AppId and
     # AppSecret let replies go out through the customer-service message API.

@@ -151,10 +151,17 @@ def attach_routing(session: Session, *, order_id: int, routing: dict, model: str
                                confidence=float(routing.get("confidence") or 0.0),
                                department_code=(routing.get("department") or {}).get("code"),
                                kb_item_id=(routing.get("kb_item") or {}).get("id"),
-                               candidates=[_candidate_summary(c) for c in routing.get("candidates", [])], model=model)
+                               candidates=[_candidate_summary(c) for c in routing.get("candidates", [])],
+                               model=_decided_by(routing, model))
     session.add(decision)
     session.flush()
     return decision
+
+
+def _decided_by(routing: dict, embeddings: str | None) -> str | None:
+    """Which model decided (the knowledge base or a history model) and with which embeddings."""
+    parts = [p for p in (routing.get("decided_by"), embeddings) if p]
+    return " · ".join(parts)[:256] if parts else None
 
 
 def _replay(existing: WorkOrder, request_hash: str) -> WorkOrder:

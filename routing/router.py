@@ -147,8 +147,11 @@ class Router:
         normalized = normalize(text)
         # Matching reads the title and the head of the letter, without greetings and thanks (nlp/letters.py);
         # the order keeps the whole text.
-        match_text = matter_text(strip_boilerplate(normalized) or normalized)
-        return {"request": request, "normalized": normalized, "match_text": match_text}
+        stripped = strip_boilerplate(normalized)
+        match_text = matter_text(stripped or normalized)
+        # A history model reads the whole cleaned letter, as it was trained (`clean_for_matching`).
+        return {"request": request, "normalized": normalized, "match_text": match_text,
+                "history_text": stripped or normalized}
 
     def route(self, text: str, location: GeoPoint | None = None, *, order_id: str = "") -> dict:
         return self.route_many([RouteRequest(order_id, text, location)])[0]
@@ -170,7 +173,10 @@ class Router:
             texts = [c["match_text"] for c in chunk]
             vectors = self.matcher.encoders.queries(texts)
             probs, similarity, best_rows = self.matcher.entry_probabilities(texts, vectors)
-            history = self.history_model.predict(texts, vectors) if self.history_model else None
+            history = None
+            if self.history_model:
+                history = self.history_model.predict([c["history_text"] for c in chunk], vectors,
+                                                     kb_kinds=self._kind_probabilities(probs))
             for i, item in enumerate(chunk):
                 results.append(self._decide(item, probs[i], similarity[i], best_rows[i],
                                             [v[i] for v in vectors], history[i] if history else None,
@@ -178,6 +184,25 @@ class Router:
             if progress:
                 progress(len(chunk))
         return results
+
+    @property
+    def kind_keys(self) -> list[tuple[str, str]]:
+        """The (kind of unit, level) pairs the router's probabilities are spread over."""
+        return list(self._kinds)
+
+    def _kind_probabilities(self, entry_probs: np.ndarray) -> np.ndarray:
+        onehot = np.zeros((len(self._kind_of_entry), len(self._kinds)))
+        onehot[np.arange(len(self._kind_of_entry)), self._kind_of_entry] = 1.0
+        return entry_probs @ onehot
+
+    def history_features(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
+        """What a history model reads besides the text: the sentence embeddings of the matter and the router's
+        probability for each kind of unit (`kind_keys`)."""
+        items = [self.prepare(RouteRequest("", t)) for t in texts]
+        matter = [c["match_text"] for c in items]
+        vectors = self.matcher.encoders.queries(matter)
+        probs, _, _ = self.matcher.entry_probabilities(matter, vectors)
+        return vectors, self._kind_probabilities(probs)
 
     def _decide(self, item: dict, probs: np.ndarray, similarity: np.ndarray, best_rows: np.ndarray,
                 vectors: list[np.ndarray], history: dict | None, *, use_corrections: bool = True) -> dict:
@@ -281,8 +306,11 @@ class Router:
             "entities": self._masked_entities(normalized),
             "explanation": self._explain(top_entry, unit, resolution, geo, candidates, feedback_note),
         }
+        output["decided_by"] = "knowledge_base"
         if history:
             output = self._apply_history(output, history, geo)
+            if "department" in history:
+                output["decided_by"] = self.history_model.model_id
         return output
 
     def _correction_for(self, vector: np.ndarray, ranked_entries: np.ndarray, key_prob: dict):
@@ -406,7 +434,9 @@ class Router:
             output["category_candidates"] = [{"label": l, "score": round(float(p), 4)} for l, p in history["category"][:5]]
         if "department" in history:
             kb_dept = output["department"]
-            blended = self._blend_departments(history["department"], output)
+            # The model already weighs the knowledge base's opinion (its per-kind probabilities are one of its
+            # inputs) and its confidence is calibrated on held-out orders: no second blend here.
+            blended = history["department"]
             label, prob = blended[0]
             known = self._find_department(label)
             unplaced = False
@@ -429,16 +459,6 @@ class Router:
             if output["decision"] != "review":
                 output["decision"] = "auto" if prob >= self.settings.auto_threshold and not unplaced else "suggest"
         return output
-
-    def _blend_departments(self, predicted: list[tuple[str, float]], output: dict) -> list[tuple[str, float]]:
-        """Mix the trained model with the knowledge base where the history's labels name our departments."""
-        kb_scores: dict[str, float] = {}
-        for c in output["candidates"]:
-            if c["department"]:
-                for label in (c["department"]["name"], c["department"]["code"]):
-                    kb_scores[label] = max(kb_scores.get(label, 0.0), c["score"])
-        scores = {label: 0.8 * p + 0.2 * kb_scores.get(label, 0.0) for label, p in predicted}
-        return sorted(scores.items(), key=lambda kv: -kv[1])
 
     def _find_department(self, label: str) -> Department | None:
         if label in self.kb.departments:

@@ -1,6 +1,7 @@
 """Assembling a ready router from settings: knowledge base, gazetteer, embedders, index, feedback, history model."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -57,12 +58,14 @@ def calibration_file(settings: Settings) -> Path:
 def build_index(settings: Settings, *, choice: EncoderChoice | None = None,
                 progress: Callable[[str], None] = lambda m: None):
     """(Re)build the index and the calibrated matcher; returns the matcher."""
-    return build_router(settings, rebuild_index=True, choice=choice, progress=progress).matcher
+    return build_router(settings, rebuild_index=True, choice=choice, progress=progress,
+                        load_active_model=False).matcher
 
 
 def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_index: bool = False,
                  build_missing_index: bool = True, feedback_store: FeedbackStore | None = None,
-                 choice: EncoderChoice | None = None, progress: Callable[[str], None] = lambda m: None) -> Router:
+                 choice: EncoderChoice | None = None, progress: Callable[[str], None] = lambda m: None,
+                 load_active_model: bool = True) -> Router:
     kb = load_knowledge_base(settings.city_dir)
     gazetteer = load_gazetteer(settings.city_dir, city_name=settings.city_name)
     common = settings.data_root / "common" / "china_admin_centers.csv"
@@ -89,14 +92,45 @@ def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_i
     store = feedback_store or SQLiteFeedbackStore(settings.cache_dir / "feedback" / f"{settings.city}.sqlite3")
     feedback = FeedbackMemory(store, embed=lambda texts: first.embed_queries(list(texts)), model_id=first.model_id,
                               dim=first.dim, lifetime_days=settings.correction_lifetime_days)
-    history_model = HistoryModel.load(model_dir, encoder_id=choice.encoders.model_id) if model_dir else None
     router = Router(kb=kb, gazetteer=gazetteer, geocoder=geocoder, matcher=matcher, settings=settings,
-                    feedback=feedback, history_model=history_model, embedder_note=choice.note,
-                    city_policy=load_city_policy(settings.city_dir))
+                    feedback=feedback, embedder_note=choice.note, city_policy=load_city_policy(settings.city_dir))
+    model_dir = model_dir or (active_model_dir(settings) if load_active_model else None)
+    if model_dir:
+        router.history_model = load_history_model(router, model_dir)
+        progress(f"history model: {model_dir} ({router.history_model.model_id})")
     if built and calibration.exists():
         calibrate_router(router, read_labelled(calibration, category_column=None), progress=progress)
     fill_correction_origins(router)
     return router
+
+
+ACTIVE_MODEL_FILE = "active_model.json"
+
+
+def load_history_model(router: Router, model_dir: Path) -> HistoryModel:
+    """The trained model, refused (RuntimeError, saying what to do) when the embeddings or the list changed."""
+    return HistoryModel.load(Path(model_dir), encoder_id=router.matcher.encoders.model_id,
+                             kb_hash=router.kb.content_hash, kind_keys=router.kind_keys)
+
+
+def active_model_dir(settings: Settings) -> Path | None:
+    """HOTLINE_MODEL_DIR, else the model `hotline model use` chose, else none."""
+    if settings.model_dir:
+        return settings.model_dir
+    chosen = settings.state_dir / ACTIVE_MODEL_FILE
+    if chosen.exists():
+        return Path(json.loads(chosen.read_text(encoding="utf-8"))["model_dir"])
+    return None
+
+
+def use_model(settings: Settings, model_dir: Path | None) -> None:
+    """Make `model_dir` the model `serve` loads (None: back to the knowledge base alone)."""
+    chosen = settings.state_dir / ACTIVE_MODEL_FILE
+    if model_dir is None:
+        chosen.unlink(missing_ok=True)
+        return
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    chosen.write_text(json.dumps({"model_dir": str(Path(model_dir).resolve())}), encoding="utf-8")
 
 
 def fill_correction_origins(router: Router) -> int:
@@ -118,7 +152,13 @@ def rebuild_router(current: Router, settings: Settings, *, progress: Callable[[s
     fresh = build_router(settings, rebuild_index=True, choice=choice, progress=progress,
                          feedback_store=current.feedback.store if hasattr(current.feedback, "store") else None)
     fresh.feedback = current.feedback
-    fresh.history_model = current.history_model
+    model = current.history_model
+    if model is not None and model.manifest.get("kb_hash") not in (None, fresh.kb.content_hash):
+        # Its knowledge-base inputs changed meaning: the list alone routes until the model is retrained.
+        log.warning("history model %s dropped: trained on another knowledge base; retrain with `hotline train`",
+                       model.model_id)
+        model = None
+    fresh.history_model = model
     return fresh
 
 

@@ -226,6 +226,23 @@ def test_history_model_refuses_another_encoder(trained, tmp_path):
         HistoryModel.load(tmp_path / "nothing", encoder_id="fake-bigram-hash-64")
 
 
+def test_history_model_refuses_another_knowledge_base(trained, encoders, tmp_path):
+    model, _, _ = trained
+    model.manifest["kb_hash"] = "a" * 64
+    model.save(tmp_path / "model")
+    with pytest.raises(RuntimeError) as info:
+        HistoryModel.load(tmp_path / "model", encoder_id=encoders.model_id, kb_hash="b" * 64)
+    assert "knowledge base aaaaaaaaaaaa" in str(info.value) and "retrain" in str(info.value)
+    assert HistoryModel.load(tmp_path / "model", encoder_id=encoders.model_id, kb_hash="a" * 64).heads
+
+
+def test_history_model_confidence_is_calibrated_on_held_out_folds(trained):
+    model, _, _ = trained
+    figures = model.manifest["metrics_out_of_fold"]["department"]
+    assert set(figures) >= {"oof_accuracy", "auto_coverage_at_0.95", "auto_accuracy_at_0.95", "ece", "folds"}
+    assert model.manifest["label_counts"]["department"] and model.manifest["format"] == 2
+
+
 def test_history_model_needs_enough_data(encoders):
     few = synthetic_history()[:8]
     with pytest.raises(InputFileError, match="only 8 usable orders"):
