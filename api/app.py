@@ -54,9 +54,11 @@ def _provision_assistant_key(app: FastAPI) -> None:
 
 
 async def _deliver_webhooks_forever(app: FastAPI) -> None:
-    """The outbox worker: deliver due department webhooks, keep the backlog gauge current."""
+    """The outbox worker: deliver due department webhooks, keep the backlog gauge current, and file the WeChat
+    messages whose filing failed once they are due again."""
     import asyncio
 
+    from api import wechat
     from orders import outbox
 
     settings = app.state.settings
@@ -68,6 +70,7 @@ async def _deliver_webhooks_forever(app: FastAPI) -> None:
             outbox.deliver_due(app.state.sessions, sender=app.state.webhook_sender,
                                max_attempts=settings.webhook_max_attempts,
                                backoff_base_s=settings.webhook_backoff_base_s, timeout_s=settings.webhook_timeout_s)
+        wechat.file_due(app)
         with app.state.sessions() as session:
             return outbox.backlog(session)
 

@@ -3,34 +3,41 @@
 WeChat waits 5 s and retries up to 3 times, so the callback stores the message (deduplicated by MsgId, or
 FromUserName+CreateTime for events), answers "success" at once, and afterwards relays text and recognised voice
 to the assistant (Rasa), sending its answers back through the customer-service message API (`WeChatSender`); when
-the assistant is unavailable the message is filed as an order directly. Facts: ../shared/docs/offline-stack.md.
+the assistant is unavailable the message is filed as an order directly. A text is kept with its delivery until it is
+settled (relayed, filed or refused): a filing that fails is retried by the app's worker (`file_due`) and listed for
+staff (GET /api/v1/wechat/unfiled), so nothing a citizen sent is lost. Facts: ../shared/docs/offline-stack.md.
 """
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import struct
 import threading
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import httpx
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
-from sqlalchemy import DateTime, Float, Integer, String, select
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, Response
+from sqlalchemy import DateTime, Float, Index, Integer, String, Text, select
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from api.orders_views import Principal, require_scope
 from hotline.db import Base, transaction
 from nlp.normalize import InputError
+from nlp.pii import mask_pii
 from orders.models import utcnow
+from orders.outbox import backoff_seconds
 from orders.service import (Actor, IdempotencyConflict, attach_routing, create_order, dispatch_if_confident,
                             find_by_idempotency_key)
 
@@ -44,6 +51,7 @@ class WeChatMessage(Base):
     """Every delivery we accepted, keyed so a retry of the same message is recognised."""
 
     __tablename__ = "wechat_messages"
+    __table_args__ = (Index("ix_wechat_filing_due", "filing", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)
@@ -53,6 +61,24 @@ class WeChatMessage(Base):
     lat: Mapped[float | None] = mapped_column(Float)      # location messages: GCJ-02 as WeChat sends them
     lng: Mapped[float | None] = mapped_column(Float)
     received_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A text or voice message's words, kept until the message is settled, and where its filing stands (FILING):
+    # a filing that fails must leave the message recoverable, not only a traceback in the log (review H1).
+    text: Mapped[str | None] = mapped_column(Text)
+    filing: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(300))
+
+
+# received: stored, with the assistant or being filed (the worker files it once overdue: its process died);
+# pending: a direct filing failed, retried with backoff; failed: out of attempts, for staff to retry;
+# relayed / filed / refused: settled, the text is dropped (the order, if any, holds it).
+FILING = ("received", "pending", "failed", "relayed", "filed", "refused")
+UNSETTLED = ("received", "pending", "failed")
+FILING_MAX_ATTEMPTS = 8
+FILING_BACKOFF_S = 30.0                     # 30 s, 1 min, 2 min … about two hours over the eight attempts
+RELAY_GRACE = dt.timedelta(minutes=10)      # far beyond the assistant's timeout: a text still unsettled was orphaned
+HOLDING_REPLY = "您的诉求已收到，正在登记，登记后会把工单号发给您。"
 
 
 # -- signatures and safe mode ----------------------------------------------------------------------------
@@ -176,6 +202,23 @@ class Incoming:
         return f"msg:{self.msg_id}" if self.msg_id else f"evt:{self.openid}:{self.create_time}:{self.event or ''}"
 
 
+def usable_coordinates(lat: object, lng: object) -> bool:
+    return (isinstance(lat, (int, float)) and isinstance(lng, (int, float)) and math.isfinite(lat)
+            and math.isfinite(lng) and -90 <= lat <= 90 and -180 <= lng <= 180)
+
+
+def _coordinates(lat_text: str | None, lng_text: str | None) -> tuple[float, float]:
+    # float() takes "nan", "inf" and "1e999"; SQLite stored NaN as NULL, which later crashed every direct filing of
+    # that citizen's texts (review H1). Anything but a real point on the globe is refused.
+    try:
+        lat, lng = float(lat_text), float(lng_text)    # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("location needs numeric coordinates") from None
+    if not usable_coordinates(lat, lng):
+        raise ValueError("location coordinates must be finite, latitude within ±90 and longitude within ±180")
+    return lat, lng
+
+
 def parse_message(xml: bytes) -> Incoming:
     try:
         root = ElementTree.fromstring(xml, forbid_dtd=True)
@@ -198,9 +241,9 @@ def parse_message(xml: bytes) -> Incoming:
     elif msg_type == "voice":
         incoming.text = field("Recognition")          # may be empty: WeChat is withdrawing voice recognition
     elif msg_type == "location":
-        incoming.lat, incoming.lng = float(field("Location_X") or 0), float(field("Location_Y") or 0)
+        incoming.lat, incoming.lng = _coordinates(field("Location_X"), field("Location_Y"))
     elif msg_type == "event" and incoming.event == "location":
-        incoming.lat, incoming.lng = float(field("Latitude") or 0), float(field("Longitude") or 0)
+        incoming.lat, incoming.lng = _coordinates(field("Latitude"), field("Longitude"))
     return incoming
 
 
@@ -260,6 +303,15 @@ def _decrypt_any(encrypted: str, settings) -> str:
     raise ValueError(f"cannot decrypt: {problem or 'no EncodingAESKey configured'}")
 
 
+def stored_message(incoming: Incoming, *, now: dt.datetime) -> WeChatMessage:
+    """The row kept for a delivery; a text to relay or file is kept with it until settled."""
+    row = WeChatMessage(dedupe_key=incoming.dedupe_key, openid=incoming.openid, msg_type=incoming.msg_type,
+                        lat=incoming.lat, lng=incoming.lng, received_at=now, attempts=0)
+    if incoming.msg_type in {"text", "voice"} and (incoming.text or "").strip():
+        row.text, row.filing, row.next_attempt_at = incoming.text, "received", now + RELAY_GRACE
+    return row
+
+
 async def _accept(request: Request, incoming: Incoming):
     """Store the delivery once; return the slow follow-up work (a background task) or None."""
     from fastapi.concurrency import run_in_threadpool
@@ -269,8 +321,7 @@ async def _accept(request: Request, incoming: Incoming):
     def store():
         try:
             with transaction(sessions) as session:
-                session.add(WeChatMessage(dedupe_key=incoming.dedupe_key, openid=incoming.openid,
-                                          msg_type=incoming.msg_type, lat=incoming.lat, lng=incoming.lng))
+                session.add(stored_message(incoming, now=utcnow()))
         except IntegrityError:
             return False
         return True
@@ -296,57 +347,208 @@ def _last_location(sessions, openid: str):
     with sessions() as session:
         row = session.scalar(select(WeChatMessage).where(WeChatMessage.openid == openid, WeChatMessage.msg_type == "location")
                              .order_by(WeChatMessage.id.desc()).limit(1))
-        return (row.lat, row.lng) if row else None
+        # Rows stored before coordinates were checked may hold NULL (a NaN) or 999: no location, not a crash.
+        return (row.lat, row.lng) if row and usable_coordinates(row.lat, row.lng) else None
 
 
-def _file_order(app, incoming: Incoming) -> None:
-    """After the 5-second answer: create the order (idempotent on the MsgId), route it, reply to the citizen."""
-    sessions, sender, router_ = app.state.sessions, app.state.wechat_sender, app.state.router
-    point = None
-    location = _last_location(sessions, incoming.openid)
-    if location:
-        from routing.geocode import GeoPoint
+def _problem(exc: BaseException) -> str:
+    """One masked line for the message row, the staff list and the log: a database error's full text carries the
+    statement's parameters, i.e. the complaint."""
+    lines = str(exc).strip().splitlines()
+    return mask_pii(f"{type(exc).__name__}: {lines[0] if lines else ''}")[:300]
 
-        point = GeoPoint(location[0], location[1], "gcj02")   # WeChat's location message uses GCJ-02
+
+def _settle(session, key: str, filing: str, *, order_no: str | None = None, error: str | None = None) -> None:
+    row = session.scalar(select(WeChatMessage).where(WeChatMessage.dedupe_key == key))
+    if row is not None:
+        row.filing, row.text, row.next_attempt_at, row.last_error = filing, None, None, error
+        row.order_no = order_no or row.order_no
+
+
+def _record_failure(sessions, key: str, attempts: int, problem: str, now: dt.datetime) -> None:
     try:
-        routing = router_.route(incoming.text, point) if router_ is not None else None
-        lat_lng = point.to_wgs84() if point else (None, None)
         with transaction(sessions) as session:
-            order, created = create_order(session, text=incoming.text, channel="wechat", actor=Actor("wechat", "system"),
-                                          caller_openid=incoming.openid, lat=lat_lng[0], lng=lat_lng[1],
-                                          idempotency_key=incoming.dedupe_key)
+            row = session.scalar(select(WeChatMessage).where(WeChatMessage.dedupe_key == key))
+            if row is None:
+                return
+            row.attempts, row.last_error = attempts, problem
+            if attempts >= FILING_MAX_ATTEMPTS:
+                row.filing, row.next_attempt_at = "failed", None
+            else:
+                row.filing = "pending"
+                row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(attempts, FILING_BACKOFF_S))
+    except Exception:  # the database itself is down: the row stays unsettled and the worker finds it when overdue
+        log.exception("WeChat message %s: its failed filing could not be recorded", key)
+
+
+def _send(sender, openid: str, text: str) -> None:
+    try:
+        sender.send_text(openid, text)
+    except Exception:  # the order is kept; the reply can be retried by the outbox (issue 3, not built yet)
+        log.exception("WeChat reply failed")
+
+
+def _route(router_, text: str, point):
+    """The router's answer and the point it used. Routing that breaks, even without the point, leaves the order
+    unrouted (agents route it from the intake queue): it never stops the filing."""
+    if router_ is None:
+        return None, point
+    for attempt in ((point, None) if point is not None else (None,)):
+        try:
+            return router_.route(text, attempt), attempt
+        except InputError:
+            raise
+        except Exception as exc:  # any fault of the router: file without it
+            log.error("routing a WeChat message%s failed: %s", " with its location" if attempt else "", _problem(exc),
+                      exc_info=not isinstance(exc, StatementError))
+    return None, None
+
+
+def _file_order(app, incoming: Incoming) -> str:
+    """After the 5-second answer: create the order (idempotent on the MsgId), route it, reply to the citizen."""
+    return _file(app, key=incoming.dedupe_key, openid=incoming.openid, text=incoming.text or "", attempts=0)
+
+
+def _file(app, *, key: str, openid: str, text: str, attempts: int, now: dt.datetime | None = None) -> str:
+    """File one message as an order and answer the citizen; returns where its filing stands. Whatever goes wrong is
+    recorded on the message (retried with backoff by `file_due`, listed for staff), and the citizen is told at the
+    first failure that the complaint was received."""
+    sessions, sender, router_ = app.state.sessions, app.state.wechat_sender, app.state.router
+    try:
+        point = None
+        location = _last_location(sessions, openid)
+        if location:
+            from routing.geocode import GeoPoint
+
+            point = GeoPoint(location[0], location[1], "gcj02")   # WeChat's location message uses GCJ-02
+        routing, point = _route(router_, text, point)
+        try:
+            lat_lng = point.to_wgs84() if point else (None, None)
+        except Exception as exc:  # a point that cannot be converted is dropped, not the complaint
+            log.error("WeChat location not converted: %s", _problem(exc))
+            lat_lng = (None, None)
+        with transaction(sessions) as session:
+            order, created = create_order(session, text=text, channel="wechat", actor=Actor("wechat", "system"),
+                                          caller_openid=openid, lat=lat_lng[0], lng=lat_lng[1], idempotency_key=key)
             if created and routing is not None:
                 attach_routing(session, order_id=order.id, routing=routing,
                                model=router_.embedder_note if router_ else None)
                 if app.state.settings.auto_dispatch:
                     dispatch_if_confident(session, order=order, routing=routing, now=order.created_at)
             order_no = order.order_no
+            _settle(session, key, "filed", order_no=order_no)
     except IdempotencyConflict:
         # The assistant's complaint form already filed an order for this very message (it uses the MsgId as its
         # key) and then answered too late: no second order; the citizen gets that order's number.
-        with sessions() as session:
-            filed = find_by_idempotency_key(session, key=incoming.dedupe_key)
+        with transaction(sessions) as session:
+            filed = find_by_idempotency_key(session, key=key)
             order_no = filed.order_no if filed else None
+            _settle(session, key, "filed", order_no=order_no)
         if order_no:
-            sender.send_text(incoming.openid, f"您的诉求已登记，工单号 {order_no}。回复工单号可查询进度。")
-        return
+            _send(sender, openid, f"您的诉求已登记，工单号 {order_no}。回复工单号可查询进度。")
+        return "filed"
     except InputError as exc:
-        sender.send_text(incoming.openid, f"抱歉，您的消息无法受理：{exc}")
-        return
+        with transaction(sessions) as session:
+            _settle(session, key, "refused", error=str(exc)[:300])
+        _send(sender, openid, f"抱歉，您的消息无法受理：{exc}")
+        return "refused"
+    except Exception as exc:  # anything else: keep the message for a retry, never drop it (review H1)
+        problem = _problem(exc)
+        log.error("WeChat message %s not filed (attempt %d of %d): %s", key, attempts + 1, FILING_MAX_ATTEMPTS,
+                  problem, exc_info=not isinstance(exc, StatementError))
+        _record_failure(sessions, key, attempts + 1, problem, now or utcnow())
+        if attempts == 0:
+            _send(sender, openid, HOLDING_REPLY)
+        return "failed" if attempts + 1 >= FILING_MAX_ATTEMPTS else "pending"
     if not created:
-        return   # another delivery of the same message already filed (and answered) it
+        return "filed"   # another delivery of the same message already filed (and answered) it
     if routing is not None and (routing.get("department") or {}).get("code"):   # a listed unit, not one to confirm
         reply = (f"您的诉求已登记，工单号 {order_no}。拟由{routing['department']['name']}办理，"
                  f"办理时限 {routing.get('time_limit_days') or '按规定'} 个工作日。回复工单号可查询进度。")
     else:
         reply = f"您的诉求已登记，工单号 {order_no}，我们会尽快分派办理。"
-    try:
-        sender.send_text(incoming.openid, reply)
-    except Exception:  # the order is kept; the reply can be retried by the outbox (issue 3, not built yet)
-        log.exception("WeChat reply for %s failed", order_no)
+    _send(sender, openid, reply)
+    return "filed"
+
+
+def file_due(app, *, now: dt.datetime | None = None, limit: int = 20) -> int:
+    """One round of the app's worker: file the messages whose filing failed and is due again, and texts that a
+    dead process left unsettled. Returns how many were attempted."""
+    now = now or utcnow()
+    with app.state.sessions() as session:
+        due = session.execute(select(WeChatMessage.dedupe_key, WeChatMessage.openid, WeChatMessage.text,
+                                     WeChatMessage.attempts)
+                              .where(WeChatMessage.filing.in_(("received", "pending")),
+                                     WeChatMessage.next_attempt_at <= now)
+                              .order_by(WeChatMessage.id).limit(limit)).all()
+    for key, openid, text, attempts in due:
+        _file(app, key=key, openid=openid, text=text or "", attempts=attempts or 0, now=now)
+    return len(due)
+
+
+# -- staff: messages not (yet) filed ------------------------------------------------------------------------
+def _unfiled_json(row: WeChatMessage) -> dict:
+    def iso(moment):
+        return moment.replace(tzinfo=moment.tzinfo or dt.timezone.utc).isoformat() if moment else None
+
+    return {"id": row.id, "openid": row.openid, "msg_type": row.msg_type, "text": mask_pii(row.text or ""),
+            "received_at": iso(row.received_at), "filing": row.filing, "attempts": row.attempts,
+            "next_attempt_at": iso(row.next_attempt_at), "last_error": row.last_error, "order_no": row.order_no}
+
+
+def _centre_staff(principal: Principal) -> None:
+    from api.work_views import _centre_only
+
+    _centre_only(principal)
+
+
+@router.get("/api/v1/wechat/unfiled")
+def unfiled(request: Request, principal: Annotated[Principal, Depends(require_scope("orders:read"))],
+            limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+    """WeChat messages whose filing failed (pending: retried automatically; failed: out of attempts) or that are
+    overdue, oldest first, text masked. An agent files them by hand or retries them."""
+    _centre_staff(principal)
+    with request.app.state.sessions() as session:
+        query = (select(WeChatMessage).where(WeChatMessage.filing.in_(("pending", "failed")) |
+                                             ((WeChatMessage.filing == "received") &
+                                              (WeChatMessage.next_attempt_at <= utcnow())))
+                 .order_by(WeChatMessage.id))
+        rows = list(session.scalars(query.limit(limit)))
+        return {"total": len(rows), "items": [_unfiled_json(row) for row in rows]}
+
+
+@router.post("/api/v1/wechat/unfiled/{message_id}/retry")
+def retry_unfiled(message_id: int, request: Request,
+                  principal: Annotated[Principal, Depends(require_scope("orders:write"))]) -> dict:
+    """File an unsettled message now (after the fault is fixed); idempotent, a filed message is never filed twice."""
+    from api.staff import AuditRecord
+
+    _centre_staff(principal)
+    with request.app.state.sessions() as session:
+        row = session.get(WeChatMessage, message_id)
+        if row is None:
+            raise HTTPException(404, f"no WeChat message {message_id}")
+        if row.filing not in UNSETTLED:
+            raise HTTPException(409, f"WeChat message {message_id} is {row.filing or 'not a text'}: nothing to file")
+        key, openid, text, attempts = row.dedupe_key, row.openid, row.text or "", row.attempts or 0
+    with transaction(request.app.state.sessions) as session:
+        session.add(AuditRecord(actor=principal.name[:64], action="wechat_retry",
+                                client=request.client.host if request.client else None,
+                                detail={"message_id": message_id, "dedupe_key": key}))
+    _file(request.app, key=key, openid=openid, text=text, attempts=attempts)
+    with request.app.state.sessions() as session:
+        return _unfiled_json(session.get(WeChatMessage, message_id))
 
 
 # -- text through the assistant ----------------------------------------------------------------------------
+def _relayed(sessions, key: str) -> None:
+    """The assistant has the message (and files any order itself): settled, its text is not kept."""
+    try:
+        with transaction(sessions) as session:
+            _settle(session, key, "relayed")
+    except Exception:  # left unsettled, the worker files it as an order later: a needless order at worst, no loss
+        log.exception("WeChat message %s: relay not recorded", key)
+
 WECHAT_TEXT_BYTES = 2048        # the customer-service API's limit for one text message
 WECHAT_REPLIES_PER_MESSAGE = 5  # what we allow ourselves per citizen message (WeChat caps replies per 48 h)
 _CUT_MARK = "……（内容较长，已截断）"
@@ -445,6 +647,7 @@ async def _answer_through_assistant(app, incoming: Incoming) -> None:
         log.warning("WeChat message filed directly, not through the assistant: %s", exc)
         await run_in_threadpool(_file_order, app, incoming)
         return
+    await run_in_threadpool(_relayed, app.state.sessions, incoming.dedupe_key)
     texts, payloads = wechat_replies(messages)
     choices.offer(incoming.openid, payloads)
     for text in texts:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import threading
 import time
 
@@ -11,12 +12,14 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from api.app import create_app
+from api.staff import create_staff
 from api.assistant_client import AssistantUnavailable, RasaRestClient, ScriptedAssistant
 from api.wechat import WECHAT_TEXT_BYTES, RecordingSender, WeChatMessage, decrypt, encrypt, signature
-from hotline.db import make_engine, session_factory
-from orders.models import WorkOrder
+from hotline.db import make_engine, session_factory, transaction
+from orders.models import WorkOrder, utcnow
 from test_chat import FakeRasa, closed_port_url
 
 TOKEN = "hotline-test-token"
@@ -301,3 +304,152 @@ def test_three_concurrent_deliveries_reach_the_assistant_once_and_get_one_reply(
     assert len(rasa.turns) == 1 and rasa.turns[0]["sender"] == OPENID
     assert sender.sent == [(OPENID, "收到您的消息：我上周反映的路灯坏了处理得怎么样了")]
     assert _orders(factory) == []
+
+
+# -- review 2026-12-06, H1: bad coordinates and a background filing that fails --------------------------------------
+def _down(sender, message, metadata):
+    raise AssistantUnavailable("Rasa is down")
+
+
+def _location(x: str, y: str, msg_id: str) -> str:
+    return _xml("location", f"<Location_X>{x}</Location_X><Location_Y>{y}</Location_Y><Scale>15</Scale>", msg_id=msg_id)
+
+
+@pytest.mark.parametrize("x, y", [("nan", "nan"), ("inf", "-inf"), ("1e999", "112.94"), ("999", "999"),
+                                  ("28.18", "-180.5"), ("", "112.94")])
+def test_a_location_with_bad_coordinates_is_refused_and_later_texts_are_still_filed(client, x, y):
+    """The review's reproduction: a NaN location (stored as NULL) made every later directly-filed text crash in
+    the background task: no order, no reply."""
+    client.app.state.assistant = ScriptedAssistant(_down)
+    refused = client.post("/wechat/callback", params=_signed(), content=_location(x, y, "9600000000000000001"))
+    assert refused.status_code == 400
+    with client.factory() as session:
+        assert session.scalar(select(func.count()).select_from(WeChatMessage)) == 0
+    _post_text(client, "岳麓区望月湖街道路灯坏了", "9600000000000000002")
+    _post_text(client, "岳麓区望月湖街道晚上摊贩占道" * 200, "9600000000000000003")   # over 2,000 characters
+    orders = _orders(client.factory)
+    assert len(orders) == 2 and all(o.lat is None and o.lng is None for o in orders)
+    assert len(client.sender.sent) == 2 and all(o.order_no in " ".join(t for _, t in client.sender.sent) for o in orders)
+
+
+def test_a_stored_location_without_coordinates_is_no_location(client):
+    """Rows written before coordinates were checked (SQLite stores NaN as NULL) must not break the next filing."""
+    with transaction(client.factory) as session:
+        session.add(WeChatMessage(dedupe_key="msg:9610000000000000001", openid=OPENID, msg_type="location",
+                                  lat=None, lng=None))
+    assistant = _answering({"text": "请问具体地点在哪里？"})
+    client.app.state.assistant = assistant
+    _post_text(client, "路灯坏了", "9610000000000000002")
+    assert "location" not in assistant.turns[0]["metadata"]      # not {"lat": None, "lng": None}
+    client.app.state.assistant = ScriptedAssistant(_down)
+    _post_text(client, "岳麓区望月湖街道路灯坏了", "9610000000000000003")
+    [order] = _orders(client.factory)
+    assert order.lat is None and order.order_no in client.sender.sent[-1][1]
+
+
+def test_an_order_is_filed_even_when_routing_fails(client, monkeypatch):
+    client.app.state.assistant = ScriptedAssistant(_down)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("index file vanished")
+
+    monkeypatch.setattr(client.app.state.router, "route", broken)
+    _post_text(client, "岳麓区望月湖街道路灯坏了", "9620000000000000001")
+    [order] = _orders(client.factory)
+    assert order.department_code is None and order.order_no in client.sender.sent[-1][1]   # an agent routes it
+
+
+def _agent_token(client) -> str:
+    with transaction(client.factory) as session:
+        create_staff(session, username="wang.agent", password="s3cret-长沙-2026", role="agent")
+        create_staff(session, username="li.handler", password="s3cret-长沙-2026", role="handler",
+                     department_code="430104-CHENGGUAN")
+    login = client.post("/api/v1/auth/token", json={"username": "wang.agent", "password": "s3cret-长沙-2026"})
+    return login.json()["access_token"]
+
+
+def test_a_filing_that_fails_is_kept_answered_retried_and_shown_to_staff(client, monkeypatch):
+    import api.wechat as wechat
+
+    client.app.state.assistant = ScriptedAssistant(_down)
+    real_create = wechat.create_order
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(wechat, "create_order", database_down)
+    _post_text(client, "岳麓区望月湖街道路灯坏了，电话13812345678", "9630000000000000001")
+    assert _orders(client.factory) == []
+    [(to, holding)] = client.sender.sent
+    assert to == OPENID and "已收到" in holding                      # the citizen is answered at once
+
+    staff = {"Authorization": f"Bearer {_agent_token(client)}"}
+    assert client.get("/api/v1/wechat/unfiled").status_code == 401
+    listing = client.get("/api/v1/wechat/unfiled", headers=staff)
+    assert listing.status_code == 200, listing.text
+    [item] = listing.json()["items"]
+    assert item["filing"] == "pending" and item["attempts"] == 1 and item["openid"] == OPENID
+    assert "路灯坏了" in item["text"] and "13812345678" not in item["text"]   # masked for the list
+    assert "OperationalError" in item["last_error"]
+    handler = client.post("/api/v1/auth/token", json={"username": "li.handler", "password": "s3cret-长沙-2026"})
+    assert client.get("/api/v1/wechat/unfiled",
+                      headers={"Authorization": f"Bearer {handler.json()['access_token']}"}).status_code == 403
+
+    # Not due yet: the worker leaves it; once due, it fails again and backs off, still listed.
+    assert wechat.file_due(client.app) == 0
+    later = utcnow() + dt.timedelta(hours=1)
+    assert wechat.file_due(client.app, now=later) == 1
+    assert client.get("/api/v1/wechat/unfiled", headers=staff).json()["items"][0]["attempts"] == 2
+    assert len(client.sender.sent) == 1                               # no second holding answer
+
+    monkeypatch.setattr(wechat, "create_order", real_create)          # the database is back
+    assert wechat.file_due(client.app, now=later + dt.timedelta(hours=6)) == 1
+    [order] = _orders(client.factory)
+    assert order.text.startswith("岳麓区望月湖街道路灯坏了") and order.caller_openid == OPENID
+    assert order.order_no in client.sender.sent[-1][1]
+    assert client.get("/api/v1/wechat/unfiled", headers=staff).json()["items"] == []
+    with client.factory() as session:
+        row = session.scalar(select(WeChatMessage).where(WeChatMessage.dedupe_key == "msg:9630000000000000001"))
+        assert row.filing == "filed" and row.order_no == order.order_no and row.text is None   # no second copy
+    assert wechat.file_due(client.app, now=later + dt.timedelta(days=2)) == 0
+
+
+def test_a_filing_that_keeps_failing_is_given_up_and_staff_retry_it(client, monkeypatch):
+    import api.wechat as wechat
+
+    client.app.state.assistant = ScriptedAssistant(_down)
+    real_create = wechat.create_order
+    monkeypatch.setattr(wechat, "create_order", lambda *a, **k: 1 / 0)
+    _post_text(client, "雨花区高桥街道小区停水两天了", "9640000000000000001")
+    moment = utcnow()
+    for _ in range(wechat.FILING_MAX_ATTEMPTS):
+        moment += dt.timedelta(days=1)
+        wechat.file_due(client.app, now=moment)
+    staff = {"Authorization": f"Bearer {_agent_token(client)}"}
+    [item] = client.get("/api/v1/wechat/unfiled", headers=staff).json()["items"]
+    assert item["filing"] == "failed" and item["attempts"] == wechat.FILING_MAX_ATTEMPTS
+    assert wechat.file_due(client.app, now=moment + dt.timedelta(days=30)) == 0   # no more automatic attempts
+
+    monkeypatch.setattr(wechat, "create_order", real_create)
+    retried = client.post(f"/api/v1/wechat/unfiled/{item['id']}/retry", headers=staff)
+    assert retried.status_code == 200, retried.text
+    [order] = _orders(client.factory)
+    assert retried.json()["filing"] == "filed" and retried.json()["order_no"] == order.order_no
+    assert client.post(f"/api/v1/wechat/unfiled/{item['id']}/retry", headers=staff).status_code == 409
+    assert client.post("/api/v1/wechat/unfiled/999999/retry", headers=staff).status_code == 404
+
+
+def test_a_message_left_unsettled_by_a_dead_process_is_filed_by_the_worker(client):
+    """The message is stored before "success"; if the process dies before relaying or filing it, the worker files
+    it once it is overdue."""
+    import api.wechat as wechat
+
+    client.app.state.assistant = ScriptedAssistant(_down)
+    incoming = wechat.parse_message(_xml("text", "<Content><![CDATA[岳麓区望月湖街道路灯坏了]]></Content>",
+                                         msg_id="9650000000000000001").encode())
+    with transaction(client.factory) as session:   # what _accept stores; the background task never ran
+        session.add(wechat.stored_message(incoming, now=utcnow()))
+    assert wechat.file_due(client.app) == 0        # it may still be with the assistant
+    assert wechat.file_due(client.app, now=utcnow() + dt.timedelta(minutes=30)) == 1
+    [order] = _orders(client.factory)
+    assert order.order_no in client.sender.sent[-1][1]
