@@ -538,7 +538,7 @@ def import_orders(session: Session, *, path: Path, kb: KnowledgeBase, channel: s
 
 
 # -- reading back ----------------------------------------------------------------------------------------------
-def export_training_rows(session: Session) -> list[dict]:
+def export_training_rows(session: Session, *, before: dt.datetime | None = None) -> list[dict]:
     """{text, category, department} of every closed top-level order (办结, 回访, 归档) with a handling unit, oldest
     first: what `hotline train` can learn from the store. The text is the masked text (no phone or ID number may end
     up in a model); department is the KB code, or the unit's name as an import found it; category is
@@ -548,6 +548,8 @@ def export_training_rows(session: Session) -> list[dict]:
     query = (select(WorkOrder.id, WorkOrder.text_masked, WorkOrder.category_path, WorkOrder.department_code)
              .where(WorkOrder.parent_id.is_(None), WorkOrder.state.in_([s.value for s in POST_CLOSE]))
              .order_by(WorkOrder.created_at, WorkOrder.id))
+    if before is not None:  # orders received before this moment only (a model evaluated on what came later)
+        query = query.where(WorkOrder.created_at < before)
     rows = []
     for order_id, text, category_path, department_code in session.execute(query):
         data = imported.get(order_id, {})
