@@ -127,6 +127,9 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     from api.observability import Metrics, RequestContextMiddleware
 
     app.state.metrics = Metrics()
+    from api import input_guard
+
+    input_guard.install(app)   # strict JSON bodies, safe 422s; inside the request context (logged, counted)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(orders_views.router)
     app.include_router(indicators_views.router)

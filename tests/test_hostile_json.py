@@ -1,0 +1,122 @@
+"""Review 2026-12-06, M1: JSON the service cannot answer in kind. NaN/Infinity/1e400 literals and lone UTF-16
+surrogates made FastAPI's 422 handler fail to encode what it echoes (a 500, even without credentials), and a
+surrogate that passed validation crashed the SQLite write. Every endpoint answers 4xx, and a 422 never echoes
+megabytes of input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from api.keys import create_api_key
+from hotline.db import transaction
+from orders.models import WorkOrder
+from tests.test_orders_api import app_and_keys  # noqa: F401  (fixture: the app on SQLite and PostgreSQL)
+from tests.test_work import CHENGGUAN, STALL, _routing, work  # noqa: F401
+
+S = "\\ud800"   # a lone surrogate, as JSON text spells it
+NO = "{order_no}"
+
+# (name, method, path, credentials, raw JSON body): the review's 28 server errors, and their relatives.
+CASES = [
+    ("login username NaN", "/api/v1/auth/token", None, '{"username": NaN, "password": "x"}'),
+    ("login password Infinity", "/api/v1/auth/token", None, '{"username": "a", "password": Infinity}'),
+    ("login password -Infinity", "/api/v1/auth/token", None, '{"username": "a", "password": -Infinity}'),
+    ("login username one surrogate", "/api/v1/auth/token", None, f'{{"username": "{S}", "password": "x"}}'),
+    ("login username 65 surrogates", "/api/v1/auth/token", None, f'{{"username": "{S * 65}", "password": "x"}}'),
+    ("login surrogate in a key", "/api/v1/auth/token", None, f'{{"username": "a", "password": "x", "{S}": 1}}'),
+    ("chat message NaN", "/api/v1/chat", None, '{"message": NaN}'),
+    ("chat message surrogates", "/api/v1/chat", None, '{"message": "\\udc00\\ud800"}'),
+    ("chat sender 129 surrogates", "/api/v1/chat", None, f'{{"message": "hi", "sender": "{S * 129}"}}'),
+    ("chat location lat NaN", "/api/v1/chat", None,
+     '{"message": "路灯坏了", "metadata": {"location": {"lat": NaN, "lng": 112.9}}}'),
+    ("route lat NaN", "/api/v1/route", "route", '{"text": "路灯坏了", "location": {"lat": NaN, "lng": 112.9}}'),
+    ("route lat Infinity", "/api/v1/route", "route", '{"text": "路灯坏了", "location": {"lat": Infinity, "lng": 1}}'),
+    ("route lat 1e400", "/api/v1/route", "route", '{"text": "路灯坏了", "location": {"lat": 1e400, "lng": 112.9}}'),
+    ("route text surrogate", "/api/v1/route", "route", f'{{"text": "路灯{S}坏了"}}'),
+    ("order lat NaN", "/api/v1/orders", "dispatch", '{"text": "路灯坏了", "location": {"lat": NaN, "lng": 112.9}}'),
+    ("order text surrogate", "/api/v1/orders", "dispatch", f'{{"text": "路灯坏了{S}"}}'),
+    ("order caller_openid surrogate", "/api/v1/orders", "dispatch", f'{{"text": "路灯坏了", "caller_openid": "{S}"}}'),
+    ("order caller_phone surrogate", "/api/v1/orders", "dispatch", f'{{"text": "路灯坏了", "caller_phone": "{S}"}}'),
+    ("confirm note surrogate", f"/api/v1/orders/{NO}/confirm", "dispatch", f'{{"note": "确认{S}"}}'),
+    ("supervise note surrogate", f"/api/v1/orders/{NO}/actions", "dispatch",
+     f'{{"action": "supervise", "supervision_type": "系统督办", "note": "督办{S}"}}'),
+    ("extend days 1e400", f"/api/v1/orders/{NO}/actions", "dispatch", '{"action": "extend", "days": 1e400}'),
+    ("callback event_id surrogate", "/api/v1/callbacks/status", "chengguan",
+     f'{{"event_id": "{S}", "order_no": "{NO}", "action": "sign"}}'),
+    ("callback reason surrogate", "/api/v1/callbacks/status", "chengguan",
+     f'{{"event_id": "e-1", "order_no": "{NO}", "action": "return", "reason": "不归我们{S}"}}'),
+    ("correction text surrogate", "/api/v1/route/corrections", "route",
+     f'{{"text": "路灯{S}", "department_code": "{CHENGGUAN}"}}'),
+]
+
+
+@pytest.fixture
+def hostile(work):  # noqa: F811
+    client, keys, factory, new = work
+    with transaction(factory) as session:
+        keys["route"] = create_api_key(session, name="router-client", scopes=["route"])[1]
+    order_no = new(STALL, _routing(CHENGGUAN, "auto", 0.97))
+    return client, keys, factory, order_no
+
+
+def _count(factory) -> int:
+    with factory() as session:
+        return session.scalar(select(func.count()).select_from(WorkOrder))
+
+
+def _version(factory, order_no: str) -> int:
+    with factory() as session:
+        return session.scalar(select(WorkOrder.version).where(WorkOrder.order_no == order_no))
+
+
+@pytest.mark.parametrize("name, path, key, body", CASES, ids=[c[0] for c in CASES])
+def test_odd_json_values_are_a_4xx_never_a_500(hostile, name, path, key, body):
+    client, keys, factory, order_no = hostile
+    before = _count(factory), _version(factory, order_no)
+    headers = {"content-type": "application/json"} | ({"X-API-Key": keys[key]} if key else {})
+    response = client.post(path.replace(NO, order_no), content=body.replace(NO, order_no).encode(), headers=headers)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.status_code == 422
+    json.loads(response.content.decode("utf-8"))   # well-formed UTF-8 JSON, whatever was sent
+    assert (_count(factory), _version(factory, order_no)) == before   # nothing written, nothing half-written
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/v1/auth/token", {"username": "甲" * 2_000_000, "password": "x"}),
+    ("/api/v1/auth/token", {"username": ["x" * 100_000] * 20, "password": "x"}),
+    ("/api/v1/auth/token", {"username": {"a" * 50_000: "b" * 50_000}, "password": "x"}),
+])
+def test_a_422_never_echoes_megabytes(hostile, path, body):
+    client, *_ = hostile
+    response = client.post(path, json=body)
+    assert response.status_code == 422
+    assert len(response.content) < 4_000, len(response.content)
+    assert response.json()["detail"][0]["loc"][:2] == ["body", "username"]
+
+
+def test_valid_json_still_works_and_422s_keep_their_shape(hostile):
+    client, keys, factory, order_no = hostile
+    created = client.post("/api/v1/orders", json={"text": "岳麓区望月湖街道路灯坏了😡", "caller_phone": "13812345678",
+                                                  "location": {"lat": 28.18, "lng": 112.94}},
+                          headers={"X-API-Key": keys["dispatch"]})
+    assert created.status_code == 201, created.text
+    wrong = client.post("/api/v1/auth/token", content=b'{"username": 1.5, "password": "x"}',
+                        headers={"content-type": "application/json"})
+    assert wrong.status_code == 422
+    [error] = wrong.json()["detail"]
+    assert error["loc"] == ["body", "username"] and error["input"] == 1.5 and error["type"] == "string_type"
+    nan = client.post("/api/v1/auth/token", content=b'{"username": NaN, "password": "x"}',
+                      headers={"content-type": "application/json"})
+    assert "NaN" in json.dumps(nan.json()) and nan.json()["detail"][0]["loc"][0] == "body"
+    broken = client.post("/api/v1/auth/token", content=b'{"username": ', headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_an_error_message_quoting_the_callers_value_is_cut(hostile):
+    client, keys, _, order_no = hostile
+    response = client.post(f"/api/v1/orders/{order_no}/confirm", json={"department_code": "X" * 1_000_000},
+                           headers={"X-API-Key": keys["dispatch"]})
+    assert response.status_code == 422 and len(response.content) < 4_000
+    assert response.json()["detail"].startswith("unknown department 'XXX")
