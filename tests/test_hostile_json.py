@@ -9,11 +9,15 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from fastapi.testclient import TestClient
+
 from api.keys import create_api_key
 from hotline.db import transaction
 from orders.models import WorkOrder
-from tests.test_orders_api import app_and_keys  # noqa: F401  (fixture: the app on SQLite and PostgreSQL)
-from tests.test_work import CHENGGUAN, STALL, _routing, work  # noqa: F401
+from orders.service import Actor, create_order
+from test_orders_api import STALL, app_and_keys  # noqa: F401  (fixture: the app on SQLite and PostgreSQL)
+
+CHENGGUAN = "430104-CHENGGUAN"
 
 S = "\\ud800"   # a lone surrogate, as JSON text spells it
 NO = "{order_no}"
@@ -53,12 +57,22 @@ CASES = [
 
 
 @pytest.fixture
-def hostile(work):  # noqa: F811
-    client, keys, factory, new = work
+def hostile(app_and_keys):  # noqa: F811
+    """The app, its keys (the centre's dispatch system, a reader, a router client, a department system) and one order
+    dispatched to that department."""
+    app, keys, factory = app_and_keys
+    routing = {"decision": "auto", "confidence": 0.97, "department": {"code": CHENGGUAN, "name": "岳麓区城管局"},
+               "kb_item": {"id": "KB-01-001"}, "category": ["城市管理", "市容秩序", "占道经营"], "time_limit_days": 3,
+               "candidates": [], "address": {"district": {"adcode": "430104"}}}
     with transaction(factory) as session:
         keys["route"] = create_api_key(session, name="router-client", scopes=["route"])[1]
-    order_no = new(STALL, _routing(CHENGGUAN, "auto", 0.97))
-    return client, keys, factory, order_no
+        keys["chengguan"] = create_api_key(session, name="yuelu-chengguan-system", scopes=["orders:read", "orders:write"],
+                                           department_code=CHENGGUAN)[1]
+        order, _ = create_order(session, text=STALL, channel="hotline", actor=Actor("dispatch-system", "system"),
+                                routing=routing, auto_dispatch=True)
+        order_no = order.order_no
+    with TestClient(app) as client:
+        yield client, keys, factory, order_no
 
 
 def _count(factory) -> int:
