@@ -26,6 +26,9 @@ DETAIL_CHARS = 500        # an error message that quotes the caller's value (e.g
 # Bodies that are parsed by their own code, not FastAPI's: the assistant's action calls (token-protected, possibly
 # compressed, written by Rasa's own serialiser).
 OWN_PARSERS = ("/api/v1/assistant/webhook",)
+# Top-level fields whose endpoint drops lone surrogates itself: what a person types in the web chat may end in half an
+# emoji (a textarea's maxlength counts UTF-16 units), and clean_message removes it rather than refuse the message.
+SURROGATES_DROPPED = {"/api/v1/chat": ("message",)}
 
 
 class NotStrictJSON(ValueError):
@@ -43,8 +46,10 @@ def _finite(text: str) -> float:
     return value
 
 
-def _refuse_surrogates(value: Any) -> None:
+def _refuse_surrogates(value: Any, dropped: tuple[str, ...] = ()) -> None:
     stack = [value]
+    if dropped and isinstance(value, dict):
+        stack = [*value.keys(), *(v for k, v in value.items() if not (k in dropped and isinstance(v, str)))]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
@@ -60,10 +65,11 @@ def _refuse_surrogates(value: Any) -> None:
             stack.extend(item)
 
 
-def strict_loads(body: bytes) -> Any:
-    """json.loads, refusing NaN/Infinity, numbers beyond a float, and lone surrogates in strings and keys."""
+def strict_loads(body: bytes, *, surrogates_dropped: tuple[str, ...] = ()) -> Any:
+    """json.loads, refusing NaN/Infinity, numbers beyond a float, and lone surrogates in strings and keys (except in
+    the named top-level fields, which their endpoint cleans)."""
     value = json.loads(body, parse_constant=_constant, parse_float=_finite)
-    _refuse_surrogates(value)
+    _refuse_surrogates(value, surrogates_dropped)
     return value
 
 
@@ -108,7 +114,7 @@ class StrictJSONMiddleware:
         body = b"".join(chunks)
         if body:
             try:
-                strict_loads(body)
+                strict_loads(body, surrogates_dropped=SURROGATES_DROPPED.get(scope["path"], ()))
             except NotStrictJSON as exc:
                 await _invalid(str(exc))(scope, receive, send)
                 return

@@ -134,3 +134,19 @@ def test_an_error_message_quoting_the_callers_value_is_cut(hostile):
                            headers={"X-API-Key": keys["dispatch"]})
     assert response.status_code == 422 and len(response.content) < 4_000
     assert response.json()["detail"].startswith("unknown department 'XXX")
+
+
+def test_the_web_chat_still_drops_half_an_emoji_from_what_a_person_typed(hostile):
+    """The one place a lone surrogate is cleaned instead of refused: the chat message (the page's textarea can cut
+    an emoji in half). Anywhere else in the same body it is refused."""
+    from api.assistant_client import ScriptedAssistant
+
+    client, *_ = hostile
+    assistant = ScriptedAssistant(lambda sender, message, metadata: [{"recipient_id": sender, "text": "收到"}])
+    client.app.state.assistant = assistant
+    headers = {"content-type": "application/json"}
+    sent = client.post("/api/v1/chat", content=b'{"message": "\\u8def\\u706f\\u574f\\u4e86\\ud83d"}', headers=headers)
+    assert sent.status_code == 200, sent.text
+    assert assistant.turns[-1]["message"] == "路灯坏了"
+    refused = client.post("/api/v1/chat", content=b'{"message": "hi", "sender": "\\ud83d"}', headers=headers)
+    assert refused.status_code == 422 and len(assistant.turns) == 1
