@@ -83,7 +83,9 @@ def _is_json(content_type: str | None) -> bool:
     return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
-def _invalid(reason: str) -> JSONResponse:
+def _invalid(path: str, reason: str) -> JSONResponse:
+    if path.startswith("/open311/"):   # that API's own error shape (GeoReport v2), as its views answer
+        return JSONResponse([{"code": 400, "description": f"body: {reason}"}], status_code=400)
     return JSONResponse({"detail": [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error",
                                      "input": {}, "ctx": {"error": reason}}]}, status_code=422)
 
@@ -116,7 +118,7 @@ class StrictJSONMiddleware:
             try:
                 strict_loads(body, surrogates_dropped=SURROGATES_DROPPED.get(scope["path"], ()))
             except NotStrictJSON as exc:
-                await _invalid(str(exc))(scope, receive, send)
+                await _invalid(scope["path"], str(exc))(scope, receive, send)
                 return
             except (ValueError, RecursionError):
                 pass   # malformed or too deep: FastAPI answers it as it always has

@@ -128,6 +128,13 @@ def test_valid_json_still_works_and_422s_keep_their_shape(hostile):
     assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
 
 
+def test_open311_keeps_its_own_error_shape(hostile):
+    client, *_ = hostile
+    response = client.post("/open311/v2/requests.json", content=b'{"service_code": "0101", "lat": NaN}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()[0]["code"] == 400 and "NaN" in response.json()[0]["description"]
+
+
 def test_an_error_message_quoting_the_callers_value_is_cut(hostile):
     client, keys, _, order_no = hostile
     response = client.post(f"/api/v1/orders/{order_no}/confirm", json={"department_code": "X" * 1_000_000},
