@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 ECHO_CHARS = 120          # of a rejected string: enough to recognise it
 ECHO_ITEMS = 5            # of a rejected list or object
 ECHO_DEPTH = 3
+OFF_LOOP_BYTES = 64 * 1024
 DETAIL_CHARS = 500        # an error message that quotes the caller's value (e.g. "unknown department '…'")
 # Bodies that are parsed by their own code, not FastAPI's: the assistant's action calls (token-protected, possibly
 # compressed, written by Rasa's own serialiser).
@@ -115,8 +117,12 @@ class StrictJSONMiddleware:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if body:
+            dropped = SURROGATES_DROPPED.get(scope["path"], ())
             try:
-                strict_loads(body, surrogates_dropped=SURROGATES_DROPPED.get(scope["path"], ()))
+                if len(body) > OFF_LOOP_BYTES:   # a big body is parsed in a worker thread: the event loop stays free
+                    await run_in_threadpool(strict_loads, body, surrogates_dropped=dropped)
+                else:
+                    strict_loads(body, surrogates_dropped=dropped)
             except NotStrictJSON as exc:
                 await _invalid(scope["path"], str(exc))(scope, receive, send)
                 return
