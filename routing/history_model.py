@@ -380,7 +380,12 @@ def train_history_model(records: list[LabelledRecord], encoders=None, *, router=
     else:
         progress(f"embedding {len(texts)} orders")
         vectors = encoders.queries(texts) if encoders else None
-    labels = {"category": [r.category for r in usable], "department": [r.department for r in usable]}
+    departments = [r.department for r in usable]
+    if router is not None:
+        # Units below the city are learnt as their kind (the complaint's place picks the unit): one matter is not
+        # split over every district's unit of that kind.
+        departments = [router.history_label(d) if d else d for d in departments]
+    labels = {"category": [r.category for r in usable], "department": departments}
     labels = {k: v for k, v in labels.items() if any(v)}
     if source_hash is None:
         source_hash = hashlib.sha256(source.read_bytes()).hexdigest() if source else ""

@@ -112,6 +112,9 @@ def resolve_unit(kb: KnowledgeBase, kind: str, level: str, geo: GeocodeResult) -
 
 
 
+KIND_LABEL = "kind:"   # a history model label that names a kind of unit (and its level), not one unit
+
+
 class Router:
     def __init__(self, *, kb: KnowledgeBase, gazetteer: Gazetteer, geocoder: GazetteerGeocoder, matcher: KBMatcher,
                  settings: Settings, feedback: FeedbackMemory | None = None, history_model=None,
@@ -438,27 +441,51 @@ class Router:
             # inputs) and its confidence is calibrated on held-out orders: no second blend here.
             blended = history["department"]
             label, prob = blended[0]
-            known = self._find_department(label)
-            unplaced = False
-            if known is not None and known.level != "city":
-                # The history names a unit somewhere; the same kind of unit in THIS complaint's place owns it.
-                local, _, _ = self.resolve_unit(known.kind, known.level, geo)
-                if isinstance(local, UnlistedUnit):
-                    # The street/town is not known: the territorial office of this place, to be confirmed.
-                    known, unplaced = local, True
-                elif local is not None and local.kind == known.kind:
-                    known = local
-                elif local is not None and geo.district and known.district_adcode != geo.district["adcode"]:
-                    # No such unit is known here (a street office, street unknown): whoever assigns it in this
-                    # district (its 12345 branch) gets it, never the history's unit in another district.
-                    known, unplaced = local, True
+            known, unplaced = self.unit_for_history_label(label, geo)
             output["kb_department"] = kb_dept
             output["department"] = _dept(known) if known else {"code": label, "name": label, "level": None}
             output["confidence"] = round(float(prob), 4)
-            output["department_candidates"] = [{"label": l, "score": round(float(p), 4)} for l, p in blended[:5]]
+            output["department_candidates"] = []
+            for candidate_label, candidate_prob in blended[:5]:
+                unit = self.unit_for_history_label(candidate_label, geo)[0]
+                output["department_candidates"].append({"label": candidate_label,
+                                                        "name": unit.name if unit else candidate_label,
+                                                        "score": round(float(candidate_prob), 4)})
             if output["decision"] != "review":
                 output["decision"] = "auto" if prob >= self.settings.auto_threshold and not unplaced else "suggest"
         return output
+
+    def history_label(self, label: str) -> str:
+        """The label a history model learns for a department label of the city's history: the kind of unit (and
+        its level) when the label names one of our units below the city, so 岳麓区城管局 and 开福区城管局 teach one
+        thing (the complaint's place picks the unit); the label itself otherwise."""
+        known = self._find_department(label)
+        if known is not None and known.level != "city":
+            return f"{KIND_LABEL}{known.kind}@{known.level}"
+        return label
+
+    def unit_for_history_label(self, label: str, geo: GeocodeResult) -> tuple[Department | UnlistedUnit | None, bool]:
+        """(the unit in this complaint's place, whether the place left it unsure) for a history model's label."""
+        if label.startswith(KIND_LABEL):
+            kind, _, level = label[len(KIND_LABEL):].rpartition("@")
+            local, _, _ = self.resolve_unit(kind, level, geo)
+            if isinstance(local, UnlistedUnit):
+                return local, True          # the street/town is not known: the territorial office, to be confirmed
+            if local is None or local.kind != kind:
+                return local, True          # no such unit here: whoever assigns it in this district
+            return local, False
+        known = self._find_department(label)
+        if known is not None and known.level != "city":
+            # The history names a unit somewhere; the same kind of unit in THIS complaint's place owns it.
+            local, _, _ = self.resolve_unit(known.kind, known.level, geo)
+            if isinstance(local, UnlistedUnit):
+                return local, True
+            if local is not None and local.kind == known.kind:
+                return local, False
+            if local is not None and geo.district and known.district_adcode != geo.district["adcode"]:
+                # Never the history's unit in another district.
+                return local, True
+        return known, False
 
     def _find_department(self, label: str) -> Department | None:
         if label in self.kb.departments:

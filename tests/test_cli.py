@@ -316,6 +316,10 @@ def test_trained_model_reports_held_out_figures_and_stays_small(cli, tmp_path):
     assert 0.0 <= figures["oof_accuracy"] <= 1.0 and figures["folds"] == 5
     assert manifest["kb_hash"] and manifest["format"] == 2 and manifest["label_counts"]["department"]
     assert manifest["size_bytes"] < 300_000_000
+    # Units below the city are learnt as their kind; a city-level unit stays itself.
+    assert set(manifest["label_counts"]["department"]) == {
+        "kind:chengguan@district", "kind:zhujian@district", "kind:street_office@street", "kind:shengtai@district",
+        "CS-WATER"}
     assert "hotlinemodeluse" in _flat(result.output)
 
 
