@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from api.orders_views import Principal, _find, _sessions, lifecycle_errors, _visible, order_json, require_scope
 from api.staff import AuditRecord
 from hotline.db import transaction
-from nlp.pii import mask_phone
+from nlp.pii import mask_phone, mask_pii
 from orders import outbox
 from orders.lifecycle import STATE_LABELS, Action, State, timeliness
 from orders.indicators import city_midnight
@@ -218,7 +218,8 @@ def export_orders(request: Request, principal: Reader, start: Annotated[dt.date,
                 order.address, order.department_code, order.urgency,
                 order.deadline_at.isoformat() if order.deadline_at else "",
                 order.completed_at.isoformat() if order.completed_at else "", order.satisfaction or "",
-                mask_phone(order.caller_phone) if order.caller_phone else "", order.text_masked)])
+                # Masked again: rows stored before the masking learnt a form (names, rooms, cards…) are masked now too.
+                mask_phone(order.caller_phone) if order.caller_phone else "", mask_pii(order.text_masked or ""))])
             count += 1
         session.add(AuditRecord(actor=principal.name[:64], action="export",
                                 client=request.client.host if request.client else None,

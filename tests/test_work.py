@@ -192,6 +192,29 @@ def test_export_neutralises_spreadsheet_formulas(work):
     assert csv_cell(None) == "" and csv_cell(3) == "3" and csv_cell("2026-12-06T10:00:00") == "2026-12-06T10:00:00"
 
 
+PII_FORMS = ("岳麓区望月湖街道路灯坏了，我叫李建国，住12栋3单元502室，电话１３８１２３４５６８２，备用幺三八一二三四五六八三，"
+            "身份证 430104 19900101 1235，老证430104900101123，卡号6222021234567890123，邮箱wangxm@163.com，车牌湘A12345")
+PII_SECRETS = ("建国", "502", "１３８１２３４５６８２", "幺三八一二三四五六八三", "430104 19900101 1235", "430104900101123",
+               "6222021234567890123", "wangxm", "湘A12345")
+
+
+def test_export_masks_the_pii_forms_the_review_found(work):
+    """Review 2026-12-06, M4: names, rooms, full-width/Chinese-numeral phones, spaced and old IDs, cards, e-mail and
+    plates reached the export; rows stored before the masking learnt them are masked on the way out too."""
+    client, keys, factory, new = work
+    new(PII_FORMS, _routing(CHENGGUAN, "auto", 0.97))
+    old = new("岳麓区望月湖街道噪音扰民", _routing(CHENGGUAN, "auto", 0.97))
+    with transaction(factory) as session:       # a row masked by the old rules: the text as it was
+        session.scalar(select(WorkOrder).where(WorkOrder.order_no == old)).text_masked = PII_FORMS
+    today = dt.datetime.now(CITY_TZ).date()
+    params = {"start": (today - dt.timedelta(days=1)).isoformat(), "end": (today + dt.timedelta(days=1)).isoformat()}
+    response = client.get("/api/v1/exports/orders.csv", params=params, headers=_h(keys, "reader"))
+    assert response.status_code == 200
+    for secret in PII_SECRETS:
+        assert secret not in response.text, secret
+    assert response.text.count("我叫李**") == 2 and "岳麓区望月湖街道路灯坏了" in response.text
+
+
 # -- webhooks --------------------------------------------------------------------------------------------------
 class Receiver:
     """A department's system on loopback: records what it receives, answers with the scripted status codes."""
