@@ -35,7 +35,7 @@ class CorrectionBody(BaseModel):
 
 
 ASSISTANT_KEY_NAME = "assistant"
-ASSISTANT_SCOPES = ["orders:read", "orders:write", "route"]
+ASSISTANT_SCOPES = ["lookup:on_behalf", "orders:read", "orders:write", "route"]
 
 
 def _provision_assistant_key(app: FastAPI) -> None:
@@ -124,6 +124,11 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     from api.ratelimit import RateLimiter
 
     app.state.public_limiter = RateLimiter(settings.public_rate_limit_per_minute, 60.0)
+    app.state.relay_limiter = RateLimiter(settings.relay_lookups_per_key_per_minute, 60.0)   # per relaying key
+    from api.staff import LoginThrottle
+
+    app.state.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_failure_window_s,
+                                             settings.login_lockout_s)
     from api.observability import Metrics, RequestContextMiddleware
 
     app.state.metrics = Metrics()
@@ -131,6 +136,12 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
 
     input_guard.install(app)   # strict JSON bodies, safe 422s; inside the request context (logged, counted)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    if settings.trusted_proxies:
+        # X-Forwarded-For is believed only from the configured proxies (L15); `hotline serve` turns uvicorn's own
+        # handling (which trusts anyone on 127.0.0.1) off. Outermost, so logs and limits see the real client.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     app.include_router(orders_views.router)
     app.include_router(indicators_views.router)
     app.include_router(indicators_views.vitals_router)

@@ -95,6 +95,11 @@ def staff_claims(request: Request, authorization: Annotated[str | None, Header()
         return None
     scheme, _, token = authorization.partition(" ")
     claims = read_token(token.strip(), request.app.state.jwt_key) if scheme.lower() == "bearer" else None
+    if claims is not None:   # the account's current state (disabled: refused; re-roled: the new role)
+        from api.staff import current_claims
+
+        with request.app.state.sessions() as session:
+            claims = current_claims(session, claims)
     if claims is None:
         raise HTTPException(401, "登录已失效，请重新登录 (invalid or expired staff token)",
                             headers={"WWW-Authenticate": "Bearer"})

@@ -15,7 +15,10 @@ from hotline.db import Base
 from orders.models import utcnow
 
 KEY_PREFIX = "hlk_"
-SCOPES = ("route", "orders:read", "orders:write", "kb:write", "indicators:read")
+SCOPES = ("route", "orders:read", "orders:write", "kb:write", "indicators:read",
+          # a channel that relays citizens (the assistant): its X-On-Behalf-Of lookups count per relayed user
+          # (each key still bounded as a whole) instead of against its address
+          "lookup:on_behalf")
 
 
 class ApiKey(Base):

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from api.keys import verify_api_key
-from api.staff import authenticate, issue_token, read_token
+from api.staff import AuditRecord, authenticate, current_claims, issue_token, read_token
 from hotline.db import transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_phone
@@ -94,6 +94,9 @@ def require_scope(scope: str):
               authorization: Annotated[str | None, Header()] = None) -> Principal:
         if authorization and authorization.lower().startswith("bearer "):
             claims = read_token(authorization[7:].strip(), request.app.state.jwt_key)
+            if claims is not None:   # the account's state now, not when the token was issued (M7)
+                with _sessions(request)() as session:
+                    claims = current_claims(session, claims)
             if claims is None:
                 raise HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
             principal = Principal(claims["sub"], claims["role"], claims.get("dept"),
@@ -119,11 +122,20 @@ def require_scope(scope: str):
 def login(body: LoginIn, request: Request) -> dict:
     """Staff login: a JWT for the Authorization header. Every attempt is audited."""
     client = request.client.host if request.client else None
+    throttle = request.app.state.login_throttle
+    wait = throttle.wait(body.username, client)
+    if wait is not None:   # locked out after repeated failures (M6): refused without checking the password
+        with transaction(_sessions(request)) as session:
+            session.add(AuditRecord(actor=body.username[:64], action="login_locked", client=client,
+                                    detail={"retry_after_s": int(wait) + 1}))
+        raise HTTPException(429, "too many failed logins; try again later", headers={"Retry-After": str(int(wait) + 1)})
     with transaction(_sessions(request)) as session:
         user = authenticate(session, username=body.username, password=body.password, client=client)
         token = issue_token(user, request.app.state.jwt_key) if user else None
     if token is None:
+        throttle.failed(body.username, client)
         raise HTTPException(401, "wrong username or password")
+    throttle.succeeded(body.username)
     return {"access_token": token, "token_type": "bearer", "role": user.role,
             "department_code": user.department_code}
 
@@ -274,15 +286,20 @@ def citizen_json(order: WorkOrder, request: Request) -> dict:
                           "at": last.at.isoformat() if last else None}}
 
 
-def _lookup_limit_key(request: Request, api_key: str | None, on_behalf_of: str | None) -> str:
-    """Who a lookup counts against: the caller's address, or — for a channel system (the assistant) relaying a
-    chat user — that user, so one busy chat cannot exhaust the limit for everyone behind 127.0.0.1."""
+def _lookup_wait(request: Request, api_key: str | None, on_behalf_of: str | None) -> float | None:
+    """Seconds to wait before this lookup (None: go ahead). A lookup counts against the caller's address, or, for
+    a channel key that relays citizens (scope `lookup:on_behalf`, the assistant's) and names the user it acts
+    for, against that user, so one busy chat cannot exhaust the limit for everyone behind 127.0.0.1. Such a key is
+    bounded as a whole too (relay_lookups_per_key_per_minute), so rotating X-On-Behalf-Of buys no more guesses."""
     if api_key and on_behalf_of:
         with _sessions(request)() as session:
             key = verify_api_key(session, api_key)
-        if key is not None and not key.department_code:
-            return f"key:{key.name}:{on_behalf_of}"
-    return request.client.host if request.client else "unknown"
+        if key is not None and not key.department_code and "lookup:on_behalf" in (key.scopes or ()):
+            wait = request.app.state.relay_limiter.check(f"relay:{key.name}")
+            if wait is not None:
+                return wait
+            return request.app.state.public_limiter.check(f"key:{key.name}:{on_behalf_of}")
+    return request.app.state.public_limiter.check(request.client.host if request.client else "unknown")
 
 
 @router.get("/public/orders/{order_no}", tags=["citizens"])
@@ -292,7 +309,7 @@ def citizen_status(order_no: str, request: Request,
                    x_on_behalf_of: Annotated[str | None, Header(max_length=128, include_in_schema=False)] = None,
                    ) -> dict:
     """Status of an order for the citizen who filed it: order number + the last 4 digits of the phone given."""
-    wait = request.app.state.public_limiter.check(_lookup_limit_key(request, x_api_key, x_on_behalf_of))
+    wait = _lookup_wait(request, x_api_key, x_on_behalf_of)
     if wait is not None:
         raise HTTPException(429, "too many lookups; try again shortly", headers={"Retry-After": str(int(wait) + 1)})
     with _sessions(request)() as session:

@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
+import time
 from pathlib import Path
 
 import jwt
@@ -80,12 +82,60 @@ def create_staff(session: Session, *, username: str, password: str, role: str,
     return user
 
 
-def authenticate(session: Session, *, username: str, password: str, client: str | None) -> StaffUser | None:
-    """The user if the password is right; every attempt is audited (the password never is)."""
+_DUMMY_HASH: str | None = None
+
+
+def _existing(session: Session, username: str) -> StaffUser:
     user = session.scalar(select(StaffUser).where(StaffUser.username == username))
-    ok = user is not None and user.active and check_password(password, user.password_hash)
     if user is None:
-        check_password(password, hash_password("timing-equaliser"))   # same work for unknown users
+        raise ValueError(f"no staff user {username!r}")
+    return user
+
+
+def disable_staff(session: Session, *, username: str) -> bool:
+    """Disable an account: its logins and its tokens already issued are refused from now on. False if it was
+    already disabled."""
+    user = _existing(session, username)
+    if not user.active:
+        return False
+    user.active = False
+    session.add(AuditRecord(actor=username[:64], action="staff_disabled", client=None, detail={}))
+    return True
+
+
+def set_staff_role(session: Session, *, username: str, role: str, department_code: str | None = None) -> StaffUser:
+    """Change an account's role (and department, which only handlers keep); tokens already issued act with the
+    new role from their next request."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    user = _existing(session, username)
+    if role == "handler" and not (department_code or user.department_code):
+        raise ValueError("a department handler needs a department code")
+    before = {"role": user.role, "department_code": user.department_code}
+    user.role = role
+    user.department_code = (department_code or user.department_code) if role == "handler" else None
+    session.add(AuditRecord(actor=username[:64], action="staff_role", client=None,
+                            detail={"before": before, "after": {"role": role, "department_code": user.department_code}}))
+    return user
+
+
+def _dummy_hash() -> str:
+    """One precomputed hash to check unknown usernames against: the same single scrypt as a real user (L13)."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+    return _DUMMY_HASH
+
+
+def authenticate(session: Session, *, username: str, password: str, client: str | None) -> StaffUser | None:
+    """The user if the password is right; every attempt is audited (the password never is). An unknown or
+    inactive user costs the same one password check as a known one, so timing does not tell which names exist."""
+    user = session.scalar(select(StaffUser).where(StaffUser.username == username))
+    if user is not None and user.active:
+        ok = check_password(password, user.password_hash)
+    else:
+        check_password(password, user.password_hash if user is not None else _dummy_hash())
+        ok = False
     session.add(AuditRecord(actor=username[:64], action="login_ok" if ok else "login_failed", client=client,
                             detail={}))
     return user if ok else None
@@ -116,3 +166,55 @@ def read_token(token: str, key: str) -> dict | None:
         return jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]})
     except jwt.PyJWTError:
         return None
+
+
+def current_claims(session: Session, claims: dict) -> dict | None:
+    """The token's claims with the account's current role and department, or None when the account no longer
+    exists or is disabled: a token never outlives its account's state (M7)."""
+    user = session.scalar(select(StaffUser).where(StaffUser.username == claims["sub"]))
+    if user is None or not user.active:
+        return None
+    return {**claims, "role": user.role, "dept": user.department_code}
+
+
+class LoginThrottle:
+    """Failed staff logins, per username and per client address (one process): after `max_failures` within
+    `window_s`, that username or address is locked out for `lockout_s`."""
+
+    def __init__(self, max_failures: int, window_s: float, lockout_s: float):
+        self.max_failures, self.window_s, self.lockout_s = max_failures, window_s, lockout_s
+        self._failures: dict[str, list[float]] = {}
+        self._locked_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(username: str, client: str | None) -> list[str]:
+        return [f"user:{username.casefold()}", f"addr:{client or 'unknown'}"]
+
+    def wait(self, username: str, client: str | None, *, now: float | None = None) -> float | None:
+        """Seconds until a login may be tried again, None if it may be tried now."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            waits = [until - now for key in self._keys(username, client)
+                     if (until := self._locked_until.get(key, 0.0)) > now]
+        return max(waits) if waits else None
+
+    def failed(self, username: str, client: str | None, *, now: float | None = None) -> bool:
+        """Count a failure; True when it locked the username or the address out."""
+        now = time.monotonic() if now is None else now
+        locked = False
+        with self._lock:
+            if len(self._failures) > 50_000:   # bounded memory: forget failures older than the window
+                self._failures = {k: v for k, v in self._failures.items() if v and v[-1] > now - self.window_s}
+                self._locked_until = {k: v for k, v in self._locked_until.items() if v > now}
+            for key in self._keys(username, client):
+                recent = [t for t in self._failures.get(key, []) if t > now - self.window_s] + [now]
+                if len(recent) >= self.max_failures:
+                    self._locked_until[key] = now + self.lockout_s
+                    recent, locked = [], True
+                self._failures[key] = recent
+        return locked
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(f"user:{username.casefold()}", None)

@@ -347,7 +347,10 @@ def serve(
     try:
         # Our access log records route templates only; uvicorn's would print paths and query strings (order
         # numbers, phone digits).
-        uvicorn.run(create_app(settings, router=router), host=host, port=port, log_config=None, access_log=False)
+        # X-Forwarded-For: only from settings.trusted_proxies, which the app handles itself (uvicorn's default
+        # trusts it from anyone on 127.0.0.1).
+        uvicorn.run(create_app(settings, router=router), host=host, port=port, log_config=None, access_log=False,
+                    proxy_headers=False)
     finally:
         if rasa is not None:
             rasa.terminate()
@@ -712,6 +715,39 @@ def staff_create(
     except ValueError as exc:
         _fail(str(exc))
     out.print(f"created {role} {username}" + (f" ({department})" if department else ""))
+
+
+@staff_app.command("disable")
+def staff_disable(username: Annotated[str, typer.Argument(help="login name")]) -> None:
+    """Disable a staff account: no more logins, and its tokens already issued are refused at once."""
+    from api.staff import disable_staff
+    from hotline.db import transaction
+
+    try:
+        with transaction(_database_sessions()) as session:
+            changed = disable_staff(session, username=username)
+    except ValueError as exc:
+        _fail(str(exc))
+    out.print(f"disabled {username}" if changed else f"{username} was already disabled")
+
+
+@staff_app.command("set-role")
+def staff_set_role(
+    username: Annotated[str, typer.Argument(help="login name")],
+    role: Annotated[str, typer.Argument(help="agent, dispatcher, handler, supervisor, official or admin")],
+    department: Annotated[Optional[str], typer.Option(help="department code (handlers)")] = None,
+) -> None:
+    """Change a staff account's role (and department for handlers); its tokens act with the new role at once."""
+    from api.staff import set_staff_role
+    from hotline.db import transaction
+
+    try:
+        with transaction(_database_sessions()) as session:
+            user = set_staff_role(session, username=username, role=role, department_code=department)
+            dept = user.department_code
+    except ValueError as exc:
+        _fail(str(exc))
+    out.print(f"{username} is now {role}" + (f" ({dept})" if dept else ""))
 
 
 @app.command()

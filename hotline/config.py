@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     wechat_app_secret: str | None = None
     # Citizen-facing endpoints: requests per client address per minute.
     public_rate_limit_per_minute: int = 30
+    # Order lookups one API key may relay per minute on behalf of citizens (X-On-Behalf-Of; keys with the
+    # `lookup:on_behalf` scope only), whatever the number of distinct users it names.
+    relay_lookups_per_key_per_minute: int = 300
+    # Proxies whose X-Forwarded-For is believed (addresses or CIDR ranges); empty = the socket's address decides.
+    trusted_proxies: list[str] = []
+    # Staff login: after this many failures for one username or one client address within the window, that
+    # username / address is locked out for login_lockout_s (429 with Retry-After).
+    login_max_failures: int = 5
+    login_failure_window_s: float = 900.0
+    login_lockout_s: float = 900.0
 
     # The Rasa assistant (its own Python 3.10 venv and process, on loopback behind the app).
     rasa_url: str = "http://127.0.0.1:5005"

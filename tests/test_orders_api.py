@@ -245,8 +245,9 @@ def test_public_lookups_are_rate_limited(client):
     assert answers[:30] == [404] * 30 and set(answers[30:]) == {429}
 
 
-def test_the_assistant_relaying_chat_users_is_limited_per_user_not_as_one_address(client):
-    relay = {"X-API-Key": client.keys["reader"]}
+def test_the_assistant_relaying_chat_users_is_limited_per_user_not_as_one_address(client, app_and_keys):
+    with transaction(app_and_keys[2]) as session:   # a channel key that relays citizens (like the assistant's)
+        relay = {"X-API-Key": create_api_key(session, name="relay", scopes=["lookup:on_behalf"])[1]}
     def ask(headers):
         return client.get("/api/v1/public/orders/CS1", params={"phone_last4": "0000"}, headers=headers).status_code
     assert [ask({**relay, "X-On-Behalf-Of": "web:alice"}) for _ in range(31)][-1] == 429
