@@ -23,12 +23,15 @@ from hotline.db import transaction
 from knowledge_base.kb import KnowledgeBase
 from nlp.normalize import InputError
 from orders.models import utcnow
-from orders.open311 import (DESCRIPTION_MAX_CHARS, MAX_IDS, Open311InputError, check_intake, create_request,
+from orders.open311 import (DESCRIPTION_MAX_CHARS, MAX_IDS, MAX_PAGE_SIZE, PAGE_SIZE, Open311InputError, check_intake, create_request,
                             find_request, find_requests, request_window, requests_json, service_catalogue,
                             service_definition_json, service_json, split_list)
 from orders.service import Actor
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+PUBLISHED = {"open311": "only requests filed through Open311 are published",
+             "all": "every order is published (coordinates only for requests filed through Open311)",
+             "none": "no request is published"}
 WRITE_SCOPE = "orders:write"
 
 
@@ -239,7 +242,9 @@ def discovery(request: Request, kb: Kb) -> DiscoveryOut:
     endpoint = EndpointOut(specification=SPECIFICATION, url=str(request.base_url).rstrip("/") + router.prefix,
                            changeset=changeset, type="production", formats=["application/json"])
     return DiscoveryOut(changeset=changeset, contact=f"{settings.city_name}12345政务服务便民热线",
-                        key_service="API keys (scope orders:write) are issued by the hotline's operators",
+                        key_service=("API keys (scope orders:write) are issued by the hotline's operators. GET "
+                                     f"requests.json: {PUBLISHED[settings.open311_publish]}, masked text, page_size "
+                                     f"{PAGE_SIZE} by default (at most {MAX_PAGE_SIZE}), page=1,2,…"),
                         endpoints=[endpoint])
 
 
@@ -306,15 +311,22 @@ def list_requests(request: Request, kb: Kb,
                   service_code: Annotated[str | None, Query(max_length=1000)] = None,
                   start_date: Annotated[str | None, Query(max_length=64, description="ISO 8601")] = None,
                   end_date: Annotated[str | None, Query(max_length=64, description="ISO 8601; ≤ 90 days on")] = None,
-                  status: Annotated[str | None, Query(max_length=32, description="open, closed or open,closed")] = None
+                  status: Annotated[str | None, Query(max_length=32, description="open, closed or open,closed")] = None,
+                  page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"results per page (default "
+                                                  f"{PAGE_SIZE}, at most {MAX_PAGE_SIZE})")] = PAGE_SIZE,
+                  page: Annotated[int, Query(ge=1, le=10_000, description="1 = the newest")] = 1,
                   ) -> list[RequestOut]:
-    """Service requests of the last 90 days by default (at most 1000, newest first); top-level orders only."""
+    """Published service requests of the last 90 days by default, newest first, in pages (page_size 50 by default,
+    at most 200); top-level orders only. What is published is the city's choice (HOTLINE_OPEN311_PUBLISH):
+    requests filed through Open311 (default), every order, or none."""
+    publish = request.app.state.settings.open311_publish
     try:
         ids = split_list(service_request_id)
         start, end = (None, None) if ids else request_window(start=start_date, end=end_date, now=utcnow())
         with request.app.state.sessions() as session:
             orders = find_requests(session, kb=kb, order_nos=ids, service_codes=split_list(service_code),
-                                   statuses=split_list(status), start=start, end=end)
+                                   statuses=split_list(status), start=start, end=end, publish=publish,
+                                   limit=page_size, offset=(page - 1) * page_size)
             return [RequestOut(**item) for item in requests_json(orders, kb=kb)]
     except Open311InputError as exc:
         raise _bad_input(exc) from None
@@ -322,9 +334,10 @@ def list_requests(request: Request, kb: Kb,
 
 @router.get("/requests/{service_request_id}.json", dependencies=[PublicReader])
 def get_request(service_request_id: Annotated[str, Path(max_length=40)], request: Request, kb: Kb) -> list[RequestOut]:
-    """One service request (a one-item array, as GeoReport v2 has it)."""
+    """One published service request (a one-item array, as GeoReport v2 has it); an unpublished one is a 404 like a
+    missing one."""
     with request.app.state.sessions() as session:
-        order = find_request(session, order_no=service_request_id)
+        order = find_request(session, order_no=service_request_id, publish=request.app.state.settings.open311_publish)
         if order is None:
             raise HTTPException(404, f"no service request {service_request_id!r}")
         return [RequestOut(**item) for item in requests_json([order], kb=kb)]

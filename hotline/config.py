@@ -86,6 +86,9 @@ class Settings(BaseSettings):
 
     # Open311 GeoReport v2: the jurisdiction this endpoint serves.
     open311_jurisdiction_id: str = "changsha.gov.cn"
+    # What GET requests.json / requests/{id}.json publish: "open311" = only requests filed through Open311,
+    # "all" = every top-level order (coordinates only for Open311's), "none" = nothing. Text is always masked.
+    open311_publish: Literal["open311", "all", "none"] = "open311"
 
     # Department webhooks (transactional outbox): delivery attempts and backoff.
     webhook_max_attempts: int = 8

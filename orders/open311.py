@@ -10,7 +10,12 @@ Choices (GeoReport v2 leaves them to the server):
 - Personal fields (email, first_name, last_name, device_id, account_id) are accepted and dropped: we do not need
   them. The phone goes to the order's caller phone as on every channel. media_url is kept in the data of the
   order's first event ("create"), so no column is added for an Open311-only field.
-- Public output carries the masked text only (phones, ID numbers, caller names and e-mail addresses masked).
+- Public output carries the masked text only (nlp.pii.mask_pii, applied again on the way out so rows stored
+  before the masking learnt a form are covered: phones, ID numbers, cards, e-mail, plates, rooms, names).
+- What is published is the city's choice (Settings.open311_publish): "open311" (default) = only requests filed
+  through Open311; "all" = every top-level order, without coordinates for those of other channels; "none" = no
+  request at all (an order not published answers exactly like a missing one). Lists come in pages of
+  PAGE_SIZE (50), at most MAX_PAGE_SIZE (200) per call.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from sqlalchemy.orm import Session, selectinload
 from knowledge_base.kb import KnowledgeBase
 from knowledge_base.models import TaxonomyNode
 from nlp.normalize import InputError, check_text
+from nlp.pii import mask_pii
 from orders.lifecycle import ACTION_LABELS, OPEN_STATES, STATE_LABELS, State
 from orders.models import WorkOrder
 from orders.service import Actor, create_order
@@ -32,7 +38,10 @@ from orders.service import Actor, create_order
 SUBTYPE_ATTRIBUTE = "subtype"
 DESCRIPTION_MAX_CHARS = 4000          # GeoReport v2: "a full description of the request … up to 4,000 characters"
 MAX_WINDOW = dt.timedelta(days=90)    # GeoReport v2: the date range of GET requests is limited to 90 days
-MAX_RESULTS = 1000
+PAGE_SIZE = 50                        # GET requests.json: results per page by default …
+MAX_PAGE_SIZE = 200                   # … and at most (page_size=)
+PUBLISH_CHOICES = ("open311", "all", "none")
+OPEN311_CHANNEL = "open311"
 MAX_IDS = 100                         # service_request_id=a,b,c… per call
 MEDIA_URL_MAX_CHARS = 2048
 SERVICE_TAG = "open311:service="
@@ -40,7 +49,6 @@ DIFFERS_TAG = "open311:service_differs"
 # Every city of this product is in China (UTC+8 all year): times are shown in local time with the offset, and a
 # date given without an offset is read as local time.
 LOCAL_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 
 
 class Open311InputError(ValueError):
@@ -239,11 +247,16 @@ def split_list(value: str | None) -> list[str]:
 def find_requests(session: Session, *, kb: KnowledgeBase, order_nos: list[str] | None = None,
                   service_codes: list[str] | None = None, statuses: list[str] | None = None,
                   start: dt.datetime | None = None, end: dt.datetime | None = None,
-                  limit: int = MAX_RESULTS) -> list[WorkOrder]:
-    """Top-level orders (co-handler child orders are internal) matching the filters, newest first.
-    Order numbers, when given, override every other filter (GeoReport v2)."""
+                  publish: str = "open311", limit: int = PAGE_SIZE, offset: int = 0) -> list[WorkOrder]:
+    """Published top-level orders (co-handler child orders are internal) matching the filters, newest first, one
+    page. Order numbers, when given, override every other filter (GeoReport v2) but never what is published."""
+    if publish == "none":
+        return []
     query = (select(WorkOrder).where(WorkOrder.parent_id.is_(None)).options(selectinload(WorkOrder.events))
-             .order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc()).limit(limit))
+             .order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc())
+             .limit(max(1, min(limit, MAX_PAGE_SIZE))).offset(max(0, offset)))
+    if publish != "all":
+        query = query.where(WorkOrder.channel == OPEN311_CHANNEL)
     if order_nos:
         if len(order_nos) > MAX_IDS:
             raise Open311InputError(f"at most {MAX_IDS} service_request_id values per call")
@@ -281,9 +294,14 @@ def _in_service(service: Service):
                WorkOrder.category_path.startswith(f"{level1}/{level2}/", autoescape=True))
 
 
-def find_request(session: Session, *, order_no: str) -> WorkOrder | None:
-    return session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no.strip().upper(),
-                                                  WorkOrder.parent_id.is_(None)))
+def find_request(session: Session, *, order_no: str, publish: str = "open311") -> WorkOrder | None:
+    """The published top-level order with this number; None when there is none or it is not published."""
+    if publish == "none":
+        return None
+    query = select(WorkOrder).where(WorkOrder.order_no == order_no.strip().upper(), WorkOrder.parent_id.is_(None))
+    if publish != "all":
+        query = query.where(WorkOrder.channel == OPEN311_CHANNEL)
+    return session.scalar(query)
 
 
 def order_service_code(order: WorkOrder, kb: KnowledgeBase, *, path_codes: dict[str, str] | None = None) -> str | None:
@@ -314,8 +332,8 @@ def _local(moment: dt.datetime | None) -> str | None:
 
 
 def public_text(text: str) -> str:
-    """The masked complaint with e-mail addresses masked too (mask_pii covers phones, ID numbers, caller names)."""
-    return _EMAIL.sub(lambda m: m.group(0)[0] + "***@***", text)
+    """The stored masked complaint masked again with today's rules (older rows were masked by fewer of them)."""
+    return mask_pii(text or "")
 
 
 def status_notes(order: WorkOrder) -> str:
@@ -351,5 +369,7 @@ def _request_json(order: WorkOrder, *, kb: KnowledgeBase, catalogue: dict[str, S
         "service_notice": notice, "requested_datetime": _local(order.created_at),
         "updated_datetime": _local(order.updated_at), "expected_datetime": _local(order.deadline_at),
         "address": order.address, "address_id": None, "zipcode": None,
-        "lat": order.lat, "long": order.lng, "media_url": media_url,
+        # A point is published only when the citizen gave it to Open311 (city setting "all" shows other channels).
+        "lat": order.lat if order.channel == OPEN311_CHANNEL else None,
+        "long": order.lng if order.channel == OPEN311_CHANNEL else None, "media_url": media_url,
     }

@@ -283,3 +283,77 @@ def test_public_reads_are_rate_limited(client, app_and_keys):
     assert client.get(f"{BASE}/requests.json").status_code == 200
     limited = client.get(f"{BASE}/requests.json")
     assert "too many" in _error(limited, 429) and int(limited.headers["Retry-After"]) >= 1
+
+
+# -- review 2026-12-06 M3: publish only what the city chooses, masked, in sane pages ----------------------------
+PII_TEXT = ("岳麓区望月湖街道3栋2单元501室楼上漏水，我叫李建国，电话１３８１２３４５６８２，身份证 430104 19900101 1235，"
+            "邮箱wangxm@163.com")
+
+
+def _publish(app_and_keys, choice: str) -> None:
+    app = app_and_keys[0]
+    app.state.settings = app.state.settings.model_copy(update={"open311_publish": choice})
+
+
+def _file(factory, channel: str, text: str = NOISE, **fields) -> str:
+    with transaction(factory) as session:
+        order, _ = create_order(session, text=text, channel=channel, actor=SYSTEM, **fields)
+        return order.order_no
+
+
+def test_only_open311_requests_are_published_by_default(client, app_and_keys):
+    factory = app_and_keys[2]
+    assert app_and_keys[0].state.settings.open311_publish == "open311"
+    public = _post(client).json()[0]["service_request_id"]
+    private = [_file(factory, channel, lat=28.19, lng=112.94) for channel in ("hotline", "wechat", "web", "grid")]
+    assert [r["service_request_id"] for r in client.get(f"{BASE}/requests.json").json()] == [public]
+    by_ids = client.get(f"{BASE}/requests.json", params={"service_request_id": ",".join([public, *private])})
+    assert [r["service_request_id"] for r in by_ids.json()] == [public]
+    for order_no in private:   # answered exactly like a number that does not exist
+        assert _error(client.get(f"{BASE}/requests/{order_no}.json"), 404) == f"no service request {order_no!r}"
+    assert len(client.get(f"{BASE}/requests/{public}.json").json()) == 1
+
+
+def test_the_city_may_publish_every_order_or_none(client, app_and_keys):
+    factory = app_and_keys[2]
+    public = _post(client).json()[0]["service_request_id"]
+    hotline = _file(factory, "hotline", PII_TEXT, lat=28.19, lng=112.94)
+    _publish(app_and_keys, "all")
+    assert {r["service_request_id"] for r in client.get(f"{BASE}/requests.json").json()} == {public, hotline}
+    (shown,) = client.get(f"{BASE}/requests/{hotline}.json").json()
+    assert shown["lat"] is None and shown["long"] is None      # a point only when the citizen gave it to Open311
+    for secret in ("建国", "501", "１３８１２３４５６８２", "430104 19900101 1235", "wangxm"):
+        assert secret not in shown["description"], shown["description"]
+    assert "我叫李**" in shown["description"] and "3栋2单元***室" in shown["description"]
+    _publish(app_and_keys, "none")
+    assert client.get(f"{BASE}/requests.json").json() == []
+    _error(client.get(f"{BASE}/requests/{public}.json"), 404)
+    assert "no request is published" in client.get(f"{BASE}/discovery.json").json()["key_service"]
+
+
+def test_public_text_is_masked_with_todays_rules_even_for_older_rows(client, app_and_keys):
+    factory = app_and_keys[2]
+    order_no = _post(client, description=PII_TEXT).json()[0]["service_request_id"]
+    older = _post(client).json()[0]["service_request_id"]
+    with transaction(factory) as session:   # a row masked by the old rules: these forms were left in clear
+        session.scalar(select(WorkOrder).where(WorkOrder.order_no == older)).text_masked = PII_TEXT
+    for number in (order_no, older):
+        (public,) = client.get(f"{BASE}/requests/{number}.json").json()
+        for secret in ("建国", "501室", "１３８１２３４５６８２", "430104 19900101 1235", "wangxm"):
+            assert secret not in public["description"], public["description"]
+        assert "岳麓区望月湖街道3栋2单元" in public["description"]
+
+
+def test_lists_come_in_pages_of_50_at_most_200(client, app_and_keys):
+    factory = app_and_keys[2]
+    numbers = [_file(factory, "open311") for _ in range(60)]
+    first = client.get(f"{BASE}/requests.json").json()
+    assert len(first) == 50 and {r["service_request_id"] for r in first} <= set(numbers)
+    second = client.get(f"{BASE}/requests.json", params={"page": 2}).json()
+    assert {r["service_request_id"] for r in first + second} == set(numbers) and len(second) == 10
+    assert len(client.get(f"{BASE}/requests.json", params={"page_size": 200}).json()) == 60
+    assert len(client.get(f"{BASE}/requests.json", params={"page_size": 7, "page": 3}).json()) == 7
+    assert "page_size" in _error(client.get(f"{BASE}/requests.json", params={"page_size": 201}), 400)
+    _error(client.get(f"{BASE}/requests.json", params={"page_size": 0}), 400)
+    key_service = client.get(f"{BASE}/discovery.json").json()["key_service"]
+    assert "page_size 50" in key_service and "at most 200" in key_service and "filed through Open311" in key_service
