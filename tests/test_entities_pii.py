@@ -316,12 +316,10 @@ def test_mask_pii_leaves_ordinary_complaint_text_alone(text):
     assert mask_pii(text) == text
 
 
-def test_mask_pii_stays_fast_enough_for_every_order_and_log_line():
-    import time
-
+def test_mask_pii_on_a_long_letter_is_idempotent():
+    # Speed is a benchmark matter (BENCHMARKS.md), never a timed assertion here.
     text = ("岳麓区望月湖街道桃子湖路晚上好多摊贩占道摆摊卖烧烤，人行道都过不去！！2026年12月6日晚上10点还在营业，"
             "联系人：李四，电话13812345678，我叫李建国，住3栋2单元501室") * 3
-    started = time.perf_counter()
-    for _ in range(200):
-        mask_pii(text)
-    assert (time.perf_counter() - started) / 200 < 0.005      # ≈ 0.2 ms measured; 5 ms allows a loaded machine
+    once = mask_pii(text)
+    assert "13812345678" not in once and "李建国" not in once and "501室" not in once
+    assert mask_pii(once) == once and "2026年12月6日" in once
