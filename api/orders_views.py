@@ -247,6 +247,8 @@ def post_action(order_no: str, body: ActionIn, request: Request,
                 key: Annotated[Principal, Depends(require_scope("orders:write"))]) -> dict:
     """One lifecycle step (accept, dispatch, sign, return, …). Illegal steps: 409 with the reason."""
     data = body.model_dump(exclude={"action", "expected_version"}, exclude_none=True)
+    if body.action == Action.DISPATCH:
+        _check_departments(request, [body.department_code, *(body.co_handlers or [])])
     with lifecycle_errors(), transaction(_sessions(request)) as session:
         order = _find(session, order_no)
         if not _visible(order, key):
@@ -258,6 +260,15 @@ def post_action(order_no: str, body: ActionIn, request: Request,
         complaint = order.text
     _learn_from_redispatch(request, body, previous_department, complaint, key.name)
     return result
+
+
+def _check_departments(request: Request, codes: list[str | None]) -> None:
+    """A dispatch names units the knowledge base knows (as /confirm does); an unknown code stranded the order."""
+    router_ = request.app.state.router
+    known = router_.kb.departments if router_ is not None else None
+    unknown = [code for code in codes if code and known is not None and code not in known]
+    if unknown:
+        raise HTTPException(422, f"unknown department {', '.join(map(repr, unknown))}: not in the knowledge base")
 
 
 def _learn_from_redispatch(request: Request, body: ActionIn, previous: str | None, complaint: str,

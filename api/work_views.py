@@ -264,7 +264,8 @@ def outbox_status(request: Request, principal: Annotated[Principal, Depends(requ
 class CallbackIn(BaseModel):
     event_id: str = Field(min_length=1, max_length=128, description="the department system's own id for this report")
     order_no: str = Field(min_length=1, max_length=32)
-    action: Literal["sign", "return", "handle", "extend", "complete"]
+    # "extend" from a department is a request (extend_request): the centre approves before the deadline moves.
+    action: Literal["sign", "return", "handle", "extend", "extend_request", "complete"]
     reason: str | None = Field(default=None, max_length=2000)
     at_fault: bool | None = None
     note: str | None = Field(default=None, max_length=5000)
@@ -274,7 +275,7 @@ class CallbackIn(BaseModel):
 
 @router.post("/callbacks/status", tags=["departments"])
 def status_callback(body: CallbackIn, request: Request, principal: Writer) -> dict:
-    """A department system reports a step on one of its orders (sign, return, handle, extend, complete).
+    """A department system reports a step on one of its orders (sign, return, handle, extend_request, complete).
     Retries with the same event_id are answered from memory and applied once."""
     if principal.role != "handler" or not principal.department_code:
         raise HTTPException(403, "status callbacks need a department system's API key (bound to a department)")
@@ -288,7 +289,8 @@ def status_callback(body: CallbackIn, request: Request, principal: Writer) -> di
             if not _visible(order, principal):
                 raise HTTPException(404, f"no work order {body.order_no}")
             data = body.model_dump(exclude={"event_id", "order_no", "action"}, exclude_none=True)
-            order = apply_action(session, order_id=order.id, action=body.action, actor=principal.actor(), **data)
+            action = "extend_request" if body.action == "extend" else body.action
+            order = apply_action(session, order_id=order.id, action=action, actor=principal.actor(), **data)
             result = {"order_no": order.order_no, "state": order.state, "version": order.version}
             outbox.remember_callback(session, source=principal.name, event_id=body.event_id,
                                      order_no=order.order_no, action=body.action, result=result)

@@ -1,6 +1,6 @@
 """The work-order lifecycle as an explicit state machine (domain.md §2), and deadline arithmetic.
 
-上报 → 受理 → 派单 → 签收 | 退单 → 办理 (延期) → 办结待审核 → 办结 → 回访评价 → 归档, 重办 when the citizen is not
+上报 → 受理 → 派单 → 签收 | 退单 → 办理 (延期申请 → 中心审批) → 办结待审核 → 办结 → 回访评价 → 归档, 重办 when the citizen is not
 satisfied. Every move is checked here; an illegal one is refused with a reason in words. No database code here.
 """
 from __future__ import annotations
@@ -41,7 +41,10 @@ class Action(StrEnum):
     SIGN = "sign"                      # 签收 (by the department)
     RETURN = "return"                  # 退单 (reason, at_fault)
     HANDLE = "handle"                  # 办理记录 (note)
-    EXTEND = "extend"                  # 延期 (days, reason)
+    EXTEND = "extend"                  # 延期 (days, reason): the centre itself moves the deadline
+    REQUEST_EXTENSION = "extend_request"   # 延期申请 (days, reason): a department asks; the deadline stays
+    APPROVE_EXTENSION = "extend_approve"   # 延期审批通过: the centre grants the pending request's days
+    REFUSE_EXTENSION = "extend_refuse"     # 延期审批不通过 (reason): the deadline stays
     COMPLETE = "complete"              # 办结 (result)
     APPROVE = "approve"                # 审核通过
     SEND_BACK = "send_back"            # 审核不通过，退回重办 (reason)
@@ -55,7 +58,8 @@ ACTION_LABELS = {
     Action.ACCEPT: "受理", Action.REJECT: "不予受理", Action.DISPATCH: "派单", Action.SIGN: "签收", Action.RETURN: "退单",
     Action.HANDLE: "办理", Action.EXTEND: "延期", Action.COMPLETE: "办结", Action.APPROVE: "审核通过",
     Action.SEND_BACK: "审核退回", Action.RATE: "回访评价", Action.REOPEN: "重办", Action.ARCHIVE: "归档",
-    Action.SUPERVISE: "督办",
+    Action.SUPERVISE: "督办", Action.REQUEST_EXTENSION: "申请延期", Action.APPROVE_EXTENSION: "批准延期",
+    Action.REFUSE_EXTENSION: "驳回延期",
 }
 
 # action -> (states it may start from, state it leads to; None = stays where it is)
@@ -68,6 +72,10 @@ TRANSITIONS: dict[Action, tuple[frozenset[State], State | None]] = {
     Action.RETURN: (frozenset({State.DISPATCHED, State.SIGNED}), State.RETURNED),
     Action.HANDLE: (frozenset({State.SIGNED, State.HANDLING}), State.HANDLING),
     Action.EXTEND: (frozenset({State.SIGNED, State.HANDLING}), None),
+    # 延期申请 → 审批: only one request may be pending; the deadline moves only when the centre approves.
+    Action.REQUEST_EXTENSION: (frozenset({State.SIGNED, State.HANDLING}), None),
+    Action.APPROVE_EXTENSION: (frozenset({State.SIGNED, State.HANDLING}), None),
+    Action.REFUSE_EXTENSION: (frozenset({State.SIGNED, State.HANDLING}), None),
     Action.COMPLETE: (frozenset({State.SIGNED, State.HANDLING}), State.COMPLETED),
     Action.APPROVE: (frozenset({State.COMPLETED}), State.CLOSED),
     Action.SEND_BACK: (frozenset({State.COMPLETED}), State.HANDLING),
@@ -83,6 +91,8 @@ REQUIRED_FIELDS: dict[Action, tuple[str, ...]] = {
     Action.RETURN: ("reason", "at_fault"),
     Action.HANDLE: ("note",),
     Action.EXTEND: ("days", "reason"),
+    Action.REQUEST_EXTENSION: ("days", "reason"),
+    Action.REFUSE_EXTENSION: ("reason",),
     Action.COMPLETE: ("result",),
     Action.SEND_BACK: ("reason",),
     Action.RATE: ("satisfaction",),
@@ -118,7 +128,8 @@ def next_state(state: State, action: Action, data: dict) -> State:
         raise IllegalTransition(action, state, f"满意度只能是 {'/'.join(SATISFACTION)}")
     if action == Action.SUPERVISE and data["supervision_type"] not in SUPERVISION_TYPES:
         raise IllegalTransition(action, state, f"督办类型只能是 {'/'.join(SUPERVISION_TYPES)}")
-    if action == Action.EXTEND and not (isinstance(data["days"], int) and 1 <= data["days"] <= MAX_EXTENSION_DAYS):
+    if action in (Action.EXTEND, Action.REQUEST_EXTENSION) and not (isinstance(data["days"], int)
+                                                               and 1 <= data["days"] <= MAX_EXTENSION_DAYS):
         raise IllegalTransition(action, state, f"延期天数须为 1–{MAX_EXTENSION_DAYS} 个工作日")
     if action == Action.DISPATCH and data.get("mode", "manual") not in DISPATCH_MODES:
         raise IllegalTransition(action, state, f"派单方式只能是 {'/'.join(DISPATCH_MODES)}")

@@ -19,7 +19,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from nlp.normalize import check_text
 from nlp.pii import mask_pii
-from orders.lifecycle import Action, IllegalTransition, State, add_working_days, next_state
+from orders.lifecycle import (ACTION_LABELS, OPEN_STATES, STATE_LABELS, Action, IllegalTransition, State,
+                              add_working_days, next_state)
 from orders.outbox import enqueue_for_event
 from orders.indicators import CITY_TZ
 from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder, utcnow
@@ -27,13 +28,15 @@ from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder, u
 DEFAULT_TIME_LIMIT_DAYS = 5
 CHANNELS = ("hotline", "wechat", "web", "open311", "grid", "app", "sensor", "110")
 
-# Who may do what. A department handler acts only on orders held by their own department.
+# Who may do what. A department handler acts only on orders held by their own department. A department asks for
+# more time (extend_request); only the centre moves a deadline (extend_approve, or extend on its own decision).
+_EXTENSION_REVIEW = {Action.APPROVE_EXTENSION, Action.REFUSE_EXTENSION}
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     "agent": frozenset({Action.ACCEPT, Action.REJECT, Action.DISPATCH, Action.RATE, Action.REOPEN}),
     "dispatcher": frozenset({Action.ACCEPT, Action.REJECT, Action.DISPATCH, Action.APPROVE, Action.SEND_BACK,
-                             Action.REOPEN, Action.ARCHIVE, Action.SUPERVISE}),
-    "handler": frozenset({Action.SIGN, Action.RETURN, Action.HANDLE, Action.EXTEND, Action.COMPLETE}),
-    "supervisor": frozenset({Action.SUPERVISE}),
+                             Action.REOPEN, Action.ARCHIVE, Action.SUPERVISE, Action.EXTEND, *_EXTENSION_REVIEW}),
+    "handler": frozenset({Action.SIGN, Action.RETURN, Action.HANDLE, Action.REQUEST_EXTENSION, Action.COMPLETE}),
+    "supervisor": frozenset({Action.SUPERVISE, *_EXTENSION_REVIEW}),
     "citizen": frozenset({Action.RATE, Action.REOPEN}),
     "system": frozenset(Action),
     "admin": frozenset(Action),
@@ -187,8 +190,10 @@ def _apply_routing(order: WorkOrder, routing: dict) -> None:
     order.category_path = "/".join(routing.get("category") or []) or None
     order.category_code = routing.get("category_code")
     order.time_limit_days = routing.get("time_limit_days")
-    order.urgency = routing.get("urgency") or "非紧急"
-    order.tags = list(routing.get("tags") or [])
+    # A 110/119/122 matter (持刀伤人, 着火) is urgent whatever the wording, and the agent must see where it belongs.
+    diversion = routing.get("diversion")
+    order.urgency = "紧急" if diversion else routing.get("urgency") or "非紧急"
+    order.tags = list(routing.get("tags") or []) + ([f"转{diversion}"] if diversion else [])
     order.sentiment = routing.get("sentiment")
 
 
@@ -220,7 +225,9 @@ def get_order(session: Session, *, order_id: int) -> WorkOrder:
 
 def _check_permission(order: WorkOrder, action: Action, actor: Actor) -> None:
     if action not in ROLE_ACTIONS.get(actor.role, frozenset()):
-        raise Forbidden(f"role {actor.role!r} may not {action.value} orders")
+        hint = (f"; ask the centre with {Action.REQUEST_EXTENSION.value} (days, reason)"
+                if action == Action.EXTEND and Action.REQUEST_EXTENSION in ROLE_ACTIONS.get(actor.role, ()) else "")
+        raise Forbidden(f"role {actor.role!r} may not {action.value} orders{hint}")
     if actor.role == "handler" and actor.department_code != order.department_code:
         raise Forbidden("this order is not held by your department")
 
@@ -236,6 +243,7 @@ def apply_action(session: Session, *, order_id: int, action: Action | str, actor
     _check_permission(order, action, actor)
     before = State(order.state)
     after = next_state(before, action, data)
+    _check_order_rules(order, action, before)
     comment = data.get("reason") or data.get("note") or data.get("result")
     order_no = order.order_no   # read now: after a failed flush the session cannot load attributes
     previous_department = order.department_code
@@ -255,6 +263,32 @@ def apply_action(session: Session, *, order_id: int, action: Action | str, actor
     except StaleDataError:
         raise ConcurrentUpdate(f"order {order_no} was changed by someone else; reload it") from None
     return order
+
+
+def pending_extension(order: WorkOrder) -> OrderEvent | None:
+    """The department's extension request the centre has not answered yet (a re-dispatch voids it), or None."""
+    answers = {Action.APPROVE_EXTENSION.value, Action.REFUSE_EXTENSION.value, Action.DISPATCH.value, "reopen"}
+    for event in reversed(order.events):
+        if event.action == Action.REQUEST_EXTENSION.value:
+            return event
+        if event.action in answers:
+            return None
+    return None
+
+
+def _check_order_rules(order: WorkOrder, action: Action, state: State) -> None:
+    """Rules that need more than the state: the extension request under review, open co-handler orders."""
+    if action == Action.REQUEST_EXTENSION and pending_extension(order) is not None:
+        raise IllegalTransition(action, state, "已有一条待审批的延期申请，请等中心审批后再申请")
+    if action in _EXTENSION_REVIEW and pending_extension(order) is None:
+        raise IllegalTransition(action, state, f"没有待审批的延期申请，不能{ACTION_LABELS[action]}")
+    if action in (Action.COMPLETE, Action.APPROVE):
+        # 牵头 closes last: the lead reports done once every 协办 has reported, and is closed once every 协办 is closed.
+        still_open = OPEN_STATES - {State.COMPLETED} if action == Action.COMPLETE else OPEN_STATES
+        open_children = [c for c in order.children if State(c.state) in still_open]
+        if open_children:
+            listed = "、".join(f"{c.order_no}（{c.department_code}，{STATE_LABELS[State(c.state)]}）" for c in open_children)
+            raise IllegalTransition(action, state, f"协办工单尚未办结，牵头工单不能{ACTION_LABELS[action]}：{listed}")
 
 
 def _latest_decision(session: Session, order: WorkOrder) -> RoutingDecision | None:
@@ -281,6 +315,10 @@ def _side_effects(session: Session, order: WorkOrder, action: Action, actor: Act
             decision.correct = False
     elif action == Action.EXTEND:
         order.deadline_at = add_working_days(order.deadline_at or now, int(data["days"]))
+    elif action == Action.APPROVE_EXTENSION:
+        request = pending_extension(order)
+        data["days"] = int(request.data["days"])   # recorded on the approval: what was granted
+        order.deadline_at = add_working_days(order.deadline_at or now, data["days"])
     elif action == Action.COMPLETE:
         order.completed_at = now
     elif action == Action.APPROVE:

@@ -225,7 +225,8 @@ def test_full_lifecycle_records_every_step_and_marks_the_routing_decision_right(
     _act(factory, order.id, "dispatch", DISPATCHER, now=MONDAY, department_code="430104-CHENGGUAN", mode="auto")
     _act(factory, order.id, "sign", HANDLER)
     _act(factory, order.id, "handle", HANDLER, note="执法队员已到现场劝离摊贩")
-    _act(factory, order.id, "extend", HANDLER, days=2, reason="需与街道联合整治")
+    _act(factory, order.id, "extend_request", HANDLER, days=2, reason="需与街道联合整治")
+    _act(factory, order.id, "extend_approve", DISPATCHER)
     _act(factory, order.id, "complete", HANDLER, result="摊贩已清理，设置巡查点")
     _act(factory, order.id, "approve", DISPATCHER)
     _act(factory, order.id, "rate", AGENT, satisfaction="满意")
@@ -233,9 +234,10 @@ def test_full_lifecycle_records_every_step_and_marks_the_routing_decision_right(
     assert done.state == State.ARCHIVED
     with factory() as session:
         stored = get_order(session, order_id=order.id)
-        assert [e.action for e in stored.events] == ["create", "accept", "dispatch", "sign", "handle", "extend",
-                                                     "complete", "approve", "rate", "archive"]
-        assert [e.seq for e in stored.events] == list(range(1, 11))
+        assert [e.action for e in stored.events] == ["create", "accept", "dispatch", "sign", "handle",
+                                                     "extend_request", "extend_approve", "complete", "approve",
+                                                     "rate", "archive"]
+        assert [e.seq for e in stored.events] == list(range(1, 12))
         handle = stored.events[4]
         assert (handle.actor, handle.actor_role, handle.comment) == ("岳麓城管张伟", "handler", "执法队员已到现场劝离摊贩")
         # 3 working days (the matter's limit) from Monday's dispatch, then extended by 2 more: next Monday.
@@ -346,3 +348,76 @@ def test_reopen_after_an_unhappy_rating(factory):
     reopened = _act(factory, order.id, "reopen", AGENT, reason="摊贩第二天又回来了")
     assert reopened.state == State.DISPATCHED and reopened.reopen_count == 1
     assert reopened.satisfaction is None and reopened.closed_at is None
+
+
+# -- review 2026-12-06 (issue 11): extensions need the centre's approval; a lead closes after its co-handlers ----
+def _handling(factory, **dispatch) -> WorkOrder:
+    order = _new_order(factory)
+    _act(factory, order.id, "accept", AGENT)
+    _act(factory, order.id, "dispatch", DISPATCHER, now=MONDAY, department_code="430104-CHENGGUAN", **dispatch)
+    _act(factory, order.id, "sign", HANDLER)
+    return _act(factory, order.id, "handle", HANDLER, note="已到现场")
+
+
+def test_a_handler_cannot_move_its_own_deadline_only_ask_for_more_time(factory):
+    order = _handling(factory)
+    deadline = order.deadline_at
+    with pytest.raises(Forbidden, match="extend_request"):
+        _act(factory, order.id, "extend", HANDLER, days=10, reason="需协调")
+    asked = _act(factory, order.id, "extend_request", HANDLER, days=2, reason="需与街道联合整治")
+    assert asked.deadline_at == deadline and asked.state == State.HANDLING
+    with pytest.raises(IllegalTransition, match="待审批"):   # one request at a time
+        _act(factory, order.id, "extend_request", HANDLER, days=5, reason="再加几天")
+    with pytest.raises(Forbidden):                           # the department cannot approve itself
+        _act(factory, order.id, "extend_approve", HANDLER)
+    with pytest.raises(Forbidden):
+        _act(factory, order.id, "extend_approve", AGENT)
+    granted = _act(factory, order.id, "extend_approve", SUPERVISOR)
+    assert _utc(granted.deadline_at) == add_working_days(_utc(deadline), 2)
+    assert granted.events[-1].data == {"days": 2}
+    with pytest.raises(IllegalTransition, match="没有待审批的延期申请"):
+        _act(factory, order.id, "extend_approve", DISPATCHER)
+
+
+def test_a_refused_extension_leaves_the_deadline(factory):
+    order = _handling(factory)
+    _act(factory, order.id, "extend_request", HANDLER, days=3, reason="等待鉴定")
+    with pytest.raises(IllegalTransition, match="reason"):
+        _act(factory, order.id, "extend_refuse", DISPATCHER)
+    refused = _act(factory, order.id, "extend_refuse", DISPATCHER, reason="可先行处置")
+    assert refused.deadline_at == order.deadline_at
+    with pytest.raises(IllegalTransition, match="没有待审批"):
+        _act(factory, order.id, "extend_approve", DISPATCHER)
+
+
+def test_a_lead_order_waits_for_its_co_handlers(factory):
+    lead = _handling(factory, co_handlers=["430104001", "430104-SHICHANG"])
+    with factory() as session:
+        children = sorted(get_order(session, order_id=lead.id).children, key=lambda c: c.order_no)
+        child_ids, child_nos = [c.id for c in children], [c.order_no for c in children]
+    with pytest.raises(IllegalTransition) as refused:
+        _act(factory, lead.id, "complete", HANDLER, result="已清理")
+    assert "协办工单尚未办结" in refused.value.reason and all(no in refused.value.reason for no in child_nos)
+    street = Actor("望月湖街道", "handler", "430104001")
+    market = Actor("岳麓市场监管", "handler", "430104-SHICHANG")
+    for child_id, actor in zip(child_ids, (street, market)):
+        _act(factory, child_id, "sign", actor)
+        _act(factory, child_id, "complete", actor, result="已配合处置")
+    done = _act(factory, lead.id, "complete", HANDLER, result="已清理")     # every co-handler has reported
+    assert done.state == State.COMPLETED
+    _act(factory, child_ids[0], "approve", DISPATCHER)
+    with pytest.raises(IllegalTransition) as refused:                      # one co-handler still under review
+        _act(factory, lead.id, "approve", DISPATCHER)
+    assert child_nos[1] in refused.value.reason and child_nos[0] not in refused.value.reason
+    with factory() as session:
+        assert get_order(session, order_id=lead.id).state == State.COMPLETED
+    _act(factory, child_ids[1], "approve", DISPATCHER)
+    assert _act(factory, lead.id, "approve", DISPATCHER).state == State.CLOSED
+
+
+def test_a_110_matter_is_stored_urgent_and_flagged_for_the_agent(factory):
+    knife = {**ROUTING, "decision": "review", "urgency": "非紧急", "diversion": "110", "tags": []}
+    order = _new_order(factory, text="岳麓区望月湖街道有人在小区门口持刀打人，快派人来", routing=knife)
+    assert order.urgency == "紧急" and "转110" in order.tags
+    plain = _new_order(factory, routing={**ROUTING, "diversion": None})
+    assert plain.urgency == "非紧急" and plain.tags == []

@@ -309,3 +309,35 @@ def test_indicators_endpoint_uses_the_same_definitions(client, staff):
     assert client.get("/api/v1/indicators/nope", params=period, headers=official).status_code == 404
     backwards = {"start": period["end"], "end": period["start"]}
     assert client.get("/api/v1/indicators/order_count", params=backwards, headers=official).status_code == 422
+
+
+# -- review 2026-12-06 (issue 11) -----------------------------------------------------------------------------
+def test_dispatch_to_a_unit_the_knowledge_base_does_not_know_is_refused_and_changes_nothing(client):
+    """M8: /actions dispatch took NO-SUCH-DEPT (and co-handler ALSO-NOT-REAL) and stranded the order in no queue."""
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    order_no = client.post("/api/v1/orders", json={"text": STALL}, headers=headers).json()["order_no"]
+    assert client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "accept"}, headers=headers).status_code == 200
+    before = client.get(f"/api/v1/orders/{order_no}", headers=headers).json()
+    for step, named in (({"department_code": "NO-SUCH-DEPT"}, "NO-SUCH-DEPT"),
+                        ({"department_code": "430104001", "co_handlers": ["ALSO-NOT-REAL"]}, "ALSO-NOT-REAL")):
+        refused = client.post(f"/api/v1/orders/{order_no}/actions", json={"action": "dispatch", **step},
+                              headers=headers)
+        assert refused.status_code == 422 and named in refused.json()["detail"], refused.text
+    after = client.get(f"/api/v1/orders/{order_no}", headers=headers).json()
+    assert after == before and after["state"] == "accepted" and after["department_code"] is None
+    ok = client.post(f"/api/v1/orders/{order_no}/actions", headers=headers,
+                     json={"action": "dispatch", "department_code": "430104001", "co_handlers": ["430104-CHENGGUAN"]})
+    assert ok.status_code == 200 and ok.json()["department_code"] == "430104001"
+
+
+def test_a_knife_attack_reaches_the_agent_as_urgent_and_for_110(client):
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    created = client.post("/api/v1/orders", json={"text": "岳麓区望月湖街道有人在小区门口持刀打人，快派人来"},
+                          headers=headers)
+    assert created.status_code == 201, created.text
+    order = created.json()
+    assert order["state"] == "received" and order["urgency"] == "紧急" and "转110" in order["tags"]
+    listed = [o for queue in ("intake", "review")
+              for o in client.get(f"/api/v1/queues/{queue}", headers=headers).json()["items"]
+              if o["order_no"] == order["order_no"]]
+    assert listed and listed[0]["urgency"] == "紧急" and "转110" in listed[0]["tags"]

@@ -336,6 +336,14 @@ def test_department_callbacks_apply_once_and_only_to_its_orders(work):
     assert retry.status_code == 200 and retry.json()["replayed"] is True
     read = client.get(f"/api/v1/orders/{mine}", headers=_h(keys, "reader")).json()
     assert [e["action"] for e in read["events"]].count("sign") == 1
+    # A department's "extend" is a request (issue 11): the deadline waits for the centre's approval.
+    deadline = read["deadline_at"]
+    extend = client.post("/api/v1/callbacks/status", headers=_h(keys, "chengguan"),
+                         json={"event_id": "cg-2026-0001b", "order_no": mine, "action": "extend", "days": 3,
+                               "reason": "需与街道联合整治"})
+    assert extend.status_code == 200, extend.text
+    read = client.get(f"/api/v1/orders/{mine}", headers=_h(keys, "reader")).json()
+    assert read["deadline_at"] == deadline and read["events"][-1]["action"] == "extend_request"
     complete = client.post("/api/v1/callbacks/status", headers=_h(keys, "chengguan"),
                            json={"event_id": "cg-2026-0002", "order_no": mine, "action": "complete",
                                  "result": "已联合街道清理占道摊贩，并安排夜间巡查。"})
