@@ -247,6 +247,19 @@ def parse_message(xml: bytes) -> Incoming:
     return incoming
 
 
+def _check_timestamp(timestamp: str, settings) -> None:
+    """A signed callback is valid only near its own time: refuse a replay of an old (or far-future) signed URL."""
+    window = settings.wechat_timestamp_window_s
+    if not window:
+        return
+    try:
+        stamp = int(timestamp)
+    except ValueError:
+        raise HTTPException(403, "timestamp is not a number") from None
+    if abs(time.time() - stamp) > window:
+        raise HTTPException(403, f"timestamp outside the {window} s window (replayed or clock skew)")
+
+
 def _settings(request: Request):
     settings = request.app.state.settings
     if not settings.wechat_token:
@@ -260,6 +273,7 @@ def verify(request: Request, signature_: str = Query(alias="signature"), timesta
     settings = _settings(request)
     if not signature_ok(signature_, settings.wechat_token, timestamp, nonce):
         raise HTTPException(403, "signature mismatch")
+    _check_timestamp(timestamp, settings)
     return Response(echostr, media_type="text/plain")
 
 
@@ -283,6 +297,7 @@ async def receive(request: Request, background: BackgroundTasks, timestamp: str 
             if not signature_ok(signature_, settings.wechat_token, timestamp, nonce):
                 raise HTTPException(403, "signature mismatch")
             xml = body
+        _check_timestamp(timestamp, settings)
         incoming = parse_message(xml)
     except (ValueError, DefusedXmlException, ElementTree.ParseError) as exc:
         raise HTTPException(400, f"unreadable WeChat message: {exc}") from None

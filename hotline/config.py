@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     wechat_aes_key_previous: str | None = None     # still accepted while WeChat rotates the key
     wechat_app_id: str | None = None
     wechat_app_secret: str | None = None
+    # A callback whose signed `timestamp` is further than this from the server's clock is refused (a captured
+    # signed URL cannot be replayed later); 0 = no check.
+    wechat_timestamp_window_s: int = Field(default=300, ge=0)
     # Citizen-facing endpoints: requests per client address per minute.
     public_rate_limit_per_minute: int = 30
     # Order lookups one API key may relay per minute on behalf of citizens (X-On-Behalf-Of; keys with the

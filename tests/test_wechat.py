@@ -35,8 +35,12 @@ def _xml(msg_type: str, body: str, *, msg_id: str | None = "6123456789012345678"
             f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>{body}{msg}</xml>")
 
 
+def _now() -> str:
+    return str(int(time.time()))
+
+
 def _signed(**extra) -> dict:
-    timestamp, nonce = "1763700001", "n0nce42"
+    timestamp, nonce = _now(), "n0nce42"
     return {"timestamp": timestamp, "nonce": nonce, "signature": signature(TOKEN, timestamp, nonce), **extra}
 
 
@@ -78,6 +82,20 @@ def test_verification_echoes_and_a_forged_signature_is_refused(client):
     assert _orders(client.factory) == []
 
 
+@pytest.mark.parametrize("age_s", [3600, -3600, 10 ** 9 * 1.7])
+def test_a_correctly_signed_but_old_or_future_callback_is_refused(client, age_s):
+    """L1: a captured signed URL (plaintext mode signs only timestamp and nonce) cannot be replayed later."""
+    timestamp = str(int(time.time() - age_s))
+    params = {"timestamp": timestamp, "nonce": "n0nce42", "signature": signature(TOKEN, timestamp, "n0nce42")}
+    body = _xml("text", "<Content><![CDATA[路灯坏了]]></Content>")
+    refused = client.post("/wechat/callback", params=params, content=body)
+    assert refused.status_code == 403 and "window" in refused.json()["detail"]
+    assert client.get("/wechat/callback", params=params | {"echostr": "e"}).status_code == 403
+    assert _orders(client.factory) == []
+    fresh = client.post("/wechat/callback", params=_signed(), content=body)
+    assert fresh.status_code == 200 and fresh.text == "success"
+
+
 def test_a_text_message_files_an_order_and_replies_with_its_number(client):
     body = _xml("text", "<Content><![CDATA[岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤😡]]></Content>")
     response = client.post("/wechat/callback", params=_signed(), content=body.encode())
@@ -100,7 +118,7 @@ def test_safe_mode_round_trip_and_key_rotation(client):
     inner = _xml("text", "<Content><![CDATA[小区门口井盖丢了，很危险]]></Content>", msg_id="6000000000000000001")
     for key, msg_id in ((AES_KEY, "1"), (OLD_AES_KEY, "2")):   # the previous key still works during rotation
         encrypted = encrypt(inner.replace("6000000000000000001", msg_id), encoding_aes_key=key, app_id=APP_ID)
-        params = _signed(encrypt_type="aes", msg_signature=signature(TOKEN, "1763700001", "n0nce42", encrypted))
+        params = _signed(encrypt_type="aes", msg_signature=signature(TOKEN, _now(), "n0nce42", encrypted))
         envelope = f"<xml><ToUserName>gh_12345</ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
         assert client.post("/wechat/callback", params=params, content=envelope).status_code == 200
     assert len(_orders(client.factory)) == 2
