@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -14,6 +15,17 @@ from starlette.responses import Response
 from nlp.pii import mask_pii
 
 access_log = logging.getLogger("hotline.access")
+
+# A client's X-Request-ID is kept only when it is short and plain (a UUID, a gateway's trace id); anything else
+# (a 16 KB id, spaces, a phone number with + and CJK text) is replaced by a fresh one, so it cannot bloat or
+# pollute the log.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def request_id_from(header: str | None) -> str:
+    if header and _SAFE_REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
 
 
 class Metrics:
@@ -56,7 +68,7 @@ class RequestContextMiddleware(BaseHTTPMiddleware):
         self.metrics = metrics
 
     async def dispatch(self, request: Request, call_next) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request_id_from(request.headers.get("x-request-id"))
         request.state.request_id = request_id
         started = time.perf_counter()
         status = 500

@@ -214,6 +214,21 @@ def test_readyz_metrics_and_request_ids(client):
     assert 'hotline_http_requests_total{method="POST",route="/api/v1/route",status="200"} 1.0' in metrics
 
 
+@pytest.mark.parametrize("sent", ["r" * 16_384, "r" * 65, "id with spaces", "13812345678 张三", "a\u00e9b", "x\"}{"])
+def test_a_long_or_odd_client_request_id_is_replaced(client, caplog, sent):
+    """L6: the client's X-Request-ID is logged and echoed only when short (<= 64) and of safe characters."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="hotline.access"):
+        response = client.get("/healthz", headers={"X-Request-ID": sent.encode("utf-8")})
+    echoed = response.headers["X-Request-ID"]
+    assert echoed != sent and len(echoed) == 32 and echoed.isalnum()
+    logged = [r.fields["request_id"] for r in caplog.records if getattr(r, "fields", None)]
+    assert logged and all(rid == echoed for rid in logged)
+    kept = "0f8e2c1a-9b7d-4e3f-8a6b-1c2d3e4f5a6b"
+    assert client.get("/healthz", headers={"X-Request-ID": kept}).headers["X-Request-ID"] == kept
+
+
 def test_readyz_says_not_ready_while_the_router_loads(router):
     app = create_app(router.settings, router=None)
     response = TestClient(app).get("/readyz")
