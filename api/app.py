@@ -1,5 +1,6 @@
 """FastAPI application: the stateless routing API (the work-order service builds on it)."""
 import logging
+import re
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -80,6 +81,15 @@ async def _deliver_webhooks_forever(app: FastAPI) -> None:
         except Exception:  # a database hiccup must not kill the worker; the next round retries
             log.exception("webhook delivery round failed")
         await asyncio.sleep(settings.outbox_poll_s)
+
+
+_PATH = re.compile(r"(?<![\w.])(?:~|[A-Za-z]:)?[/\\](?:[^\s/\\,;()'\"]*[/\\])*([^\s/\\,;()'\"]*)")
+
+
+def without_paths(text: str) -> str:
+    """An operator-facing note with every file-system path cut to its last part (/readyz is anonymous: it must
+    not tell where the service keeps its models)."""
+    return _PATH.sub(lambda match: match.group(1) or "…", text)
 
 
 def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True,
@@ -195,15 +205,19 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
         checks["router"] = "ok" if current is not None else "loading"
         if current is not None:
             checks["index_entries"] = str(len(current.matcher.model.entry_ids))
-            checks["embeddings"] = current.embedder_note
+            checks["embeddings"] = without_paths(current.embedder_note)
         ready = checks["database"] == "ok" and checks["router"] == "ok"
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
+    from api.orders_views import Principal, require_scope
+
+    # Public by default (a scraper on the same network); HOTLINE_METRICS_PUBLIC=false asks for an API key with
+    # the `metrics:read` scope or an admin's token.
+    metrics_guard = [] if settings.metrics_public else [Depends(require_scope("metrics:read"))]
+
+    @app.get("/metrics", dependencies=metrics_guard)
     def metrics(request: Request) -> Response:
         return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
-
-    from api.orders_views import Principal, require_scope
 
     RouteCaller = Annotated[Principal, Depends(require_scope("route"))]
 

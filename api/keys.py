@@ -18,7 +18,9 @@ KEY_PREFIX = "hlk_"
 SCOPES = ("route", "orders:read", "orders:write", "kb:write", "indicators:read",
           # a channel that relays citizens (the assistant): its X-On-Behalf-Of lookups count per relayed user
           # (each key still bounded as a whole) instead of against its address
-          "lookup:on_behalf")
+          "lookup:on_behalf",
+          # GET /metrics when HOTLINE_METRICS_PUBLIC=false (a Prometheus scraper's key)
+          "metrics:read")
 
 
 class ApiKey(Base):

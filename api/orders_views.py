@@ -79,7 +79,8 @@ class Principal:
 ROLE_SCOPES = {
     "agent": {"orders:read", "orders:write", "route"}, "dispatcher": {"orders:read", "orders:write", "route"},
     "handler": {"orders:read", "orders:write"}, "supervisor": {"orders:read", "orders:write"},
-    "official": {"orders:read", "indicators:read"}, "admin": {"orders:read", "orders:write", "kb:write", "route", "indicators:read"},
+    "official": {"orders:read", "indicators:read"}, "admin": {"orders:read", "orders:write", "kb:write", "route", "indicators:read",
+              "metrics:read"},
 }
 
 

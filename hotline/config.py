@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     login_failure_window_s: float = 900.0
     login_lockout_s: float = 900.0
 
+    # GET /metrics without credentials (a scraper on the internal network); false = an API key with the
+    # `metrics:read` scope or an admin's token is needed.
+    metrics_public: bool = True
+
     # The Rasa assistant (its own Python 3.10 venv and process, on loopback behind the app).
     rasa_url: str = "http://127.0.0.1:5005"
     # The app's own base URL, for the assistant's custom actions (they reach the service over HTTP only).

@@ -229,6 +229,33 @@ def test_a_long_or_odd_client_request_id_is_replaced(client, caplog, sent):
     assert client.get("/healthz", headers={"X-Request-ID": kept}).headers["X-Request-ID"] == kept
 
 
+def test_readyz_names_no_file_system_path(client, monkeypatch):
+    """L7: /readyz is anonymous; it says which embedder runs, not where the server keeps its models."""
+    note = ("USE multilingual: e5 unavailable because OSError: /srv/hotline/.cache/hotline/models/e5-small is not "
+            "a folder; int8 from C:\\hotline\\models\\use")
+    monkeypatch.setattr(client.app.state.router, "embedder_note", note)
+    ready = client.get("/readyz", headers={"X-API-Key": ""})
+    assert ready.status_code == 200
+    text = ready.text
+    assert "/srv" not in text and "hotline/models" not in text and "\\\\" not in text
+    assert "e5-small" in ready.json()["checks"]["embeddings"]
+
+
+def test_metrics_are_public_by_default_and_can_require_a_key(router):
+    """L7: HOTLINE_METRICS_PUBLIC=false asks for an API key with `metrics:read` (or an admin's token)."""
+    with TestClient(create_app(router.settings, router=router)) as public:
+        assert public.get("/metrics").status_code == 200
+    closed = router.settings.model_copy(update={"metrics_public": False})
+    with TestClient(create_app(closed, router=router)) as test_client:
+        assert test_client.get("/metrics").status_code == 401
+        with transaction(test_client.app.state.sessions) as session:
+            other = create_api_key(session, name="dispatch", scopes=["route"])[1]
+            scraper = create_api_key(session, name="prometheus", scopes=["metrics:read"])[1]
+        assert test_client.get("/metrics", headers={"X-API-Key": other}).status_code == 403
+        scraped = test_client.get("/metrics", headers={"X-API-Key": scraper})
+        assert scraped.status_code == 200 and "hotline_http_requests_total" in scraped.text
+
+
 def test_readyz_says_not_ready_while_the_router_loads(router):
     app = create_app(router.settings, router=None)
     response = TestClient(app).get("/readyz")
