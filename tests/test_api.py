@@ -256,6 +256,24 @@ def test_metrics_are_public_by_default_and_can_require_a_key(router):
         assert scraped.status_code == 200 and "hotline_http_requests_total" in scraped.text
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc",
+                                  "/api/v1/orders/NOPE", "/no-such-page"])
+def test_api_and_docs_responses_carry_security_headers(client, path):
+    """L7: nosniff, no referrer and no framing on every response, not only on /chat."""
+    response = client.get(path)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    if response.headers["content-type"].startswith("text/html"):
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_the_chat_page_keeps_its_own_content_security_policy(client):
+    page = client.get("/chat")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+
+
 def test_readyz_says_not_ready_while_the_router_loads(router):
     app = create_app(router.settings, router=None)
     response = TestClient(app).get("/readyz")
