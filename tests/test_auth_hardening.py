@@ -223,3 +223,41 @@ def test_staff_disable_and_set_role_commands(tmp_path, monkeypatch):
             assert (user.active, user.role, user.department_code) == (False, "handler", "430104001")
     finally:
         get_settings.cache_clear()
+
+
+# -- L9: the SQLite file is private ---------------------------------------
+def test_the_sqlite_database_and_its_folder_are_private(tmp_path):
+    import os
+    import stat
+
+    from sqlalchemy import text
+
+    umask = os.umask(0o022)   # the usual umask, under which the review found 0644 files and a 0755 folder
+    try:
+        _check_private_sqlite(tmp_path)
+    finally:
+        os.umask(umask)
+
+
+def _check_private_sqlite(tmp_path):
+    import stat
+
+    from sqlalchemy import text
+
+    folder = tmp_path / "state"
+    engine = make_engine(f"sqlite:///{folder / 'hotline.sqlite3'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        files = sorted(folder.iterdir())
+        assert folder / "hotline.sqlite3" in files and len(files) >= 2            # the -wal file exists now
+        for file in files:
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    engine.dispose()
+    old = tmp_path / "old.sqlite3"
+    old.touch(mode=0o644)
+    old.chmod(0o644)
+    make_engine(f"sqlite:///{old}").dispose()
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600                             # an older install is tightened
+
