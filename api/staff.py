@@ -141,9 +141,23 @@ def authenticate(session: Session, *, username: str, password: str, client: str 
     return user if ok else None
 
 
+MIN_SECRET_BYTES = 32
+
+
+class WeakSecretError(ValueError):
+    """HOTLINE_JWT_SECRET is too short to sign staff tokens safely (a short HMAC key can be brute-forced)."""
+
+
 def secret_key(configured: str | None, state_dir: Path) -> str:
-    """The signing key: HOTLINE_JWT_SECRET, or one generated once for this installation (file mode 0600)."""
+    """The signing key: HOTLINE_JWT_SECRET, or one generated once for this installation (file mode 0600).
+
+    A configured secret shorter than 32 bytes is refused (WeakSecretError): the service does not start with it."""
     if configured:
+        if len(configured.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise WeakSecretError(
+                f"HOTLINE_JWT_SECRET is {len(configured.encode('utf-8'))} bytes; at least {MIN_SECRET_BYTES} are "
+                "needed to sign staff tokens safely. Set a long random value (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))') or unset it to use a key generated into the state folder.")
         return configured
     path = state_dir / "jwt_secret"
     if not path.exists():

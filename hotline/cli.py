@@ -339,6 +339,12 @@ def serve(
     from api.observability import configure_json_logging
 
     settings = get_settings()
+    from api.staff import WeakSecretError, secret_key
+
+    try:   # before anything slow: a weak HOTLINE_JWT_SECRET stops the start-up with the reason (L10)
+        secret_key(settings.jwt_secret, settings.state_dir)
+    except WeakSecretError as exc:
+        _fail(str(exc))
     router = _load_router(None)
     if seed_demo and settings.database_url.startswith("sqlite"):
         _seed_if_empty(router)

@@ -225,7 +225,7 @@ def test_staff_disable_and_set_role_commands(tmp_path, monkeypatch):
         get_settings.cache_clear()
 
 
-# -- L9: the SQLite file is private ---------------------------------------
+# -- L9: the SQLite file is private; L10: a short JWT secret is refused ---------------------------------------
 def test_the_sqlite_database_and_its_folder_are_private(tmp_path):
     import os
     import stat
@@ -261,3 +261,23 @@ def _check_private_sqlite(tmp_path):
     make_engine(f"sqlite:///{old}").dispose()
     assert stat.S_IMODE(old.stat().st_mode) == 0o600                             # an older install is tightened
 
+
+def test_a_short_jwt_secret_is_refused_at_start_up(router, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.staff import WeakSecretError
+    from hotline import cli
+    from hotline.config import get_settings
+
+    with pytest.raises(WeakSecretError, match="at least 32"):
+        create_app(router.settings.model_copy(update={"jwt_secret": "secret"}), router=router)
+    create_app(router.settings.model_copy(update={"jwt_secret": "k" * 32}), router=router)   # 32 bytes will do
+    monkeypatch.setenv("HOTLINE_JWT_SECRET", "changeme")
+    monkeypatch.setenv("HOTLINE_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(cli, "_load_router", lambda *_: pytest.fail("serve went on with a weak secret"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli.app, ["serve", "--no-seed", "--no-assistant"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2 and "HOTLINE_JWT_SECRET is 8 bytes" in result.output
