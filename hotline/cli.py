@@ -349,6 +349,7 @@ def serve(
     if seed_demo and settings.database_url.startswith("sqlite"):
         _seed_if_empty(router)
     rasa = _start_assistant(settings, host, port) if assistant else None
+    stop_rasa = _stop_with_this_process(rasa)
     configure_json_logging()
     try:
         # Our access log records route templates only; uvicorn's would print paths and query strings (order
@@ -358,8 +359,58 @@ def serve(
         uvicorn.run(create_app(settings, router=router), host=host, port=port, log_config=None, access_log=False,
                     proxy_headers=False)
     finally:
-        if rasa is not None:
-            rasa.terminate()
+        stop_rasa()
+
+
+def _stop_process_group(process, timeout: float = 20.0) -> None:
+    """Stop a child started in its own session and everything it started (SIGTERM to the group, then SIGKILL)."""
+    import os
+    import signal
+    import subprocess
+
+    if process is None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)   # start_new_session: the group's id is the child's pid
+    except (ProcessLookupError, PermissionError):
+        process.poll()
+        return
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)   # the child or anything it left behind, still there
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.poll()
+
+
+def _stop_with_this_process(process):
+    """The Rasa server (its own process group, so a Ctrl-C meant for us reaches it only through us) stops when
+    `serve` stops: on a normal exit, Ctrl-C, SIGTERM (uvicorn re-raises it after its shutdown, which used to kill
+    us before any `finally` ran) and SIGHUP. Returns the stop function (idempotent)."""
+    import atexit
+    import signal
+
+    if process is None:
+        return lambda: None
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            _stop_process_group(process)
+
+    def on_signal(signum, _frame) -> None:
+        stop()
+        raise SystemExit(128 + signum)
+
+    atexit.register(stop)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    return stop
 
 
 def _seed_if_empty(router) -> None:

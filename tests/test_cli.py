@@ -413,3 +413,99 @@ def test_key_and_staff_commands_migrate_a_fresh_database_first(tmp_path, monkeyp
         assert staff.exit_code == 2 and "needsadepartmentcode" in _flat(staff.output)
     finally:
         get_settings.cache_clear()
+
+
+SERVE_WITH_A_FAKE_RASA = r"""
+import subprocess, sys
+from pathlib import Path
+
+import uvicorn
+import assistant.manage as manage
+from hotline import cli
+
+folder = Path(sys.argv[1])
+
+
+def fake_rasa(settings, *, service_url=None, **_):
+    # like `rasa run`: a server in its own session that has a child of its own
+    return subprocess.Popen(["sh", "-c", f"sleep 300 & echo $! > {folder}/grandchild; echo $$ > {folder}/child; wait"],
+                            start_new_session=True)
+
+
+async def tiny_app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+    elif scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+manage.start_rasa = fake_rasa
+cli._load_router = lambda *_: None
+import api.app
+api.app.create_app = lambda settings, router=None: tiny_app
+sys.argv = ["hotline", "serve", "--no-seed", "--port", sys.argv[2]]
+cli.app()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"   # a zombie waiting for a reaper is gone
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_stopping_serve_stops_the_assistant_and_its_children(tmp_path, how):
+    """Features review: stopping `hotline serve` (kill PID: SIGTERM, which uvicorn re-raises after its shutdown)
+    left the Rasa server running. Its whole process group goes with serve now."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "serve.py"
+    script.write_text(SERVE_WITH_A_FAKE_RASA)
+    env = {**os.environ, "HOTLINE_STATE_DIR": str(tmp_path), "HOTLINE_DATABASE_URL": f"sqlite:///{tmp_path}/h.db"}
+    env.pop("HOTLINE_JWT_SECRET", None)
+    serve = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(port)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert serve.poll() is None, serve.stderr.read().decode()
+            assert time.monotonic() < deadline, "serve did not start"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200 and \
+                        (tmp_path / "grandchild").exists():
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        child = int((tmp_path / "child").read_text())
+        grandchild = int((tmp_path / "grandchild").read_text())
+        assert _alive(child) and _alive(grandchild)
+        serve.send_signal(getattr(signal, how))
+        serve.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while (_alive(child) or _alive(grandchild)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child) and not _alive(grandchild)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        for name in ("child", "grandchild"):
+            path = tmp_path / name
+            if path.exists() and _alive(int(path.read_text())):
+                os.kill(int(path.read_text()), signal.SIGKILL)
