@@ -79,12 +79,25 @@ class ScriptedAssistant:
         return clean_messages(answer)
 
 
+class DisabledAssistant:
+    """The assistant is turned off (HOTLINE_ASSISTANT_ENABLED=false, `hotline serve --no-assistant`): nothing is
+    relayed to whatever listens on the Rasa port; every turn is "unavailable" (the chat answers 503, WeChat files
+    the message as an order directly)."""
+
+    async def send(self, *, sender: str, message: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
+        raise AssistantUnavailable("the assistant is turned off (--no-assistant)")
+
+
 def get_assistant(app) -> AssistantClient:
-    """The app's assistant client: one set on app.state.assistant (tests), else Rasa at settings.rasa_url."""
+    """The app's assistant client: one set on app.state.assistant (tests), else Rasa at settings.rasa_url (or no
+    assistant at all when it is turned off)."""
     client = getattr(app.state, "assistant", None)
     if client is None:
         settings = app.state.settings
-        client = app.state.assistant = RasaRestClient(settings.rasa_url, timeout_s=settings.assistant_timeout_s)
+        if not settings.assistant_enabled:
+            client = app.state.assistant = DisabledAssistant()
+        else:
+            client = app.state.assistant = RasaRestClient(settings.rasa_url, timeout_s=settings.assistant_timeout_s)
     return client
 
 

@@ -348,6 +348,10 @@ def serve(
     router = _load_router(None)
     if seed_demo and settings.database_url.startswith("sqlite"):
         _seed_if_empty(router)
+    if not assistant:
+        # No relay at all: with --no-assistant the chat and WeChat must not reach whatever listens on the Rasa
+        # port (another instance's assistant, whose actions write to another database).
+        settings = settings.model_copy(update={"assistant_enabled": False})
     rasa = _start_assistant(settings, host, port) if assistant else None
     stop_rasa = _stop_with_this_process(rasa)
     configure_json_logging()

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
 
     # The Rasa assistant (its own Python 3.10 venv and process, on loopback behind the app).
     rasa_url: str = "http://127.0.0.1:5005"
+    # false (`hotline serve --no-assistant`): the chat and WeChat never relay to rasa_url; WeChat files directly.
+    assistant_enabled: bool = True
     # The app's own base URL, for the assistant's custom actions (they reach the service over HTTP only).
     service_url: str = "http://127.0.0.1:8000"
     assistant_timeout_s: float = 8.0

@@ -415,6 +415,27 @@ def test_key_and_staff_commands_migrate_a_fresh_database_first(tmp_path, monkeyp
         get_settings.cache_clear()
 
 
+def test_serve_no_assistant_turns_the_relay_off(tmp_path, monkeypatch):
+    """Features review: with --no-assistant the app must not relay to Rasa at all (it reached :5005 before)."""
+    import uvicorn
+
+    from hotline import cli
+
+    served = {}
+    monkeypatch.setenv("HOTLINE_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("HOTLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'hotline.sqlite3'}")
+    monkeypatch.setattr(cli, "_load_router", lambda *_: None)
+    monkeypatch.setattr(cli, "_start_assistant", lambda *_: pytest.fail("--no-assistant started Rasa"))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: served.setdefault("app", app))
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["serve", "--no-seed", "--no-assistant"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert served["app"].state.settings.assistant_enabled is False
+
+
 SERVE_WITH_A_FAKE_RASA = r"""
 import subprocess, sys
 from pathlib import Path

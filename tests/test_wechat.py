@@ -471,3 +471,20 @@ def test_a_message_left_unsettled_by_a_dead_process_is_filed_by_the_worker(clien
     assert wechat.file_due(client.app, now=utcnow() + dt.timedelta(minutes=30)) == 1
     [order] = _orders(client.factory)
     assert order.order_no in client.sender.sent[-1][1]
+
+
+def test_with_the_assistant_turned_off_nothing_is_relayed_to_the_rasa_port(router):
+    """Features review: `hotline serve --no-assistant` still relayed to whatever listened on :5005 (another
+    instance's Rasa). Turned off, the chat answers 503 and WeChat files the message directly; Rasa sees nothing."""
+    with FakeRasa() as rasa:
+        settings = router.settings.model_copy(update={"wechat_token": TOKEN, "rasa_url": rasa.url,
+                                                      "assistant_enabled": False})
+        router.settings = settings
+        app = create_app(settings, router=router, wechat_sender=RecordingSender())
+        with TestClient(app) as client:
+            client.factory = session_factory(make_engine(settings.database_url))
+            chat = client.post("/api/v1/chat", json={"message": "我要投诉路灯坏了"})
+            assert chat.status_code == 503
+            _post_text(client, "岳麓区望月湖街道晚上摊贩占道", "9600000000000000001")
+            assert [o.text for o in _orders(client.factory)] == ["岳麓区望月湖街道晚上摊贩占道"]
+        assert rasa.turns == []
