@@ -148,7 +148,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     from api.security_headers import SecurityHeadersMiddleware
 
-    app.add_middleware(SecurityHeadersMiddleware)   # outside the request context: errors and 500s get them too
+    app.add_middleware(SecurityHeadersMiddleware)   # outside the request context: 4xx answers get them too
     if settings.trusted_proxies:
         # X-Forwarded-For is believed only from the configured proxies (L15); `hotline serve` turns uvicorn's own
         # handling (which trusts anyone on 127.0.0.1) off. Outermost, so logs and limits see the real client.
