@@ -71,7 +71,7 @@ def _identity(tokens):
 
 
 class Featurizer:
-    """Text → the three feature blocks the base learners read."""
+    """Text → (char + word TF-IDF, word TF-IDF alone): what the SVM and the Naive Bayes read."""
 
     def __init__(self):
         self.chars = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2,
@@ -79,17 +79,19 @@ class Featurizer:
         self.words = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, min_df=1, max_features=WORD_FEATURES,
                                      dtype=np.float32)
 
-    def fit(self, texts: list[str]) -> "Featurizer":
+    def fit_transform(self, texts: list[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
         try:
-            self.chars.fit(texts)
+            chars = self.chars.fit_transform(texts)
         except ValueError:  # a tiny history where no n-gram occurs twice
-            self.chars.set_params(min_df=1).fit(texts)
-        self.words.fit([_words(t) for t in texts])
-        return self
+            chars = self.chars.set_params(min_df=1).fit_transform(texts)
+        return self._blocks(chars, self.words.fit_transform([_words(t) for t in texts]))
 
     def transform(self, texts: list[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-        words = self.words.transform([_words(t) for t in texts])
-        return sparse.hstack([self.chars.transform(texts), words]).tocsr(), words
+        return self._blocks(self.chars.transform(texts), self.words.transform([_words(t) for t in texts]))
+
+    @staticmethod
+    def _blocks(chars, words) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+        return sparse.hstack([chars, words]).tocsr(), words
 
 
 @dataclass
@@ -128,10 +130,6 @@ class Head:
     meta: Pipeline
     platt: Platt
     metrics: dict = field(default_factory=dict)
-
-    @property
-    def classifier(self):  # what predicted label indices mean: positions in `labels`
-        return self.meta
 
 
 def combiner() -> Pipeline:
@@ -174,7 +172,7 @@ def _kb_block(kb_kinds: np.ndarray | None, rows: int, width: int) -> np.ndarray:
     return np.log(np.asarray(kb_kinds, dtype=np.float64) + KB_FLOOR)
 
 
-def _fit_bases(x_lex, x_words, dense, y, n_classes):
+def _fit_bases(x_lex, x_words, dense, y):
     svm = LinearSVC(C=SVM_C, class_weight="balanced").fit(x_lex, y)
     svm.coef_ = svm.coef_.astype(np.float32)
     nb = ComplementNB(alpha=NB_ALPHA).fit(x_words, y)
@@ -207,7 +205,7 @@ def fit_head(name: str, labels: list[str], y: np.ndarray, x_lex, x_words, dense:
     oof = None
     for number, (train, test) in enumerate(folds, start=1):
         progress(f"{name}: base learners, fold {number}/{k}")
-        bases = _fit_bases(x_lex[train], x_words[train], None if dense is None else dense[train], y[train], n)
+        bases = _fit_bases(x_lex[train], x_words[train], None if dense is None else dense[train], y[train])
         block = _base_block(bases, x_lex[test], x_words[test], None if dense is None else dense[test], n, kb[test])
         if oof is None:
             oof = np.zeros((len(y), block.shape[1]))
@@ -221,7 +219,7 @@ def fit_head(name: str, labels: list[str], y: np.ndarray, x_lex, x_words, dense:
     platt = Platt.fit(meta_oof, correct)
     meta = combiner().fit(oof, y)
     progress(f"{name}: final base learners on all orders")
-    svm, semantic, nb = _fit_bases(x_lex, x_words, dense, y, n)
+    svm, semantic, nb = _fit_bases(x_lex, x_words, dense, y)
     confidence = platt(meta_oof)
     metrics = {"oof_accuracy": round(float(correct.mean()), 4), "folds": k, **auto_figures(confidence, correct)}
     return Head(name, labels, svm, semantic, nb, meta, platt, metrics)
@@ -324,8 +322,8 @@ def fit_heads(texts: list[str], labels_by_head: dict[str, list[str | None]], vec
               progress: Callable[[str], None] = lambda m: None) -> HistoryModel:
     started = time.perf_counter()
     progress("features")
-    featurizer = Featurizer().fit(texts)
-    x_lex, x_words = featurizer.transform(texts)
+    featurizer = Featurizer()
+    x_lex, x_words = featurizer.fit_transform(texts)
     dense = np.hstack(vectors) if vectors else None
     kind_keys = list(kind_keys or [])
     kb = _kb_block(kb_kinds, len(texts), len(kind_keys)) if kind_keys else np.zeros((len(texts), 0))

@@ -138,6 +138,9 @@ class Router:
         self._entry_words = {e.id: set(e.keywords) | set(self.segmenter.content_words(e.name)) for e in kb.entries.values()}
         # Per entry position, computed once: its kind of unit and the district it is limited to.
         self._kinds, self._kind_of_entry = kind_index(kb, matcher.model.entry_ids)
+        # entries × kinds, 1 where the entry's unit is of that kind: entry probabilities @ this = per-kind ones
+        self._entry_kind = np.zeros((len(self._kind_of_entry), len(self._kinds)))
+        self._entry_kind[np.arange(len(self._kind_of_entry)), self._kind_of_entry] = 1.0
         self._entry_scope = np.array([kb.entries[e].scope for e in matcher.model.entry_ids])
 
     # -- place → unit -----------------------------------------------------------------------------------------
@@ -173,9 +176,7 @@ class Router:
         results: list[dict] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
-            texts = [c["match_text"] for c in chunk]
-            vectors = self.matcher.encoders.queries(texts)
-            probs, similarity, best_rows = self.matcher.entry_probabilities(texts, vectors)
+            vectors, (probs, similarity, best_rows) = self._match([c["match_text"] for c in chunk])
             history = None
             if self.history_model:
                 history = self.history_model.predict([c["history_text"] for c in chunk], vectors,
@@ -194,18 +195,18 @@ class Router:
         return list(self._kinds)
 
     def _kind_probabilities(self, entry_probs: np.ndarray) -> np.ndarray:
-        onehot = np.zeros((len(self._kind_of_entry), len(self._kinds)))
-        onehot[np.arange(len(self._kind_of_entry)), self._kind_of_entry] = 1.0
-        return entry_probs @ onehot
+        return entry_probs @ self._entry_kind
 
     def history_features(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
         """What a history model reads besides the text: the sentence embeddings of the matter and the router's
         probability for each kind of unit (`kind_keys`)."""
-        items = [self.prepare(RouteRequest("", t)) for t in texts]
-        matter = [c["match_text"] for c in items]
-        vectors = self.matcher.encoders.queries(matter)
-        probs, _, _ = self.matcher.entry_probabilities(matter, vectors)
+        vectors, (probs, _, _) = self._match([self.prepare(RouteRequest("", t))["match_text"] for t in texts])
         return vectors, self._kind_probabilities(probs)
+
+    def _match(self, match_texts: list[str]):
+        """The texts' embeddings and the matcher's (entry probabilities, similarity, best example rows)."""
+        vectors = self.matcher.encoders.queries(match_texts)
+        return vectors, self.matcher.entry_probabilities(match_texts, vectors)
 
     def _decide(self, item: dict, probs: np.ndarray, similarity: np.ndarray, best_rows: np.ndarray,
                 vectors: list[np.ndarray], history: dict | None, *, use_corrections: bool = True) -> dict:
@@ -465,27 +466,24 @@ class Router:
         return label
 
     def unit_for_history_label(self, label: str, geo: GeocodeResult) -> tuple[Department | UnlistedUnit | None, bool]:
-        """(the unit in this complaint's place, whether the place left it unsure) for a history model's label."""
+        """(the unit in this complaint's place, whether the place left it unsure) for a history model's label: a
+        kind of unit, or a unit the history names somewhere (the same kind of unit in THIS place owns it)."""
         if label.startswith(KIND_LABEL):
+            named = None
             kind, _, level = label[len(KIND_LABEL):].rpartition("@")
-            local, _, _ = self.resolve_unit(kind, level, geo)
-            if isinstance(local, UnlistedUnit):
-                return local, True          # the street/town is not known: the territorial office, to be confirmed
-            if local is None or local.kind != kind:
-                return local, True          # no such unit here: whoever assigns it in this district
+        else:
+            named = self._find_department(label)
+            if named is None or named.level == "city":
+                return named, False
+            kind, level = named.kind, named.level
+        local, _, _ = self.resolve_unit(kind, level, geo)
+        if isinstance(local, UnlistedUnit):
+            return local, True          # the street/town is not known: the territorial office, to be confirmed
+        if local is not None and local.kind == kind:
             return local, False
-        known = self._find_department(label)
-        if known is not None and known.level != "city":
-            # The history names a unit somewhere; the same kind of unit in THIS complaint's place owns it.
-            local, _, _ = self.resolve_unit(known.kind, known.level, geo)
-            if isinstance(local, UnlistedUnit):
-                return local, True
-            if local is not None and local.kind == known.kind:
-                return local, False
-            if local is not None and geo.district and known.district_adcode != geo.district["adcode"]:
-                # Never the history's unit in another district.
-                return local, True
-        return known, False
+        if named is None or (local is not None and geo.district and named.district_adcode != geo.district["adcode"]):
+            return local, True          # no such unit here: whoever assigns it in this district, never another's
+        return named, False
 
     def _find_department(self, label: str) -> Department | None:
         if label in self.kb.departments:

@@ -273,27 +273,6 @@ def test_train_with_the_text_column_named(cli, tmp_path):
     assert "only1usableordersinthehistory(needatleast10)" in _flat(result.output)
 
 
-def test_train_then_route_with_the_model(cli, tmp_path):
-    codes = {"chengguan": "430104-CHENGGUAN", "zhujian": "430104-ZHUJIAN", "street_office": "430104001",
-             "shengtai": "430104-SHENGTAI", "water": "CS-WATER"}
-    history = tmp_path / "history.csv"
-    with history.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "department"])
-        for entry in ENTRIES:
-            for example in entry["examples"]:
-                for place in ("岳麓区", "望月湖", "河西"):
-                    writer.writerow([place + example, codes[entry["lead"]]])
-    result = runner.invoke(app, ["train", "--history", str(history), "--out", str(tmp_path / "model")])
-    assert result.exit_code == 0, result.output
-    source, out = tmp_path / "in.jsonl", tmp_path / "routed.jsonl"
-    _jsonl(source, [{"id": "1", "text": STALL}])
-    result = runner.invoke(app, ["route", "-i", str(source), "-o", str(out), "--model", str(tmp_path / "model")])
-    assert result.exit_code == 0, result.output
-    routed = _read_jsonl(out)[0]
-    assert routed["department"]["code"] == "430104-CHENGGUAN" and "kb_department" in routed
-
-
 def _write_history(path, codes=None):
     codes = codes or {"chengguan": "430104-CHENGGUAN", "zhujian": "430104-ZHUJIAN", "street_office": "430104001",
                       "shengtai": "430104-SHENGTAI", "water": "CS-WATER"}
@@ -305,6 +284,18 @@ def _write_history(path, codes=None):
                 for place in ("岳麓区", "望月湖", "河西"):
                     writer.writerow([place + example, codes[entry["lead"]]])
     return path
+
+
+def test_train_then_route_with_the_model(cli, tmp_path):
+    history = _write_history(tmp_path / "history.csv")
+    result = runner.invoke(app, ["train", "--history", str(history), "--out", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    source, out = tmp_path / "in.jsonl", tmp_path / "routed.jsonl"
+    _jsonl(source, [{"id": "1", "text": STALL}])
+    result = runner.invoke(app, ["route", "-i", str(source), "-o", str(out), "--model", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    routed = _read_jsonl(out)[0]
+    assert routed["department"]["code"] == "430104-CHENGGUAN" and "kb_department" in routed
 
 
 def test_trained_model_reports_held_out_figures_and_stays_small(cli, tmp_path):
