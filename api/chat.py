@@ -155,10 +155,15 @@ def chat_page(request: Request) -> Response:
     return _protect(response)
 
 
+# The files the page may load, listed once: a requested name is looked up here and never touches the file system
+# (a name of 256+ bytes made Path.is_file() raise "File name too long", a 500; review 2026-12-06, L2).
+ASSETS = {path.name: path for path in STATIC_DIR.iterdir() if path.suffix in ASSET_TYPES and path.is_file()}
+
+
 @router.get("/chat/assets/{name}", include_in_schema=False)
 def chat_asset(name: str) -> Response:
-    path = STATIC_DIR / name
     # Only files that sit directly in api/static with a known type: no traversal, no directory listing.
-    if path.suffix not in ASSET_TYPES or path.parent != STATIC_DIR or not path.is_file():
+    path = ASSETS.get(name)
+    if path is None:
         raise HTTPException(404, "no such asset")
     return _protect(FileResponse(path, media_type=ASSET_TYPES[path.suffix]))

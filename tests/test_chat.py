@@ -168,6 +168,15 @@ def test_the_page_is_served_self_contained_with_a_strict_csp_and_a_session_cooki
     assert "set-cookie" not in client.get("/chat").headers
 
 
+def test_asset_names_too_long_for_the_file_system_are_a_404_not_a_500(make_client):
+    # Review 2026-12-06, L2: a name of 256+ bytes raised OSError (File name too long) in Path.is_file().
+    client = make_client(echo_assistant())
+    for name in ("a" * 256 + ".js", "投诉" * 100 + ".css", "b" * 5000 + ".svg", "%E6%8A%95" * 200 + ".js"):
+        response = client.get(f"/chat/assets/{name}")
+        assert response.status_code == 404, (len(name), response.status_code)
+    assert client.get("/chat/assets/chat.js").status_code == 200
+
+
 # -- identity ------------------------------------------------------------------------------------------------
 def test_identity_comes_from_the_signed_cookie_not_from_the_browser(make_client):
     assistant = echo_assistant()
