@@ -88,6 +88,8 @@ async def _action_call(request: Request) -> dict[str, Any]:
         call = json.loads(body)
     except ValueError:
         raise HTTPException(400, "the body is not JSON") from None
+    except RecursionError:   # not a ValueError: depth ≥ ~1,000 (review 2026-12-06, L3)
+        raise HTTPException(400, "the body is not JSON: nested too deeply") from None
     if not isinstance(call, dict) or not isinstance(call.get("tracker"), dict) or not call.get("next_action"):
         raise HTTPException(400, "an action call needs next_action and tracker")
     return call

@@ -126,8 +126,11 @@ class StrictJSONMiddleware:
             except NotStrictJSON as exc:
                 await _invalid(scope["path"], str(exc))(scope, receive, send)
                 return
-            except (ValueError, RecursionError):
-                pass   # malformed or too deep: FastAPI answers it as it always has
+            except RecursionError:   # not a ValueError; FastAPI's own answer gave no reason (review 2026-12-06, L3)
+                await _invalid(scope["path"], "the JSON is nested too deeply")(scope, receive, send)
+                return
+            except ValueError:
+                pass   # malformed: FastAPI answers it as it always has
         replayed = False
 
         async def replay():

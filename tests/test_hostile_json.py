@@ -157,3 +157,33 @@ def test_the_web_chat_still_drops_half_an_emoji_from_what_a_person_typed(hostile
     assert assistant.turns[-1]["message"] == "路灯坏了"
     refused = client.post("/api/v1/chat", content=b'{"message": "hi", "sender": "\\ud83d"}', headers=headers)
     assert refused.status_code == 422 and len(assistant.turns) == 1
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"next_action": "action_query_status", "tracker": ' + b'{"a": [' * depth + b"1" + b"]}" * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [1_000, 5_000, 100_000])
+def test_deeply_nested_json_is_a_4xx_on_every_json_path(hostile, depth):
+    """Review 2026-12-06, L3: json.loads raises RecursionError (not a ValueError) at depth ≥ 1,000; the assistant
+    webhook, which parses its own (possibly gzip-compressed) bodies, answered 500."""
+    import gzip
+
+    from api.assistant_actions import webhook_token
+
+    client, keys, factory, order_no = hostile
+    body = _nested(depth)
+    url = f"/api/v1/assistant/webhook?token={webhook_token(client.app.state.assistant_api_key)}"
+    for content, extra in ((body, {}), (gzip.compress(body), {"content-encoding": "gzip"})):
+        response = client.post(url, content=content, headers={"content-type": "application/json"} | extra)
+        assert response.status_code == 400, (response.status_code, response.text[:200])
+        assert "nested" in response.json()["detail"]
+    deep_text = b'{"text": "' + "岳麓区望月湖街道路灯坏了".encode() + b'", "location": ' + b'{"x": ' * depth + b"1" + b"}" * depth + b"}"
+    for path, key in (("/api/v1/auth/token", None), ("/api/v1/orders", "dispatch"), ("/api/v1/chat", None),
+                      ("/open311/v2/requests.json", None), (f"/api/v1/orders/{order_no}/actions", "dispatch")):
+        headers = {"content-type": "application/json"} | ({"X-API-Key": keys[key]} if key else {})
+        response = client.post(path, content=deep_text, headers=headers)
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text[:200])
+        assert "nested too deeply" in response.text
+        json.loads(response.content.decode("utf-8"))
+    assert _count(factory) == 1
