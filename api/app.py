@@ -145,6 +145,14 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     from api import input_guard
 
     input_guard.install(app)   # strict JSON bodies, safe 422s; inside the request context (logged, counted)
+    from api.body_limit import BodyLimitMiddleware
+
+    # Before anything parses a body (L4): the general limit, smaller ones where the endpoint's own is smaller, and
+    # the assistant webhook's (a long tracker, token-protected) however small the general one is.
+    own_limits = {"/api/v1/chat": min(chat.MAX_BODY_BYTES, settings.max_body_bytes),
+                  "/wechat/callback": min(wechat.MAX_BODY_BYTES, settings.max_body_bytes),
+                  "/api/v1/assistant/webhook": assistant_actions.MAX_BODY_BYTES}
+    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes, limits=own_limits)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     from api.security_headers import SecurityHeadersMiddleware
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     model_dir: Path | None = None
 
     max_text_chars: int = 20_000
+    # Largest request body the API reads (bytes); larger ones, chunked or not, are refused with 413 before parsing.
+    # Some endpoints keep a smaller limit of their own (web chat 16 KB, WeChat 64 KB); the assistant webhook 4 MB.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # WeChat official account (公众号). Token alone enables the callback; AES keys enable safe mode; AppId and
     # AppSecret let replies go out through the customer-service message API.
     wechat_token: str | None = None

@@ -97,9 +97,9 @@ def test_odd_json_values_are_a_4xx_never_a_500(hostile, name, path, key, body):
     assert (_count(factory), _version(factory, order_no)) == before   # nothing written, nothing half-written
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/api/v1/auth/token", {"username": "甲" * 2_000_000, "password": "x"}),
-    ("/api/v1/auth/token", {"username": ["x" * 100_000] * 20, "password": "x"}),
+@pytest.mark.parametrize("path, body", [   # under the 1 MB body limit (L4), which refuses bigger ones with 413
+    ("/api/v1/auth/token", {"username": "甲" * 150_000, "password": "x"}),
+    ("/api/v1/auth/token", {"username": ["x" * 45_000] * 20, "password": "x"}),
     ("/api/v1/auth/token", {"username": {"a" * 50_000: "b" * 50_000}, "password": "x"}),
 ])
 def test_a_422_never_echoes_megabytes(hostile, path, body):
@@ -184,6 +184,48 @@ def test_deeply_nested_json_is_a_4xx_on_every_json_path(hostile, depth):
         headers = {"content-type": "application/json"} | ({"X-API-Key": keys[key]} if key else {})
         response = client.post(path, content=deep_text, headers=headers)
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text[:200])
-        assert "nested too deeply" in response.text
+        assert "nested too deeply" in response.text or (response.status_code == 413 and path == "/api/v1/chat")
         json.loads(response.content.decode("utf-8"))
     assert _count(factory) == 1
+
+
+def test_bodies_over_the_size_limit_are_refused_before_parsing_chunked_or_not(hostile):
+    """Review 2026-12-06, L4: anonymous 10 MB bodies were read and parsed whole; a 2 MB username came back in a 2 MB
+    422; a chunked chat body (no Content-Length) passed the chat's 16 KB guard."""
+    client, keys, factory, _ = hostile
+    big = json.dumps({"username": "张" * 2_000_000, "password": "x"}, ensure_ascii=False).encode()
+    response = client.post("/api/v1/auth/token", content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and len(response.content) < 1_000
+    assert "request body too large" in response.json()["detail"]
+
+    def chunked(body: bytes, size: int = 4096):
+        for start in range(0, len(body), size):
+            yield body[start:start + size]
+
+    headers = {"content-type": "application/json"}
+    for path, key, body in (
+        ("/api/v1/auth/token", None, big),
+        ("/api/v1/orders", "dispatch", json.dumps({"text": "楼下烧烤店油烟太大" * 120_000}, ensure_ascii=False).encode()),
+        ("/api/v1/chat", None, json.dumps({"message": "小区门口流动摊贩占道经营" * 2_000}, ensure_ascii=False).encode()),
+    ):
+        sent = client.post(path, content=chunked(body), headers=headers | ({"X-API-Key": keys[key]} if key else {}))
+        assert sent.status_code == 413, (path, sent.status_code, sent.text[:200])
+        assert "请求内容过大" in sent.json()["detail"]
+    open311 = client.post("/open311/v2/requests.json", content=chunked(big), headers=headers)
+    assert open311.status_code == 413 and open311.json()[0]["code"] == 413
+    assert _count(factory) == 1
+    # ordinary bodies, chunked or not, still go through
+    ok = client.post("/api/v1/orders", content=chunked(json.dumps({"text": "岳麓区望月湖街道路灯坏了"}).encode(), 7),
+                     headers=headers | {"X-API-Key": keys["dispatch"]})
+    assert ok.status_code == 201, ok.text
+
+
+def test_the_body_limit_is_a_setting(router, tmp_path):
+    from api.app import create_app
+
+    settings = router.settings.model_copy(update={"max_body_bytes": 4096})
+    with TestClient(create_app(settings, router=router)) as client:
+        login = {"username": "李" * 3000, "password": "x"}
+        assert client.post("/api/v1/auth/token", json=login).status_code == 413
+        login["username"] = "李明"
+        assert client.post("/api/v1/auth/token", json=login).status_code == 401
