@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from api.routing_pool import run_routing
 from hotline.config import Settings, get_settings
 from hotline.db import transaction
 from nlp.normalize import InputError
@@ -92,6 +93,23 @@ def without_paths(text: str) -> str:
     return _PATH.sub(lambda match: match.group(1) or "…", text)
 
 
+def build_service_router(settings: Settings):
+    """The router the service runs: `build_router`'s, with the embedders' query calls micro-batched across
+    concurrent requests (HOTLINE_EMBED_BATCH_WAIT_MS, HOTLINE_EMBED_MAX_BATCH; nlp/batching.py). Batching wraps the
+    model embedders only (same model ids: the same index is used); the CLI builds its routers unwrapped."""
+    from nlp.batching import with_batching
+    from routing.service import build_router, choose_encoders
+
+    choice = choose_encoders(settings)
+    choice.encoders.embedders = with_batching(choice.encoders.embedders,
+                                              wait_s=settings.embed_batch_wait_ms / 1000.0,
+                                              max_batch=settings.embed_max_batch)
+    if settings.embed_max_batch > 1:
+        log.info("embedding calls batched across requests: up to %d texts, %.1f ms wait",
+                 settings.embed_max_batch, settings.embed_batch_wait_ms)
+    return build_router(settings, choice=choice, progress=log.info)
+
+
 def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True,
                wechat_sender=None, webhook_sender=None) -> FastAPI:
     from api import assistant_actions, chat, indicators_views, kb_views, open311, orders_views, wechat, work_views
@@ -115,9 +133,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
 
             worker = asyncio.create_task(_deliver_webhooks_forever(app))
         if app.state.router is None and load_router:
-            from routing.service import build_router
-
-            app.state.router = await run_in_threadpool(build_router, settings, progress=log.info)
+            app.state.router = await run_in_threadpool(build_service_router, settings)
             log.info("router ready: %s", app.state.router.embedder_note)
         yield
         if worker is not None:
@@ -239,7 +255,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
 
         point = GeoPoint(body.location.lat, body.location.lng, body.location.datum.lower()) if body.location else None
         try:
-            result = await run_in_threadpool(router.route, body.text, point, order_id=body.id)
+            result = await run_routing(request.app, router.route, body.text, point, order_id=body.id)
         except InputError as exc:
             raise HTTPException(422, str(exc)) from None
         request.app.state.metrics.decisions.labels(result["decision"]).inc()
