@@ -6,12 +6,15 @@ messages, each {"recipient_id", "text"?, "buttons"?: [{"title", "payload"}], "cu
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
+import json
 import logging
 import math
 import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -20,6 +23,9 @@ log = logging.getLogger("hotline.assistant")
 UNAVAILABLE_MESSAGE = "助手暂时不可用，请拨打12345"
 MAX_BARS = 30          # a chart with more bars is unreadable on a phone; the text answer carries the rest
 MAX_MESSAGE_CHARS = 2000
+# Rasa's answer to one turn, read at most this far (a few messages with buttons and a chart are a few KB); a longer
+# one is refused like any other broken answer (review 2026-12-06, L5: a 9 MB reply was relayed whole).
+MAX_REPLY_BYTES = 256 * 1024
 
 
 class AssistantUnavailable(Exception):
@@ -31,29 +37,45 @@ class AssistantClient(Protocol):
 
 
 class RasaRestClient:
-    """Rasa's REST webhook over HTTP, with a timeout; every failure becomes AssistantUnavailable."""
+    """Rasa's REST webhook over HTTP, with a deadline for the whole turn and a size cap on the answer; every failure
+    becomes AssistantUnavailable."""
 
     def __init__(self, base_url: str, *, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None):
         self.url = base_url.rstrip("/") + "/webhooks/rest/webhook"
         self.timeout_s = timeout_s
         self._transport = transport
 
-    async def send(self, *, sender: str, message: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _answer(self, turn: dict[str, Any]) -> bytes:
         # A client per turn: the relay and WeChat's background work may run on different event loops (tests, the
         # thread pool), and an AsyncClient must not outlive its loop. On loopback this costs well under a millisecond.
+        async with httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport) as http:
+            async with http.stream("POST", self.url, json=turn) as response:
+                if response.status_code != 200:
+                    raise AssistantUnavailable(f"Rasa answered HTTP {response.status_code}")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > MAX_REPLY_BYTES:
+                    raise AssistantUnavailable(f"Rasa's answer is larger than {MAX_REPLY_BYTES} bytes")
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():   # decoded: a compressed answer counts as it unpacks
+                    size += len(chunk)
+                    if size > MAX_REPLY_BYTES:
+                        raise AssistantUnavailable(f"Rasa's answer is larger than {MAX_REPLY_BYTES} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+
+    async def send(self, *, sender: str, message: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
+        # httpx's timeout bounds each read; a reply dripped a byte at a time held a turn 20 s with a 3 s timeout
+        # (review 2026-12-06, L5). The whole turn — connect, send, every read — ends at the deadline.
+        turn = {"sender": sender, "message": message, "metadata": metadata}
         try:
-            async with httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport) as http:
-                response = await http.post(self.url, json={"sender": sender, "message": message,
-                                                           "metadata": metadata})
-        except httpx.TimeoutException:
+            body = await asyncio.wait_for(self._answer(turn), timeout=self.timeout_s)
+        except (httpx.TimeoutException, asyncio.TimeoutError):
             raise AssistantUnavailable(f"Rasa did not answer within {self.timeout_s} s") from None
         except httpx.HTTPError as exc:
             raise AssistantUnavailable(f"Rasa unreachable ({type(exc).__name__})") from None
-        if response.status_code != 200:
-            raise AssistantUnavailable(f"Rasa answered HTTP {response.status_code}")
         try:
-            payload = response.json()
-        except ValueError:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
             raise AssistantUnavailable("Rasa answered with something that is not JSON") from None
         if not isinstance(payload, list):
             raise AssistantUnavailable("Rasa answered with something that is not a list of messages")
@@ -139,11 +161,25 @@ def clean_messages(payload: list[Any]) -> list[dict[str, Any]]:
                     custom["chart"] = chart
             if custom:
                 message["custom"] = custom
-        if isinstance(raw.get("image"), str):
+        if isinstance(raw.get("image"), str) and safe_image_url(raw["image"]):
             message["image"] = raw["image"]
         if len(message) > 1:
             messages.append(message)
     return messages
+
+
+def safe_image_url(url: str) -> bool:
+    """An http(s) URL or a relative one; never javascript:, data: or any other scheme. Whitespace and control
+    characters (which browsers drop, so "java\tscript:" would run) are refused outright."""
+    if not url or len(url) > 2048 or any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if parts.scheme:
+        return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+    return ":" not in url.split("/", 1)[0]   # "javascript%3A…" stays a path; "x:y" without a scheme is refused
 
 
 def clean_chart(chart: Any) -> dict[str, Any] | None:

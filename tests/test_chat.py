@@ -335,6 +335,86 @@ def test_the_http_client_maps_every_failure_to_unavailable():
         asyncio.run(RasaRestClient(closed_port_url(), timeout_s=2.0).send(sender="x", message="你好", metadata={}))
 
 
+class DripRasa:
+    """A Rasa that answers 200 at once and then drips its (valid) reply a byte every `drip_s` seconds: each read
+    gets something well within any per-read timeout, but the whole answer takes len(reply) * drip_s."""
+
+    def __init__(self, reply: bytes, drip_s: float) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                try:
+                    for i in range(len(reply)):
+                        self.wfile.write(reply[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(drip_s)
+                except OSError:   # the client gave up: what the test wants
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> DripRasa:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_drip_fed_rasa_reply_is_cut_off_at_the_turns_deadline(make_client):
+    """Review 2026-12-06, L5: the timeout applied per read, so a reply dripped a byte at a time held the web request
+    20 s with HOTLINE_ASSISTANT_TIMEOUT_S=3. The whole turn now ends at the deadline (503)."""
+    reply = json.dumps([{"recipient_id": "u", "text": "您的工单已受理，请耐心等待处理"}], ensure_ascii=False).encode()
+    with DripRasa(reply, drip_s=0.1) as rasa:   # the whole reply would take 8+ s
+        started = time.monotonic()
+        with pytest.raises(AssistantUnavailable, match="within"):
+            asyncio.run(RasaRestClient(rasa.url, timeout_s=1.0).send(sender="u", message="我的工单", metadata={}))
+        assert time.monotonic() - started < 2.5
+        client = make_client(rasa_url=rasa.url, assistant_timeout_s=1.0)
+        started = time.monotonic()
+        response = client.post("/api/v1/chat", json={"message": "我想查一下上周投诉的路灯工单"})
+        assert response.status_code == 503 and response.json()["detail"] == UNAVAILABLE_MESSAGE
+        assert time.monotonic() - started < 2.5
+
+
+def test_a_huge_rasa_reply_is_refused_not_relayed(make_client):
+    """L5: a 9 MB reply was relayed whole; the answer is read up to 256 KB, then the turn is a 503."""
+    huge = json.dumps([{"recipient_id": "u", "text": "长沙市岳麓区" * 500_000}], ensure_ascii=False).encode()
+    with FakeRasa() as rasa:
+        rasa.raw_body = huge
+        with pytest.raises(AssistantUnavailable, match="larger than"):
+            asyncio.run(RasaRestClient(rasa.url, timeout_s=5.0).send(sender="u", message="你好", metadata={}))
+        client = make_client(rasa_url=rasa.url, assistant_timeout_s=5.0)
+        response = client.post("/api/v1/chat", json={"message": "你好"})
+        assert response.status_code == 503 and len(response.content) < 1_000
+        rasa.raw_body = json.dumps([{"recipient_id": "u", "text": "您好，这里是12345热线" * 1_000}],
+                                   ensure_ascii=False).encode()   # 30 KB: a long answer still comes through
+        assert client.post("/api/v1/chat", json={"message": "你好"}).status_code == 200
+        rasa.raw_body = b"[" * 50_000 + b"]" * 50_000                    # valid JSON, too deep for json.loads
+        assert client.post("/api/v1/chat", json={"message": "你好"}).status_code == 503
+
+
+def test_only_http_or_relative_image_urls_reach_the_page():
+    """L5: `image: "javascript:…"` was passed through to the page."""
+    images = ["https://12345.changsha.gov.cn/static/流程图.png", "http://127.0.0.1:8000/chat/assets/logo.svg",
+              "/chat/assets/logo.svg", "images/map.png",
+              "javascript:alert(document.cookie)", "JavaScript:alert(1)", " javascript:alert(1)", "java\tscript:alert(1)",
+              "java\nscript:alert(1)", "data:image/svg+xml;base64,PHN2Zz4=", "vbscript:msgbox", "https:", ""]
+    cleaned = clean_messages([{"recipient_id": "u", "text": "示意图", "image": image} for image in images])
+    assert [m.get("image") for m in cleaned] == images[:4] + [None] * (len(images) - 4)
+
+
 def test_the_chat_is_rate_limited_per_client(make_client):
     client = make_client(echo_assistant(), public_rate_limit_per_minute=3)
     for _ in range(3):
