@@ -170,6 +170,10 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
                   "/api/v1/assistant/webhook": assistant_actions.MAX_BODY_BYTES}
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes, limits=own_limits)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    from api.trusted_host import TrustedHostMiddleware, allowed_hosts
+
+    # A forged Host is refused before any absolute URL is built from it (slash redirects, Open311 discovery; L8).
+    app.add_middleware(TrustedHostMiddleware, allowed=allowed_hosts(settings))
     from api.security_headers import SecurityHeadersMiddleware
 
     app.add_middleware(SecurityHeadersMiddleware)   # outside the request context: 4xx answers get them too

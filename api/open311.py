@@ -240,7 +240,9 @@ def discovery(request: Request, kb: Kb) -> DiscoveryOut:
     settings = request.app.state.settings
     latest = kb.changelog[-1] if kb.changelog else {}
     changeset = " ".join(str(latest[k]) for k in ("date", "version") if latest.get(k))
-    endpoint = EndpointOut(specification=SPECIFICATION, url=str(request.base_url).rstrip("/") + router.prefix,
+    # The configured public address when there is one; else the request's (its Host is an allowed one, L8).
+    base = settings.public_base_url or str(request.base_url)
+    endpoint = EndpointOut(specification=SPECIFICATION, url=base.rstrip("/") + router.prefix,
                            changeset=changeset, type="production", formats=["application/json"])
     return DiscoveryOut(changeset=changeset, contact=f"{settings.city_name}12345政务服务便民热线",
                         key_service=("API keys (scope orders:write) are issued by the hotline's operators. GET "

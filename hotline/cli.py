@@ -352,6 +352,12 @@ def serve(
         # No relay at all: with --no-assistant the chat and WeChat must not reach whatever listens on the Rasa
         # port (another instance's assistant, whose actions write to another database).
         settings = settings.model_copy(update={"assistant_enabled": False})
+    if host in ("0.0.0.0", "::"):
+        if not settings.allowed_hosts:
+            err.print("[yellow]note:[/] only requests to localhost / 127.0.0.1 are answered; set HOTLINE_ALLOWED_HOSTS "
+                      "(a JSON list) to the names or addresses clients use (others get 400, L8)", highlight=False)
+    elif host not in settings.allowed_hosts:   # a specific bind address is one clients use
+        settings = settings.model_copy(update={"allowed_hosts": [*settings.allowed_hosts, host]})
     rasa = _start_assistant(settings, host, port) if assistant else None
     stop_rasa = _stop_with_this_process(rasa)
     configure_json_logging()

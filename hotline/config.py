@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     relay_lookups_per_key_per_minute: int = 300
     # Proxies whose X-Forwarded-For is believed (addresses or CIDR ranges); empty = the socket's address decides.
     trusted_proxies: list[str] = []
+    # Host names the service answers to (the Host header; others get 400, so no absolute URL is built from a forged
+    # one). localhost, 127.0.0.1, ::1, testserver and the hosts of public_base_url and service_url always are.
+    # A JSON list, e.g. HOTLINE_ALLOWED_HOSTS='["12345.changsha.gov.cn", "*.hotline.internal"]'; ["*"] = any.
+    allowed_hosts: list[str] = []
+    # The address clients reach the service at (e.g. https://12345.changsha.gov.cn); Open311 discovery publishes
+    # it. Unset = the request's own (allowed) host.
+    public_base_url: str | None = None
     # Staff login: after this many failures for one username or one client address within the window, that
     # username / address is locked out for login_lockout_s (429 with Retry-After).
     login_max_failures: int = 5

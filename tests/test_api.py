@@ -290,3 +290,31 @@ def test_json_logs_mask_phones_and_carry_fields(caplog):
     record.fields = {"request_id": "r1"}
     line = json_module.loads(JsonFormatter().format(record))
     assert line["message"] == "来电 138****5678 投诉" and line["request_id"] == "r1" and line["level"] == "WARNING"
+
+
+def test_a_forged_host_header_is_refused_and_never_reflected(router):
+    """Review 2026-12-06, L8: `Host: evil.example` came back in the slash redirect's Location (/chat/ →
+    http://evil.example/chat) and in Open311 discovery's `url`."""
+    settings = router.settings.model_copy(update={"allowed_hosts": ["12345.changsha.gov.cn"]})
+    with TestClient(create_app(settings, router=router)) as client:
+        for path in ("/chat/", "/open311/v2/discovery.json", "/healthz", "/api/v1/orders"):
+            forged = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+            assert forged.status_code == 400, (path, forged.status_code)
+            assert "evil" not in forged.text and "evil" not in forged.headers.get("location", "")
+        assert "HOTLINE_ALLOWED_HOSTS" in client.get("/healthz", headers={"Host": "evil.example"}).json()["detail"]
+        assert client.get("/open311/v2/discovery.json", headers={"Host": "evil.example"}).json()[0]["code"] == 400
+        for host in ("testserver", "127.0.0.1:8000", "localhost", "[::1]:8000", "12345.changsha.gov.cn",
+                     "12345.CHANGSHA.gov.cn:443"):
+            assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+        moved = client.get("/chat/", headers={"Host": "12345.changsha.gov.cn"}, follow_redirects=False)
+        assert moved.status_code in (301, 307) and moved.headers["location"] == "http://12345.changsha.gov.cn/chat"
+        discovered = client.get("/open311/v2/discovery.json", headers={"Host": "127.0.0.1:8000"}).json()
+        assert discovered["endpoints"][0]["url"] == "http://127.0.0.1:8000/open311/v2"
+
+
+def test_open311_discovery_publishes_the_configured_public_address(router):
+    settings = router.settings.model_copy(update={"public_base_url": "https://12345.changsha.gov.cn/"})
+    with TestClient(create_app(settings, router=router)) as client:
+        discovered = client.get("/open311/v2/discovery.json", headers={"Host": "127.0.0.1:8000"})
+        assert discovered.json()["endpoints"][0]["url"] == "https://12345.changsha.gov.cn/open311/v2"
+        assert client.get("/healthz", headers={"Host": "12345.changsha.gov.cn"}).status_code == 200
