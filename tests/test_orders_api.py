@@ -290,6 +290,29 @@ def test_rate_limiter_window_slides():
     assert limiter.check("1.2.3.4", now=60.5) is None
 
 
+def test_rate_limiter_memory_is_bounded_and_limits_still_hold():
+    """Review 2026-12-06, L11: a key whose deque still held hits was never dropped (100,202 keys an hour later), and
+    beyond 100,000 keys each check scanned the whole table under the lock."""
+    from api.ratelimit import RateLimiter
+
+    limiter = RateLimiter(3, 60.0, max_keys=50_000)
+    for _ in range(3):
+        assert limiter.check("chat:10.20.30.40", now=0.0) is None
+    started = time.perf_counter()
+    for i in range(200_000):   # rotating IPv6 addresses (or X-On-Behalf-Of values) within one minute
+        assert limiter.check(f"key:wechat-relay:oWx_{i:06d}", now=1.0 + i * 1e-5) is None
+        if i % 10_000 == 0:
+            assert len(limiter) <= 50_000, (i, len(limiter))
+    assert len(limiter) <= 50_000 and time.perf_counter() - started < 20
+    # limits still apply to a client seen recently, however many others came and went
+    for _ in range(3):
+        assert limiter.check("chat:2408:8207:1851::1", now=5.0) is None
+    assert limiter.check("chat:2408:8207:1851::1", now=5.5) == 59.5
+    assert limiter.check("chat:2408:8207:1851::1", now=64.0) == 1.0   # its hits at 5.0 are still in the window
+    # once their hits leave the window, idle clients are forgotten (not only empty buckets)
+    assert limiter.check("chat:10.20.30.40", now=70.0) is None and len(limiter) == 1
+
+
 def test_indicators_endpoint_uses_the_same_definitions(client, staff):
     headers = {"X-API-Key": client.keys["dispatch"]}
     for text_ in ("岳麓区望月湖街道摊贩占道", "岳麓区望月湖街道垃圾没人收"):
