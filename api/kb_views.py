@@ -62,21 +62,27 @@ def get_entry(entry_id: str, request: Request, principal: Reader) -> dict:
     return entry_json(entry)
 
 
+# Bounds well above the bundled entries' longest (name 24, legal basis 102, boundary 179, example 191 characters;
+# review 2026-12-06, L14).
+Short = Annotated[str, Field(max_length=64)]
+Long = Annotated[str, Field(max_length=2000)]
+
+
 class EntryIn(BaseModel):
     id: str | None = Field(default=None, pattern=r"^KB-\d{2}-\d{3,}$", description="omit to number it automatically")
-    name: str
-    type: str
+    name: str = Field(max_length=100)
+    type: Short
     category: str = Field(pattern=r"^\d{6}$")
-    legal_basis: str
-    duty_mode: str
-    lead: str
-    level: str
-    co_handlers: list[str] = []
-    scope: str = "全市"
+    legal_basis: Long
+    duty_mode: Long
+    lead: Short
+    level: Short
+    co_handlers: list[Short] = Field(default=[], max_length=20)
+    scope: str = Field(default="全市", max_length=200)
     time_limit_days: int
-    boundary: str = ""
-    keywords: list[str] = []
-    examples: list[str]
+    boundary: Long = ""
+    keywords: list[Short] = Field(default=[], max_length=200)
+    examples: list[Long] = Field(max_length=500)
     disputed: bool = False
     effective_from: dt.date | None = None
     note: str = Field(default="", max_length=500, description="why (goes into the changelog)")

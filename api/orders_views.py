@@ -43,19 +43,25 @@ class OrderIn(BaseModel):
     location: LocationIn | None = None
 
 
+# Free text is bounded as in CallbackIn, codes and choices by what they can be (review 2026-12-06, L14: a 1 MB
+# supervise note was stored).
+REASON_CHARS, NOTE_CHARS = 2000, 5000
+Code = Annotated[str, Field(max_length=32)]
+
+
 class ActionIn(BaseModel):
     action: Action
     expected_version: int | None = Field(default=None, description="refuse if the order changed since this version")
-    department_code: str | None = None
-    co_handlers: list[str] | None = None
-    mode: str | None = None
-    reason: str | None = None
+    department_code: Code | None = None
+    co_handlers: list[Code] | None = Field(default=None, max_length=20)
+    mode: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, max_length=REASON_CHARS)
     at_fault: bool | None = None
-    note: str | None = None
-    result: str | None = None
+    note: str | None = Field(default=None, max_length=NOTE_CHARS)
+    result: str | None = Field(default=None, max_length=NOTE_CHARS)
     days: int | None = None
-    satisfaction: str | None = None
-    supervision_type: str | None = None
+    satisfaction: str | None = Field(default=None, max_length=32)
+    supervision_type: str | None = Field(default=None, max_length=32)
     leader_flag: bool | None = None
 
 

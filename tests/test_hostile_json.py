@@ -229,3 +229,27 @@ def test_the_body_limit_is_a_setting(router, tmp_path):
         assert client.post("/api/v1/auth/token", json=login).status_code == 413
         login["username"] = "李明"
         assert client.post("/api/v1/auth/token", json=login).status_code == 401
+
+
+@pytest.mark.parametrize("field, limit, step", [
+    ("note", 5000, {"action": "supervise", "supervision_type": "系统督办"}),
+    ("reason", 2000, {"action": "return"}),
+    ("result", 5000, {"action": "handle"}),
+    ("supervision_type", 32, {"action": "supervise"}),
+])
+def test_free_text_action_fields_are_bounded(hostile, field, limit, step):
+    """Review 2026-12-06, L14: ActionIn's note, reason and result had no length limit (a 1 MB supervise note was
+    stored); they are bounded like CallbackIn's (2,000–5,000 characters), with a 422 that names the limit."""
+    client, keys, factory, order_no = hostile
+    before = _version(factory, order_no)
+    text = ("市民反映岳麓区望月湖街道夜市摊贩占道经营，" * 30_000)[:limit + 1]
+    response = client.post(f"/api/v1/orders/{order_no}/actions", json=step | {field: text},
+                           headers={"X-API-Key": keys["dispatch"]})
+    assert response.status_code == 422, response.text[:300]
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", field] and f"at most {limit} characters" in error["msg"]
+    assert len(response.content) < 4_000 and _version(factory, order_no) == before
+    if field == "note":   # at the limit it is still taken
+        taken = client.post(f"/api/v1/orders/{order_no}/actions", json=step | {field: text[:limit]},
+                            headers={"X-API-Key": keys["dispatch"]})
+        assert taken.status_code == 200, taken.text[:300]

@@ -98,6 +98,10 @@ def test_modify_and_retire_bump_the_version_and_keep_history(kb_client):
     ({"category": "999999"}, "unknown taxonomy code"),
     ({"examples": ["太少"]}, "examples"),
     ({"time_limit_days": 0}, "time_limit_days"),
+    # review 2026-12-06, L14: free text is bounded
+    ({"boundary": "共享单车乱停放归城管，" * 300}, "at most 2000 characters"),
+    ({"examples": ["小区门口共享单车乱停乱放堵住消防通道" * 200] * 5}, "at most 2000 characters"),
+    ({"name": "共享单车" * 100}, "at most 100 characters"),
 ])
 def test_a_bad_change_is_refused_with_the_reason_and_writes_nothing(kb_client, change, words):
     files = {p: p.read_bytes() for p in kb_client.city_dir.rglob("*") if p.is_file()}
