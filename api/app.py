@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.routing_pool import run_routing
+from api.routing_pool import route_complaint
 from hotline.config import Settings, get_settings
 from hotline.db import transaction
 from nlp.normalize import InputError
@@ -259,7 +259,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
 
         point = GeoPoint(body.location.lat, body.location.lng, body.location.datum.lower()) if body.location else None
         try:
-            result = await run_routing(request.app, router.route, body.text, point, order_id=body.id)
+            result = await route_complaint(request.app, router, body.text, point, order_id=body.id)
         except InputError as exc:
             raise HTTPException(422, str(exc)) from None
         request.app.state.metrics.decisions.labels(result["decision"]).inc()

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.keys import verify_api_key
-from api.routing_pool import run_routing
+from api.routing_pool import route_complaint
 from hotline.db import transaction
 from knowledge_base.kb import KnowledgeBase
 from nlp.normalize import InputError
@@ -286,7 +286,7 @@ async def post_request(request: Request, form: Annotated[RequestForm, Form()],
 
         point = GeoPoint(intake.lat, intake.lng, "wgs84")
     try:
-        routing = await run_routing(request.app, router_.route, intake.text, point)
+        routing = await route_complaint(request.app, router_, intake.text, point)
     except InputError as exc:
         raise _bad_input(exc) from None
 

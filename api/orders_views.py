@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from api.keys import verify_api_key
-from api.routing_pool import run_routing
+from api.routing_pool import route_complaint
 from api.staff import AuditRecord, authenticate, current_claims, issue_token, read_token
 from hotline.db import transaction
 from nlp.normalize import InputError
@@ -187,7 +187,7 @@ async def post_order(body: OrderIn, request: Request, response: Response,
     router_ = request.app.state.router
     try:
         if router_ is not None:
-            routing = await run_routing(request.app, router_.route, body.text, point)
+            routing = await route_complaint(request.app, router_, body.text, point)
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
 

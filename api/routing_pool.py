@@ -1,22 +1,33 @@
-"""Routing requests off the event loop and off the general thread pool.
+"""Routing requests off the event loop, off the general thread pool, and batched across requests.
 
 Routing a complaint is CPU work (embeddings, the classifier, the geocoder) that can take a second under load.
 Run through `run_in_threadpool`, 16 concurrent intakes held 16 of anyio's 40 shared worker tokens for that time,
-and reads (GET an order, lists, the queue) waited behind them. `run_routing` runs it in worker threads of a
-separate capacity limiter (`HOTLINE_ROUTING_THREADS`), so reads and writes keep the general pool. Concurrent
-routing threads meet in the micro-batching embedder (nlp/batching.py), which turns their embedding calls into one.
+and reads (GET an order, lists, the queue) waited behind them. `run_routing` runs such work in worker threads of a
+separate capacity limiter (`HOTLINE_ROUTING_THREADS`), so reads and writes keep the general pool.
+
+`route_complaint` goes further: each request cleans its own text (`Router.prepare`, so a bad text fails only its
+own request), then the requests routing at the same moment are routed together by one `Router.route_prepared` call
+(nlp/batching.MicroBatcher: at most HOTLINE_EMBED_BATCH_WAIT_MS of wait, up to HOTLINE_EMBED_MAX_BATCH complaints,
+two batches in flight so one batch's Python work overlaps the next one's embeddings). One call embeds them all at
+once and runs the classifier on all of them; and only the batch's thread, not 16, competes with reads for the GIL.
+An error inside the batched call (not a bad text: those are refused before) fails every request of that batch.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
+from nlp.batching import MicroBatcher
+
 T = TypeVar("T")
+ROUTE_BATCHES_IN_FLIGHT = 2
+_batcher_lock = threading.Lock()
 
 
 def routing_limiter(app) -> anyio.CapacityLimiter:
@@ -32,3 +43,36 @@ def routing_limiter(app) -> anyio.CapacityLimiter:
 async def run_routing(app, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """`fn(*args, **kwargs)` in a routing worker thread."""
     return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=routing_limiter(app))
+
+
+def route_batcher(router, settings) -> MicroBatcher | None:
+    """The router's batcher of `route_prepared` calls (one per router: a knowledge-base change swaps the router
+    and so the batcher); None when batching is off (HOTLINE_EMBED_MAX_BATCH=1)."""
+    if settings.embed_max_batch <= 1:
+        return None
+    # Kept on the router with its owner: a shallow copy of a router (tests make them) must not share it.
+    held = router.__dict__.get("_service_route_batcher")
+    if held is None or held[0] is not router:
+        with _batcher_lock:
+            held = router.__dict__.get("_service_route_batcher")
+            if held is None or held[0] is not router:
+                held = (router, MicroBatcher(router.route_prepared, wait_s=settings.embed_batch_wait_ms / 1000.0,
+                                             max_batch=settings.embed_max_batch,
+                                             max_in_flight=ROUTE_BATCHES_IN_FLIGHT))
+                router._service_route_batcher = held
+    return held[1]
+
+
+def _route_one(router, settings, text: str, point, order_id: str) -> dict:
+    batcher = route_batcher(router, settings)
+    if batcher is None:
+        return router.route(text, point, order_id=order_id)
+    from routing.router import RouteRequest
+
+    item = router.prepare(RouteRequest(order_id, text, point))   # InputError: this request's alone
+    return batcher([item])[0]
+
+
+async def route_complaint(app, router, text: str, point=None, *, order_id: str = "") -> dict:
+    """`router.route(text, point, order_id=…)`, batched with the other requests routing now, in a routing thread."""
+    return await run_routing(app, _route_one, router, app.state.settings, text, point, order_id)

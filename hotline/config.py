@@ -35,9 +35,10 @@ class Settings(BaseSettings):
     torch_threads: int = 2
     # e5 with dynamic int8 Linear layers: 2.2x faster on 2 cores, same dev-set accuracy as fp32 (BENCHMARKS.md).
     e5_int8: bool = True
-    # The service gathers concurrent routing requests' embedding calls into one model call: the first caller waits
-    # at most this long (and never while a batch is running) for others to join, up to embed_max_batch texts.
-    # embed_max_batch 1 = no batching (each request embeds alone). The CLI's batch routing is not affected.
+    # The service routes concurrent requests together (one routing call, one embedding call per model): the first
+    # request waits at most this long (not while batches are running: what arrives meanwhile joins the next one)
+    # for others, up to embed_max_batch complaints. embed_max_batch 1 = no batching (each request alone).
+    # The CLI's batch routing is not affected.
     embed_batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     embed_max_batch: int = Field(default=32, ge=1, le=1024)
     # Routing requests (intake, /route, Open311) run in their own worker threads, at most this many at once, so

@@ -17,8 +17,10 @@ How a call goes (leader/follower, no extra thread):
   by the model reaches every caller of that batch.
 * A lone caller pays at most ``wait_s`` more than before.
 
-Only one model call runs at a time through one batcher (the embedders serialise their calls anyway: concurrent
-torch calls on 2 cores only oversubscribe the CPU).
+Only ``max_in_flight`` batches run at a time through one batcher (1 for embedders: they serialise their calls
+anyway, and concurrent torch calls on 2 cores only oversubscribe the CPU). The mechanism is not tied to
+embeddings: ``fn`` may be any function of a list that returns one result per item (the service batches whole
+routing calls this way, api/routing_pool.py).
 """
 from __future__ import annotations
 
@@ -45,13 +47,16 @@ class _Call:
 class MicroBatcher:
     """``batcher(texts)`` = ``fn(texts)``, but concurrent calls share one ``fn`` call (see the module's docstring).
 
-    ``fn`` takes a list of strings and returns an array with one row per string, in order.
-    ``stats`` counts model calls and texts (``texts / calls`` is the mean batch size).
+    ``fn`` takes a list of strings (or any items) and returns one row (result) per item, in order, as an array or a
+    list. ``stats`` counts calls, texts and batches (``texts / batches`` is the mean batch size).
     """
 
-    def __init__(self, fn: Callable[[list[str]], np.ndarray], *, wait_s: float = 0.005, max_batch: int = 32):
+    def __init__(self, fn: Callable[[list], Sequence], *, wait_s: float = 0.005, max_batch: int = 32,
+                 max_in_flight: int = 1):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         if wait_s < 0:
             raise ValueError("wait_s must not be negative")
         self._fn = fn
@@ -59,8 +64,9 @@ class MicroBatcher:
         self.max_batch = int(max_batch)
         self._cond = threading.Condition()
         self._queue: list[_Call] = []      # calls not yet taken into a batch, in arrival order
+        self.max_in_flight = int(max_in_flight)
         self._collecting = False           # a leader is gathering the next batch
-        self._busy = False                 # a batch is running in the model
+        self._busy = 0                     # batches running in fn
         self.stats = {"calls": 0, "texts": 0, "batches": 0, "largest": 0}
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
@@ -88,9 +94,10 @@ class MicroBatcher:
         try:
             while True:
                 full = self._queued_texts() >= self.max_batch
-                if not self._busy and (full or time.monotonic() >= deadline):
+                saturated = self._busy >= self.max_in_flight
+                if not saturated and (full or time.monotonic() >= deadline):
                     break
-                self._cond.wait(None if self._busy else max(0.0, deadline - time.monotonic()))
+                self._cond.wait(None if saturated else max(0.0, deadline - time.monotonic()))
             batch: list[_Call] = []
             size = 0
             while self._queue and (not batch or size + len(self._queue[0].texts) <= self.max_batch):
@@ -98,7 +105,7 @@ class MicroBatcher:
                 call.taken = True
                 batch.append(call)
                 size += len(call.texts)
-            self._busy = True
+            self._busy += 1
         finally:
             self._collecting = False
             self._cond.notify_all()        # someone else may collect the next batch meanwhile
@@ -124,7 +131,7 @@ class MicroBatcher:
         self.stats["texts"] += len(texts)
         self.stats["batches"] += 1
         self.stats["largest"] = max(self.stats["largest"], len(texts))
-        self._busy = False
+        self._busy -= 1
         self._cond.notify_all()
 
 

@@ -169,3 +169,67 @@ def test_routing_runs_in_its_own_worker_pool_not_the_general_one():
     (thread_id, value), limiter, same = asyncio.run(scenario())
     assert value == 5 and thread_id != threading.get_ident()
     assert limiter.total_tokens == 3 and same
+
+
+def test_concurrent_routing_requests_are_routed_in_one_call_with_their_own_answers(router):
+    """api/routing_pool: requests routing at the same moment go through one Router.route_prepared call, each gets
+    the answer router.route gives it alone, and a bad text fails only its own request."""
+    from api.routing_pool import _route_one, route_batcher
+    from nlp.normalize import InputError
+
+    texts = ["岳麓区望月湖街道工地晚上施工噪音太大", "雨花区高桥街道停水了", "桔子洲街道楼下邻居装修吵",
+             "岳麓区餐馆油烟扰民", "高桥街道商铺音响声音很大"]
+    alone = [router.route(t) for t in texts]
+
+    calls: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+    real = router.route_prepared
+
+    def gated(items, **kwargs):
+        calls.append(len(items))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(30)
+        return real(items, **kwargs)
+
+    router.route_prepared = gated     # before the batcher is made: it calls this
+    batcher = route_batcher(router, router.settings)
+    assert route_batcher(router, router.settings) is batcher
+    results: dict[int, object] = {}
+
+    def caller(i: int, text: str) -> None:
+        try:
+            results[i] = _route_one(router, router.settings, text, None, f"id{i}")
+        except Exception as exc:  # noqa: BLE001
+            results[i] = exc
+
+    first = threading.Thread(target=caller, args=(0, texts[0]))
+    first.start()
+    assert entered.wait(30)
+    batcher.max_in_flight = 1          # the others wait for the first batch, so they form one batch
+    others = [threading.Thread(target=caller, args=(i, t)) for i, t in enumerate(texts[1:], start=1)]
+    bad = threading.Thread(target=caller, args=(99, "   "))
+    for t in [*others, bad]:
+        t.start()
+    for t in [bad]:
+        t.join(30)
+    _wait_until_queued(_queue_view(batcher), len(texts) - 1)
+    release.set()
+    for t in [first, *others]:
+        t.join(30)
+        assert not t.is_alive()
+
+    assert calls == [1, len(texts) - 1]
+    assert isinstance(results[99], InputError)
+    for i, expected in enumerate(alone):
+        got = results[i]
+        assert isinstance(got, dict) and got["id"] == f"id{i}"
+        for key in ("department", "decision", "confidence", "kb_item", "candidates"):
+            assert got[key] == expected[key], (i, key)
+
+
+def _queue_view(batcher):
+    """_wait_until_queued reads `._queries`: give it the route batcher under that name."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(_queries=batcher)
