@@ -23,8 +23,8 @@ from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State
 from orders.indicators import city_midnight
 from orders.models import WorkOrder
 from orders.lifecycle import ACTION_LABELS
-from orders.service import (CHANNELS, Actor, ConcurrentUpdate, Forbidden, IdempotencyConflict, apply_action,
-                            citizen_lookup, create_order, orders_of_openid)
+from orders.service import (CHANNELS, WECHAT_SCOPE, Actor, ConcurrentUpdate, Forbidden, IdempotencyConflict,
+                            apply_action, citizen_lookup, create_order, orders_of_openid)
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 
@@ -77,9 +77,15 @@ class Principal:
     role: str
     department_code: str | None
     scopes: frozenset[str]
+    kind: str = "key"           # "key" (X-API-Key) or "staff" (JWT)
 
     def actor(self) -> Actor:
         return Actor(self.name, self.role, self.department_code)
+
+    @property
+    def idempotency_scope(self) -> str:
+        """Whose Idempotency-Keys these are: key names and usernames are unique within their kind (L12)."""
+        return f"{self.kind}:{self.name}"
 
 
 # What each staff role may do through the API (machine clients get their key's scopes).
@@ -108,7 +114,7 @@ def require_scope(scope: str):
             if claims is None:
                 raise HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
             principal = Principal(claims["sub"], claims["role"], claims.get("dept"),
-                                  frozenset(ROLE_SCOPES.get(claims["role"], ())))
+                                  frozenset(ROLE_SCOPES.get(claims["role"], ())), kind="staff")
         elif x_api_key:
             with _sessions(request)() as session:
                 key = verify_api_key(session, x_api_key)
@@ -177,7 +183,21 @@ def order_json(order: WorkOrder, *, events: bool = False) -> dict[str, Any]:
 async def post_order(body: OrderIn, request: Request, response: Response,
                      key: Annotated[Principal, Depends(require_scope("orders:write"))],
                      idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> dict:
-    """Create a work order (routed at once when the router is loaded). Send an Idempotency-Key to make retries safe."""
+    """Create a work order (routed at once when the router is loaded). Send an Idempotency-Key to make retries safe:
+    keys are the sender's own (another client's equal key is another key)."""
+    if key.role == "handler":
+        # A department's own system or staff handles what is dispatched to it; complaints come in through the
+        # centre's channels (review 2026-12-06, L12: a department key filed orders).
+        raise HTTPException(403, f"{key.name} acts for department {key.department_code}: departments handle orders, "
+                                 "they do not file them (use a channel's or the centre's key)")
+    scope = key.idempotency_scope
+    if idempotency_key and idempotency_key.startswith("msg:") and key.kind == "key":
+        from api.app import ASSISTANT_KEY_NAME
+
+        if key.name == ASSISTANT_KEY_NAME:
+            # The assistant files a WeChat message under the message's own key, the key the WeChat relay files it
+            # under when the assistant answers too late: one message, one order. Nobody else writes in that scope.
+            scope = WECHAT_SCOPE
     routing, lat, lng, point = None, None, None, None
     if body.location:
         from routing.geocode import GeoPoint
@@ -196,7 +216,7 @@ async def post_order(body: OrderIn, request: Request, response: Response,
             order, created = create_order(session, text=body.text, channel=body.channel,
                                           actor=key.actor(), caller_phone=body.caller_phone,
                                           caller_openid=body.caller_openid, lat=lat, lng=lng,
-                                          idempotency_key=idempotency_key, routing=routing,
+                                          idempotency_key=idempotency_key, idempotency_scope=scope, routing=routing,
                                           routing_model=router_.embedder_note if router_ else None,
                                           auto_dispatch=request.app.state.settings.auto_dispatch)
             return order_json(order), created

@@ -38,8 +38,8 @@ from nlp.normalize import InputError
 from nlp.pii import mask_pii
 from orders.models import utcnow
 from orders.outbox import backoff_seconds
-from orders.service import (Actor, IdempotencyConflict, attach_routing, create_order, dispatch_if_confident,
-                            find_by_idempotency_key)
+from orders.service import (WECHAT_SCOPE, Actor, IdempotencyConflict, attach_routing, create_order,
+                            dispatch_if_confident, find_by_idempotency_key)
 
 log = logging.getLogger("hotline.wechat")
 router = APIRouter(tags=["wechat"])
@@ -444,7 +444,8 @@ def _file(app, *, key: str, openid: str, text: str, attempts: int, now: dt.datet
             lat_lng = (None, None)
         with transaction(sessions) as session:
             order, created = create_order(session, text=text, channel="wechat", actor=Actor("wechat", "system"),
-                                          caller_openid=openid, lat=lat_lng[0], lng=lat_lng[1], idempotency_key=key)
+                                          caller_openid=openid, lat=lat_lng[0], lng=lat_lng[1], idempotency_key=key,
+                                          idempotency_scope=WECHAT_SCOPE)   # the channel's own keys (L12)
             if created and routing is not None:
                 attach_routing(session, order_id=order.id, routing=routing,
                                model=router_.embedder_note if router_ else None)
@@ -456,7 +457,7 @@ def _file(app, *, key: str, openid: str, text: str, attempts: int, now: dt.datet
         # The assistant's complaint form already filed an order for this very message (it uses the MsgId as its
         # key) and then answered too late: no second order; the citizen gets that order's number.
         with transaction(sessions) as session:
-            filed = find_by_idempotency_key(session, key=key)
+            filed = find_by_idempotency_key(session, key=key, scope=WECHAT_SCOPE)
             order_no = filed.order_no if filed else None
             _settle(session, key, "filed", order_no=order_no)
         if order_no:

@@ -79,16 +79,34 @@ def _event(order: WorkOrder, *, action: str, from_state: str | None, actor: Acto
     return event
 
 
-def find_by_idempotency_key(session: Session, *, key: str) -> WorkOrder | None:
-    return session.scalar(select(WorkOrder).where(WorkOrder.idempotency_key == key))
+# Idempotency keys are the sender's own (review 2026-12-06, L12): a key means something only together with who sent
+# it, so another client's key never replays someone else's order, and nobody can take a key another client will use
+# (WeChat's predictable `msg:<MsgId>`). The column holds sha256(scope NUL key): fixed length, unambiguous whatever
+# the key and the scope hold. Scopes: "key:<API key name>", "staff:<username>", and the WeChat channel's below.
+WECHAT_SCOPE = "channel:wechat"
+
+
+def scoped_idempotency_key(scope: str, key: str) -> str:
+    """What work_orders.idempotency_key holds for `key` sent by `scope` (migration 0008 wrote the older keys so)."""
+    return hashlib.sha256(f"{scope}\0{key}".encode()).hexdigest()
+
+
+def actor_scope(actor: Actor) -> str:
+    """The idempotency scope of an actor whose caller named none (service-internal callers, tests)."""
+    return f"actor:{actor.role}:{actor.name}"
+
+
+def find_by_idempotency_key(session: Session, *, key: str, scope: str) -> WorkOrder | None:
+    return session.scalar(select(WorkOrder).where(WorkOrder.idempotency_key == scoped_idempotency_key(scope, key)))
 
 
 def create_order(session: Session, *, text: str, channel: str, actor: Actor, caller_phone: str | None = None,
                  caller_openid: str | None = None, lat: float | None = None, lng: float | None = None,
                  idempotency_key: str | None = None, routing: dict | None = None, routing_model: str | None = None,
-                 auto_dispatch: bool = False, order_no_prefix: str = "CS",
+                 auto_dispatch: bool = False, order_no_prefix: str = "CS", idempotency_scope: str | None = None,
                  now: dt.datetime | None = None) -> tuple[WorkOrder, bool]:
-    """(order, created). The same Idempotency-Key with the same request returns the first order, never a second.
+    """(order, created). The same Idempotency-Key from the same sender (`idempotency_scope`; default: the actor's)
+    with the same request returns the first order, never a second; another sender's equal key is another key.
     With `auto_dispatch`, an order the router is confident about (decision "auto") is accepted and dispatched at
     once; the others wait in the agents' queue (suggest) or the joint-review queue (review)."""
     text = check_text(text)
@@ -97,15 +115,17 @@ def create_order(session: Session, *, text: str, channel: str, actor: Actor, cal
         raise ValueError(f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
     now = now or utcnow()
     request_hash = _request_hash(text=text, channel=channel, phone=caller_phone, openid=caller_openid, lat=lat, lng=lng)
+    scope = idempotency_scope or actor_scope(actor)
     if idempotency_key:
-        existing = find_by_idempotency_key(session, key=idempotency_key)
+        existing = find_by_idempotency_key(session, key=idempotency_key, scope=scope)
         if existing is not None:
             return _replay(existing, request_hash), False
 
     digits = "".join(ch for ch in caller_phone or "" if ch.isdigit())
     order = WorkOrder(channel=channel, state=State.RECEIVED, text=text, text_masked=mask_pii(text),
                       caller_phone=digits or None, caller_phone_last4=digits[-4:] or None,
-                      caller_openid=caller_openid, idempotency_key=idempotency_key, request_hash=request_hash,
+                      caller_openid=caller_openid, request_hash=request_hash,
+                      idempotency_key=scoped_idempotency_key(scope, idempotency_key) if idempotency_key else None,
                       lat=lat, lng=lng, created_at=now, updated_at=now, tags=[])
     try:
         # A savepoint: a concurrent request with the same key makes this insert fail, and we return the winner.
@@ -115,7 +135,7 @@ def create_order(session: Session, *, text: str, channel: str, actor: Actor, cal
     except IntegrityError:
         if not idempotency_key:
             raise
-        existing = find_by_idempotency_key(session, key=idempotency_key)
+        existing = find_by_idempotency_key(session, key=idempotency_key, scope=scope)
         if existing is None:
             raise
         return _replay(existing, request_hash), False

@@ -32,6 +32,7 @@ from assistant.actions.indicators import (ASK_METRIC, LOGIN_REQUIRED, ActionQuer
 from assistant.actions.orders import ASK_LAST4, ASK_ORDER_NO, NOT_FOUND, ActionOrderStatus, normalize_order_no
 from assistant.actions.periods import CITY_TZ, chinese_number, parse_period, today_in_city
 from orders.models import WorkOrder
+from orders.service import WECHAT_SCOPE, scoped_idempotency_key
 from test_orders_api import _free_port, app_and_keys, server, staff  # noqa: F401  (the shared DB/app fixtures)
 
 TODAY = dt.date(2026, 11, 21)          # a Saturday
@@ -748,7 +749,8 @@ def test_a_wechat_message_filed_by_the_form_is_not_filed_again_by_the_relays_fal
                            make_tracker("13900001234", slots=slots, metadata=metadata, sender="oWx_late"))
     with service.factory() as session:
         [order] = session.scalars(select(WorkOrder).where(WorkOrder.caller_openid == "oWx_late")).all()
-        assert order.idempotency_key == "msg:9700000000000000001"
+        # filed under the message's own key, in the WeChat channel's scope (review 2026-12-06, L12)
+        assert order.idempotency_key == scoped_idempotency_key(WECHAT_SCOPE, "msg:9700000000000000001")
     assert order.order_no in texts(messages)
 
     sender = service.app.state.wechat_sender = RecordingSender()

@@ -421,3 +421,39 @@ def test_a_110_matter_is_stored_urgent_and_flagged_for_the_agent(factory):
     assert order.urgency == "紧急" and "转110" in order.tags
     plain = _new_order(factory, routing={**ROUTING, "diversion": None})
     assert plain.urgency == "非紧急" and plain.tags == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0008_moves_the_stored_idempotency_keys_into_their_senders_scope(backend, tmp_path):
+    """Review 2026-12-06, L12: keys are scoped per sender from 0008 on; the keys stored before are rewritten into
+    their sender's scope (from the order's create event), so a retry that spans the upgrade still finds its order."""
+    from sqlalchemy import update
+
+    from orders.service import WECHAT_SCOPE, find_by_idempotency_key
+
+    url = f"sqlite:///{tmp_path / 'before.sqlite3'}" if backend == "sqlite" else clean_postgres_url()
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.attributes["url"] = url
+    command.upgrade(config, "0007")
+    engine = make_engine(url)
+    factory = session_factory(engine)
+    senders = [("call-20261205-0001", Actor("dispatch-system", "system"), "hotline", "key:dispatch-system"),
+               ("agent-retry-7", AGENT, "hotline", "staff:坐席王敏"),
+               ("msg:24680135792468013579", Actor("wechat", "system"), "wechat", WECHAT_SCOPE),
+               ("msg:13579246801357924680", Actor("assistant", "system"), "wechat", WECHAT_SCOPE)]
+    ids = {}
+    for key, actor, channel, _ in senders:   # as 0007 stored them: the key as sent
+        with transaction(factory) as session:
+            order, _ = create_order(session, text=COMPLAINT, channel=channel, actor=actor, now=MONDAY)
+            session.execute(update(WorkOrder).where(WorkOrder.id == order.id).values(idempotency_key=key))
+            ids[key] = order.id
+    command.upgrade(config, "head")
+    with factory() as session:
+        for key, actor, channel, scope in senders:
+            assert find_by_idempotency_key(session, key=key, scope=scope).id == ids[key], key
+            assert find_by_idempotency_key(session, key=key, scope="key:someone-else") is None
+    with transaction(factory) as session:   # the dispatch system's retry after the upgrade: its first order
+        again, created = create_order(session, text=COMPLAINT, channel="hotline", actor=senders[0][1], now=MONDAY,
+                                      idempotency_key=senders[0][0], idempotency_scope="key:dispatch-system")
+        assert not created and again.id == ids[senders[0][0]]
+    engine.dispose()

@@ -192,6 +192,51 @@ def _login(client, name: str) -> dict:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
+def test_idempotency_keys_are_scoped_to_their_sender_and_departments_do_not_file(client, staff, app_and_keys):
+    """Review 2026-12-06, L12: a department-bound key sent the dispatch system's Idempotency-Key with the same body
+    and got the dispatch system's order back (200, Idempotent-Replayed), an order not in its department; the same key
+    could file orders (201); and any orders:write client could squat WeChat's predictable `msg:<MsgId>` keys."""
+    from api.wechat import Incoming, RecordingSender, _file_order
+
+    app, keys, factory = app_and_keys
+    with transaction(factory) as session:
+        keys["portal"] = create_api_key(session, name="citizen-portal", scopes=["orders:read", "orders:write"])[1]
+        keys["yuelu-system"] = create_api_key(session, name="yuelu-street-system", scopes=["orders:read", "orders:write"],
+                                              department_code="430104001")[1]
+    body = {"text": STALL, "caller_phone": "13812345678"}
+    idem = {"Idempotency-Key": "call-20261206-0042"}
+    first = client.post("/api/v1/orders", json=body, headers={"X-API-Key": keys["dispatch"]} | idem)
+    assert first.status_code == 201, first.text
+    # a department's system (or handler) files nothing, whatever key it sends
+    for headers in ({"X-API-Key": keys["yuelu-system"]} | idem, {"X-API-Key": keys["yuelu-system"]},
+                    _login(client, "yuelu") | idem):
+        refused = client.post("/api/v1/orders", json=body, headers=headers)
+        assert refused.status_code == 403 and "do not file" in refused.json()["detail"], refused.text
+        assert first.json()["order_no"] not in refused.text and "Idempotent-Replayed" not in refused.headers
+    # another channel's equal key is its own key: a new order, never the dispatch system's
+    other = client.post("/api/v1/orders", json=body, headers={"X-API-Key": keys["portal"]} | idem)
+    assert other.status_code == 201 and other.json()["order_no"] != first.json()["order_no"]
+    assert "Idempotent-Replayed" not in other.headers
+    agent = client.post("/api/v1/orders", json=body, headers=_login(client, "agent") | idem)
+    assert agent.status_code == 201 and agent.json()["order_no"] not in (first.json()["order_no"],
+                                                                           other.json()["order_no"])
+    # each sender's retry still replays its own order
+    again = client.post("/api/v1/orders", json=body, headers={"X-API-Key": keys["portal"]} | idem)
+    assert again.status_code == 200 and again.json()["order_no"] == other.json()["order_no"]
+    assert _count_orders(factory) == 3
+    # a client that takes WeChat's next key (msg:<MsgId>) does not keep the citizen's message from being filed
+    squat = client.post("/api/v1/orders", json={"text": "雨花区高桥街道路灯坏了一个星期没人修"},
+                        headers={"X-API-Key": keys["portal"], "Idempotency-Key": "msg:24680135792468013579"})
+    assert squat.status_code == 201
+    app.state.wechat_sender = sender = RecordingSender()
+    _file_order(app, Incoming(openid="oWx_citizen_0042", msg_type="text", create_time="1795000000",
+                              msg_id="24680135792468013579", text="岳麓区桔子洲街道小区门口流动摊贩占道，晚上吵到十二点"))
+    with factory() as session:
+        [filed] = session.scalars(select(WorkOrder).where(WorkOrder.caller_openid == "oWx_citizen_0042")).all()
+        assert filed.order_no != squat.json()["order_no"] and filed.channel == "wechat"
+    assert sender.sent and filed.order_no in sender.sent[-1][1]
+
+
 def test_login_is_audited_and_a_wrong_password_refused(client, staff, app_and_keys):
     from api.staff import AuditRecord
 
