@@ -61,6 +61,7 @@ KIND_CODE_TO_RULE = {
     "shichang": "市场监督管理局", "ziran": "自然资源和规划局", "shuili": "水利局", "minzheng": "民政局",
     "shangwu": "商务局", "nongye": "农业农村局", "linye": "林业局", "fagai": "发展和改革委员会", "caizheng": "财政局",
     "jiguan": "住房公积金管理中心", "budongchan": "不动产登记中心", "power": "供电公司", "water": "自来水有限公司",
+    "fangchan": "房产局",
 }
 
 

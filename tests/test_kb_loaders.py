@@ -74,6 +74,19 @@ def test_real_changsha_entries_reference_known_codes(real_kb):
     assert len(real_kb.content_hash) == 16
 
 
+def test_real_changsha_has_a_housing_office_for_the_new_home_market_in_every_district(real_kb):
+    """Real replies name 房产局/住房保障局 for new-home sales and public rental housing (KB 2026.12.3)."""
+    housing = [d for d in real_kb.departments.values() if d.kind == "fangchan"]
+    assert {d.level for d in housing} == {"city", "district"}
+    districts = {d.district_adcode for d in real_kb.departments.values() if d.kind == "zhujian" and d.level == "district"}
+    assert {d.district_adcode for d in housing if d.level == "district"} == districts
+    for entry_id in ("KB-02-025", "KB-02-030", "KB-02-034"):
+        entry = real_kb.entries[entry_id]
+        assert entry.lead == "fangchan" and "zhujian" in entry.co_handlers, entry_id
+    # construction quality stays with the 住建局
+    assert real_kb.entries["KB-02-026"].lead == "zhujian"
+
+
 # ------------------------------------------------------------------------------------------ the tiny KB
 
 
