@@ -68,6 +68,36 @@ def split_title(text: str) -> Letter:
     return Letter("", strip_courtesy(text))
 
 
+# A multi-issue letter's other matters: at most this many parts, each read like a head (title-less), and only parts
+# long enough to state a matter. Every part costs one more embedding, so a letter without cue words costs nothing.
+OTHER_MATTERS_MAX = 2
+OTHER_MATTER_MIN_CHARS = 12
+
+
+@lru_cache
+def _other_matter_cue() -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in lexicons()["other_matter_cues"]))
+
+
+def other_matter_texts(text: str, body_chars: int = BODY_HEAD_CHARS) -> list[str]:
+    """The parts of a (cleaned) letter that turn to another matter ("另外…", "二是…", "2、…"), each cut like a head.
+
+    The first matter is the title and the body's head (`matter_text`), which may already hold the second part of a
+    short letter: the router only reports a part whose matter differs from the first."""
+    letter = split_title(text)
+    body = letter.body
+    cues = [(m.start(), m.end()) for m in _other_matter_cue().finditer(body)]
+    parts: list[str] = []
+    for i, (_, start) in enumerate(cues):
+        end = cues[i + 1][0] if i + 1 < len(cues) else len(body)
+        part = Letter("", body[start:end].strip(" ，,：:；;")).matter_text(body_chars)
+        if len(part) >= OTHER_MATTER_MIN_CHARS:
+            parts.append(part)
+        if len(parts) == OTHER_MATTERS_MAX:
+            break
+    return parts
+
+
 def matter_text(text: str, body_chars: int = BODY_HEAD_CHARS) -> str:
     """The part of a (cleaned) complaint that says what the matter is; never empty for a non-empty text."""
     return split_title(text).matter_text(body_chars) or text

@@ -31,6 +31,10 @@ CANDIDATE_ENTRIES = 12          # entries scored into candidates: enough for 5 d
 OUT_OF_SCOPE_ENTRY_WEIGHT = 0.05  # an entry limited to another district keeps a trace of its probability, not 0
 TERRITORIAL_OPTION_POSITION = 2  # 0-based: a street/town office is offered third when the first three are bureaus
 CROSS_DUTY_MARGIN = 0.15        # two kinds of unit closer than this (and both ≥ cross_duty_min) → joint review
+# A multi-issue letter's other part is reported when its own best kind of unit (≠ the main one) holds at least this
+# share of its probability: about half the parts of real letters that a cue word opens are story, not a matter.
+OTHER_MATTER_MIN_PROBABILITY = 0.5
+NOT_ANOTHER_MATTER = frozenset({"hotline"})  # thanks and general suggestions stay with the order, no co-handler
 
 # -- the place (how sure the unit's place part is) ----------------------------------------------------------------
 STREET_UNIT_FROM_DISTRICT = 0.6   # a street matter given to a district unit because the street is unknown

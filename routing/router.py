@@ -13,7 +13,7 @@ from knowledge_base.gazetteer import Gazetteer
 from knowledge_base.kb import KnowledgeBase
 from knowledge_base.models import Department, ResponsibilityEntry
 from nlp.entities import extract_entities
-from nlp.letters import matter_text
+from nlp.letters import matter_text, other_matter_texts
 from nlp.normalize import check_text, normalize, strip_boilerplate
 from nlp.pii import mask_pii
 from nlp.segment import Segmenter
@@ -157,7 +157,7 @@ class Router:
         match_text = matter_text(stripped or normalized)
         # A history model reads the whole cleaned letter, as it was trained (`clean_for_matching`).
         return {"request": request, "normalized": normalized, "match_text": match_text,
-                "history_text": stripped or normalized}
+                "history_text": stripped or normalized, "other_texts": other_matter_texts(stripped or normalized)}
 
     def route(self, text: str, location: GeoPoint | None = None, *, order_id: str = "") -> dict:
         return self.route_many([RouteRequest(order_id, text, location)])[0]
@@ -176,15 +176,24 @@ class Router:
         results: list[dict] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
-            vectors, (probs, similarity, best_rows) = self._match([c["match_text"] for c in chunk])
+            # A multi-issue letter's other parts are matched in the same call (one embedding batch).
+            others = [t for c in chunk for t in c.get("other_texts", ())]
+            vectors, (probs, similarity, best_rows) = self._match([c["match_text"] for c in chunk] + others)
+            other_probs = probs[len(chunk):]
+            vectors = [v[:len(chunk)] for v in vectors]
+            probs, similarity, best_rows = probs[:len(chunk)], similarity[:len(chunk)], best_rows[:len(chunk)]
+            next_other = 0
             history = None
             if self.history_model:
                 history = self.history_model.predict([c["history_text"] for c in chunk], vectors,
                                                      kb_kinds=self._kind_probabilities(probs))
             for i, item in enumerate(chunk):
+                count = len(item.get("other_texts", ()))
                 results.append(self._decide(item, probs[i], similarity[i], best_rows[i],
                                             [v[i] for v in vectors], history[i] if history else None,
-                                            use_corrections=use_corrections))
+                                            use_corrections=use_corrections,
+                                            other_probs=other_probs[next_other:next_other + count]))
+                next_other += count
             if progress:
                 progress(len(chunk))
         return results
@@ -209,7 +218,8 @@ class Router:
         return vectors, self.matcher.entry_probabilities(match_texts, vectors)
 
     def _decide(self, item: dict, probs: np.ndarray, similarity: np.ndarray, best_rows: np.ndarray,
-                vectors: list[np.ndarray], history: dict | None, *, use_corrections: bool = True) -> dict:
+                vectors: list[np.ndarray], history: dict | None, *, use_corrections: bool = True,
+                other_probs: np.ndarray | None = None) -> dict:
         request: RouteRequest = item["request"]
         normalized = item["normalized"]
         geo = self.geocoder.geocode(normalized, request.location)
@@ -310,12 +320,46 @@ class Router:
             "entities": self._masked_entities(normalized),
             "explanation": self._explain(top_entry, unit, resolution, geo, candidates, feedback_note),
         }
+        output["other_matters"] = self._other_matters(other_probs, top_key, unit, geo, district_name)
+        if output["other_matters"] and decision == "auto":
+            # One order, several matters: the agent decides whether the others get co-handlers or orders of their own.
+            output["decision"] = "suggest"
+            output["decision_reasons"] = [f"来信还反映了其他事项（{'、'.join(m['kb_item']['name'] for m in output['other_matters'])}），"
+                                          "请坐席确认是否增派协办单位"]
         output["decided_by"] = "knowledge_base"
         if history:
             output = self._apply_history(output, history, geo)
             if "department" in history:
                 output["decided_by"] = self.history_model.model_id
         return output
+
+    def _other_matters(self, other_probs: np.ndarray | None, main_key: tuple[str, str], main_unit,
+                       geo: GeocodeResult, district_name: str | None) -> list[dict]:
+        """A multi-issue letter's other matters, each the best entry of its part, when its kind of unit differs from
+        the main matter's and the part is clear enough (policy.OTHER_MATTER_MIN_PROBABILITY): offered to the agent as
+        co-handler candidates, never dispatched on their own."""
+        found: list[dict] = []
+        seen = {main_key}
+        for probs in other_probs if other_probs is not None else ():
+            probs = probs.copy()
+            if district_name:
+                probs[(self._entry_scope != "全市") & (self._entry_scope != district_name)] *= policy.OUT_OF_SCOPE_ENTRY_WEIGHT
+            probs /= probs.sum()
+            kind_sums = np.bincount(self._kind_of_entry, weights=probs, minlength=len(self._kinds))
+            best_kind = int(np.argmax(kind_sums))
+            key = self._kinds[best_kind]
+            if key in seen or kind_sums[best_kind] < policy.OTHER_MATTER_MIN_PROBABILITY:
+                continue
+            seen.add(key)
+            pos = next(p for p in np.argsort(-probs) if self._kind_of_entry[p] == best_kind)
+            entry = self.kb.entries[self.matcher.model.entry_ids[pos]]
+            unit, resolution, _ = self.resolve_unit(key[0], key[1], geo)
+            if key[0] in policy.NOT_ANOTHER_MATTER or (unit and main_unit and unit.code and unit.code == main_unit.code):
+                continue
+            found.append({"kb_item": {"id": entry.id, "name": entry.name},
+                          "category": self.kb.category_path(entry.category), "department": _dept(unit),
+                          "probability": round(float(kind_sums[best_kind]), 4), "resolution": resolution})
+        return found
 
     def _correction_for(self, vector: np.ndarray, ranked_entries: np.ndarray, key_prob: dict):
         """The closest active correction of a near-duplicate complaint about the same matter, or None."""

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from hotline.cli import app
 from hotline.config import get_settings
-from nlp.letters import BODY_HEAD_CHARS, matter_text, split_title, strip_courtesy
+from nlp.letters import BODY_HEAD_CHARS, OTHER_MATTERS_MAX, matter_text, other_matter_texts, split_title, strip_courtesy
 from routing import policy
 from routing.calibration import same_kind_of_body
 from routing.policy import CityPolicy, PlattScaling, fit_letter_calibration, is_letter, load_city_policy
@@ -167,3 +167,33 @@ def test_the_record_calibration_leaves_out_unlisted_territorial_offices(router):
     records += [LabelledRecord(100 + i, unlisted, department="430104001") for i in range(10)]
     result = calibrate_router(router, records)
     assert result["rows"] == 30                               # the 10 unlisted ones were not judged against a code
+
+
+MULTI_ISSUE = ("反映岳麓区望月湖小区的几个问题。尊敬的书记：您好！我是望月湖小区的老住户，有几件事一直没人管。"
+               "一是小区门口晚上好多摊贩占道摆摊卖烧烤，人行道都过不去，城管来了就跑。"
+               "二是旁边工地每天半夜还在打桩施工，噪音吵得全楼的人都睡不着😡😡"
+               "另外，小区这个月已经停水三次了，也没有提前通知，家里做不了饭。恳请领导关注，谢谢！")
+
+
+def test_a_multi_issue_letter_is_cut_at_its_turns_to_other_matters():
+    parts = other_matter_texts(MULTI_ISSUE)
+    assert len(parts) == OTHER_MATTERS_MAX
+    assert parts[0].startswith("旁边工地每天半夜还在打桩施工") and "另外" not in parts[0]
+    assert parts[1].startswith("小区这个月已经停水三次了")
+    # a cue word inside a sentence, an amount or a date is not a turn
+    assert other_matter_texts("家门口另外一栋楼的空调外机滴水，物业费每平米涨了3.5元，2、3月份都没有公示") == []
+    assert other_matter_texts("") == []
+
+
+def test_the_router_offers_a_letters_other_matters_and_never_dispatches_them_alone(router):
+    routed = router.route(MULTI_ISSUE)
+    assert routed["kb_item"]["id"] == "KB-01-001"
+    others = {m["kb_item"]["id"]: m for m in routed["other_matters"]}
+    assert set(others) == {"KB-03-001", "KB-10-001"}, routed["other_matters"]
+    assert others["KB-10-001"]["department"]["code"] == "CS-WATER"
+    assert all(m["probability"] >= policy.OTHER_MATTER_MIN_PROBABILITY for m in others.values())
+    assert routed["decision"] != "auto"
+    # one matter, told in a long letter without turns: nothing else is offered
+    single = router.route("反映望月湖街道摊贩占道问题。尊敬的书记：您好！" + "每天晚上好多摊贩占道摆摊卖烧烤，"
+                          "人行道都过不去，城管来了就跑，走了又来。" * 3 + "谢谢！")
+    assert single["other_matters"] == []
