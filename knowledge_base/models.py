@@ -14,12 +14,20 @@ DUTY_TYPES = {
 }
 
 
+def _text_items(value: list | tuple) -> list[str]:
+    """A list's items are words or sentences: a nested list or mapping is refused, not turned into its repr."""
+    bad = [type(v).__name__ for v in value if isinstance(v, (list, tuple, dict, set))]
+    if bad:
+        raise ValueError(f"list items must be text, got a {bad[0]}")
+    return [str(v).strip() for v in value if v is not None and str(v).strip()]
+
+
 def _split_multi(value: object) -> list[str]:
     """Lists arrive as YAML lists or as `|`/`、`/`,` separated cells from CSV and Excel."""
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
+        return _text_items(value)
     text = str(value)
     for sep in ("\n", "、", "，", ",", ";", "；"):
         text = text.replace(sep, "|")
@@ -31,7 +39,7 @@ def _split_examples(value: object) -> list[str]:
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
+        return _text_items(value)
     return [part.strip() for part in str(value).replace("\n", "|").split("|") if part.strip()]
 
 

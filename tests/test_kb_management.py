@@ -123,6 +123,18 @@ def test_only_editors_change_the_list(kb_client):
     assert unknown_field.status_code == 422 and "not an editable field" in str(unknown_field.json())
 
 
+def test_a_patch_with_nested_lists_is_refused_and_writes_nothing(kb_client):
+    """Security review 2026-12-06: keywords [[[…]]] nested 500 deep were taken (202) and written as their repr."""
+    files = {p: p.read_bytes() for p in kb_client.city_dir.rglob("*") if p.is_file()}
+    nested: list = ["摆摊"]
+    for _ in range(500):
+        nested = [nested]
+    for changes in ({"keywords": nested}, {"keywords": [["摆摊", "占道"]]}, {"examples": [{"text": "占道摆摊"}] * 3}):
+        response = kb_client.patch("/api/v1/kb/entries/KB-01-001", json={"changes": changes}, headers=kb_client.editor)
+        assert response.status_code == 422 and "must be text" in response.text, response.text
+    assert {p: p.read_bytes() for p in kb_client.city_dir.rglob("*") if p.is_file()} == files
+
+
 def test_an_edit_keeps_the_files_comments(tiny_city_copy):
     path = next((tiny_city_copy / "responsibilities").glob("*.yaml"))
     path.write_text("# 城市管理清单（手工维护的注释）\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
