@@ -40,10 +40,11 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from app_server import free_port, start_app, wait_for_app
-from assistant.manage import model_file, model_is_current, start_rasa, stop_process, wait_until_ready
-from hotline.config import Settings
-from nlp.pii import mask_pii
+from app_server import free_port, start_app, wait_for_app  # noqa: E402
+
+from assistant.manage import model_file, model_is_current, start_rasa, stop_process, wait_until_ready  # noqa: E402
+from hotline.config import Settings  # noqa: E402
+from nlp.pii import mask_pii  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "assistant_latency.json"
 TARGET_P50_MS = 300.0

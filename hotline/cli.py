@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import orjson
 import typer
@@ -53,7 +53,7 @@ def _user_errors():
     return (DataFileError, IndexMismatchError, InputError, InputFileError, FileNotFoundError, RuntimeError)
 
 
-def _load_router(model: Optional[Path], rebuild_index: bool = False, *, active_model: bool = True):
+def _load_router(model: Path | None, rebuild_index: bool = False, *, active_model: bool = True):
     from routing.service import build_router
 
     try:
@@ -75,7 +75,7 @@ def _record_id(record: dict, line: int) -> str:
 def route(
     input: Annotated[Path, typer.Option("--input", "-i", help="JSONL: {\"id\", \"text\", \"location\"?} per line")],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL routing results, one per input line")],
-    model: Annotated[Optional[Path], typer.Option("--model", help="a model directory from `hotline train`")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="a model directory from `hotline train`")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="complaints embedded together")] = 256,
 ) -> None:
     """Route complaints. Bad lines get an {"error"} record in the output and are listed; the rest are routed."""
@@ -125,7 +125,7 @@ def route(
 @app.command()
 def train(
     out_dir: Annotated[Path, typer.Option("--out", help="directory for the trained model")],
-    history: Annotated[Optional[Path], typer.Option("--history", help="past orders: CSV, .xlsx or JSONL")] = None,
+    history: Annotated[Path | None, typer.Option("--history", help="past orders: CSV, .xlsx or JSONL")] = None,
     from_orders: Annotated[bool, typer.Option("--from-orders", help=(
         "learn from the closed orders in the order store (HOTLINE_DATABASE_URL), e.g. after `hotline orders import`"))] = False,
     text_column: Annotated[str, typer.Option("--text-column")] = "text",
@@ -235,9 +235,9 @@ def calibrate(
 @app.command("eval")
 def eval_command(
     input: Annotated[Path, typer.Option("--input", "-i", help="labelled JSONL/CSV/.xlsx: text + department and/or category")],
-    model: Annotated[Optional[Path], typer.Option("--model", help="a model directory from `hotline train`")] = None,
-    report: Annotated[Optional[Path], typer.Option("--report", help="where to write the JSON report")] = None,
-    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="also write each routing result (JSONL)")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="a model directory from `hotline train`")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="where to write the JSON report")] = None,
+    predictions: Annotated[Path | None, typer.Option("--predictions", help="also write each routing result (JSONL)")] = None,
     with_corrections: Annotated[bool, typer.Option("--with-corrections", help=(
         "also apply the stored re-dispatch corrections (by default the router is measured without them)"))] = False,
 ) -> None:
@@ -555,7 +555,7 @@ def corrections_remove(correction_id: Annotated[int, typer.Argument(help="the id
 
 
 @kb_app.command("validate")
-def kb_validate(city_dir: Annotated[Optional[Path], typer.Option(help="a city's data folder")] = None) -> None:
+def kb_validate(city_dir: Annotated[Path | None, typer.Option(help="a city's data folder")] = None) -> None:
     """Check every file of a city's lists; print each problem as file:row:field."""
     from knowledge_base.gazetteer import load_gazetteer
     from knowledge_base.kb import load_knowledge_base
@@ -582,8 +582,8 @@ def kb_validate(city_dir: Annotated[Optional[Path], typer.Option(help="a city's 
 @kb_app.command("unit")
 def kb_unit(
     entry: Annotated[str, typer.Option(help="responsibility entry id, e.g. KB-01-009")],
-    district: Annotated[Optional[str], typer.Option(help="district name, e.g. 岳麓区")] = None,
-    street: Annotated[Optional[str], typer.Option(help="street/town name, e.g. 望月湖街道")] = None,
+    district: Annotated[str | None, typer.Option(help="district name, e.g. 岳麓区")] = None,
+    street: Annotated[str | None, typer.Option(help="street/town name, e.g. 望月湖街道")] = None,
 ) -> None:
     """Which unit owns ENTRY in a place, by the list's rules (lead kind at the entry's level, 以块为主)."""
     from knowledge_base.gazetteer import load_gazetteer
@@ -626,7 +626,7 @@ def model_build() -> None:
 
 @model_app.command("use")
 def model_use(
-    model_dir: Annotated[Optional[Path], typer.Argument(help="a folder `hotline train --out` wrote")] = None,
+    model_dir: Annotated[Path | None, typer.Argument(help="a folder `hotline train --out` wrote")] = None,
     none: Annotated[bool, typer.Option("--none", help="route with the knowledge base alone again")] = False,
 ) -> None:
     """Choose the history model `hotline serve` loads (checked against the current list and embeddings first)."""
@@ -677,7 +677,7 @@ app.add_typer(apikey_app, name="apikey")
 def apikey_create(
     name: Annotated[str, typer.Option(help="who uses it, e.g. dispatch-system")],
     scope: Annotated[list[str], typer.Option(help="route, orders:read, orders:write, kb:write, indicators:read")],
-    department: Annotated[Optional[str], typer.Option(
+    department: Annotated[str | None, typer.Option(
         help="bind the key to a department's own system (it then acts as that department's handler)")] = None,
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
@@ -768,7 +768,7 @@ app.add_typer(staff_app, name="staff")
 def staff_create(
     username: Annotated[str, typer.Option(help="login name")],
     role: Annotated[str, typer.Option(help="agent, dispatcher, handler, supervisor, official or admin")],
-    department: Annotated[Optional[str], typer.Option(help="department code (required for handlers)")] = None,
+    department: Annotated[str | None, typer.Option(help="department code (required for handlers)")] = None,
 ) -> None:
     """Create a staff account; the password is read from standard input (never from the command line)."""
     from api.staff import create_staff
@@ -802,7 +802,7 @@ def staff_disable(username: Annotated[str, typer.Argument(help="login name")]) -
 def staff_set_role(
     username: Annotated[str, typer.Argument(help="login name")],
     role: Annotated[str, typer.Argument(help="agent, dispatcher, handler, supervisor, official or admin")],
-    department: Annotated[Optional[str], typer.Option(help="department code (handlers)")] = None,
+    department: Annotated[str | None, typer.Option(help="department code (handlers)")] = None,
 ) -> None:
     """Change a staff account's role (and department for handlers); its tokens act with the new role at once."""
     from api.staff import set_staff_role

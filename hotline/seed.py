@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hotline.db import transaction
 from orders.lifecycle import add_working_days
 from orders.service import Actor, apply_action, create_order
-from routing.router import RouteRequest, Router
+from routing.router import Router, RouteRequest
 
 CHANNEL_WEIGHTS = {"hotline": 0.55, "wechat": 0.25, "web": 0.12, "app": 0.05, "grid": 0.03}
 SYSTEM = Actor("seed", "system")
@@ -32,7 +32,7 @@ def seed_history(router: Router, sessions: sessionmaker[Session], *, orders: int
                  seed: int = 12345, now: dt.datetime | None = None,
                  progress: Callable[[int], None] = lambda n: None) -> dict:
     rng = random.Random(seed)
-    now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
     kb = router.kb
     entries = kb.active_entries()
     streets = list(router.gazetteer.streets.items())

@@ -13,9 +13,10 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, Literal, Optional
+from typing import Annotated, Literal
 
 import prcoords
 import typer
@@ -60,8 +61,8 @@ class RegistryRow(BaseModel):
     street_code: str = Field(pattern=r"^\d{12}$", description="the 12-digit statistical code of the street/town")
     community: str = Field(default="", max_length=32)
     type: PlaceType
-    lng: Optional[float] = Field(default=None, ge=73.0, le=136.0, allow_inf_nan=False)
-    lat: Optional[float] = Field(default=None, ge=3.0, le=54.0, allow_inf_nan=False)
+    lng: float | None = Field(default=None, ge=73.0, le=136.0, allow_inf_nan=False)
+    lat: float | None = Field(default=None, ge=3.0, le=54.0, allow_inf_nan=False)
     datum: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
 
     @field_validator("name", "street_code", "community", "type", mode="before")
@@ -321,11 +322,11 @@ cli = typer.Typer(help="The city's gazetteer: import the standard address regist
 @cli.command("import")
 def import_command(
     file: Annotated[Path, typer.Argument(help="CSV or .xlsx: name, aliases, street_code, community, type, lng, lat, datum")],
-    city_dir: Annotated[Optional[Path], typer.Option(help="the city's data folder (default: the configured city)")] = None,
+    city_dir: Annotated[Path | None, typer.Option(help="the city's data folder (default: the configured city)")] = None,
 ) -> None:
     """Import a registry file into <city>/geo/address_registry.csv: the whole file or (any bad row) nothing;
     re-importing it changes nothing."""
-    from hotline.cli import _fail, _progress, err, out
+    from hotline.cli import _fail, _progress, out
     from hotline.config import get_settings
 
     settings = get_settings()

@@ -88,7 +88,7 @@ def save_index(directory: Path, *, model_id: str, kb_hash: str, rows: list[Passa
     index = VectorIndex(vectors.shape[1])
     index.add(vectors)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=directory.parent))
-    built_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    built_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     faiss.write_index(index.index, str(tmp / "passages.faiss"))
     np.save(tmp / "vectors.npy", vectors.astype(np.float32))
     (tmp / "rows.json").write_text(json.dumps([r.__dict__ for r in rows], ensure_ascii=False), encoding="utf-8")

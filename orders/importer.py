@@ -72,7 +72,7 @@ MAX_TITLE = 200
 MAX_ADDRESS = 500
 MAX_DEPARTMENT = 100
 MAX_CATEGORY_LEVEL = 40
-EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.timezone.utc)   # before any 12345 hotline; an Excel zero date is 1899/1900
+EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)   # before any 12345 hotline; an Excel zero date is 1899/1900
 EXCEL_EXACT_INTEGERS = 10 ** 15   # Excel keeps 15 significant digits: a longer number has lost its last ones
 
 _ORDER_NO = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_\-./]*$")
@@ -217,11 +217,11 @@ def parse_time(value) -> dt.datetime:
             raise ValueError(f"not a valid date and time ({exc})") from None
         if offset:
             offset = offset.replace(":", "")
-            moment = moment.replace(tzinfo=dt.timezone.utc if offset == "Z" else dt.timezone(
+            moment = moment.replace(tzinfo=dt.UTC if offset == "Z" else dt.timezone(
                 (1 if offset[0] == "+" else -1) * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=CITY_ZONE)
-    return moment.astimezone(dt.timezone.utc)
+    return moment.astimezone(dt.UTC)
 
 
 def parse_category(value) -> list[str]:

@@ -37,7 +37,7 @@ CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")   # China has one time zone;
 def city_midnight(day: dt.date) -> dt.datetime:
     """The start of a calendar day in the city (periods given as dates are the city's days, not UTC days)."""
     # In UTC: SQLite compares stored UTC timestamps as text and would ignore a +08:00 offset on the parameter.
-    return dt.datetime(day.year, day.month, day.day, tzinfo=CITY_TZ).astimezone(dt.timezone.utc)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=CITY_TZ).astimezone(dt.UTC)
 UNKNOWN = "未知"
 CHANNEL_LABELS = {"hotline": "12345热线", "wechat": "微信公众号", "web": "网站", "open311": "Open311接口", "grid": "网格员上报",
                   "app": "移动应用", "sensor": "感知设备", "110": "110转办"}
@@ -74,7 +74,7 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     """SQLite returns naive UTC datetimes; PostgreSQL aware ones."""
     if moment is None:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _local(moment: dt.datetime | None) -> str | None:

@@ -162,7 +162,7 @@ EARLY_SHARE, DUE_SOON_SHARE, SEVERE_SHARE = 0.5, 0.8, 2.0
 def timeliness(started: dt.datetime, deadline: dt.datetime, *, finished: dt.datetime | None = None,
                now: dt.datetime | None = None) -> Timeliness:
     """Where an order stands against its deadline (finished orders: how they finished)."""
-    end = finished or now or dt.datetime.now(dt.timezone.utc)
+    end = finished or now or dt.datetime.now(dt.UTC)
     allowed = max((deadline - started).total_seconds(), 1.0)
     used = (end - started).total_seconds() / allowed
     if finished is not None:

@@ -10,7 +10,7 @@ from hotline.db import Base
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class WorkOrder(Base):

@@ -20,7 +20,6 @@ Choices (GeoReport v2 leaves them to the server):
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -229,7 +228,7 @@ def request_window(*, start: str | None, end: str | None, now: dt.datetime) -> t
             start_at = end_at - MAX_WINDOW
         if end_at is None:
             end_at = start_at + MAX_WINDOW
-        start_at.astimezone(dt.timezone.utc), end_at.astimezone(dt.timezone.utc)   # the query compares in UTC
+        start_at.astimezone(dt.UTC), end_at.astimezone(dt.UTC)   # the query compares in UTC
     except OverflowError:
         raise Open311InputError("start_date/end_date are out of range") from None
     if start_at > end_at:
@@ -284,7 +283,7 @@ def find_requests(session: Session, *, kb: KnowledgeBase, order_nos: list[str] |
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment.astimezone(dt.timezone.utc)
+    return moment.astimezone(dt.UTC)
 
 
 def _in_service(service: Service):
@@ -327,7 +326,7 @@ def is_open(order: WorkOrder) -> bool:
 def _local(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)   # SQLite: naive UTC
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)   # SQLite: naive UTC
     return aware.astimezone(LOCAL_TIME).isoformat(timespec="seconds")
 
 

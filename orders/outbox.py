@@ -74,7 +74,7 @@ class InboundCallback(Base):
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 # -- registration ----------------------------------------------------------------------------------------------

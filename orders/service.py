@@ -19,11 +19,19 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from nlp.normalize import check_text
 from nlp.pii import mask_pii
-from orders.lifecycle import (ACTION_LABELS, OPEN_STATES, STATE_LABELS, Action, IllegalTransition, State,
-                              add_working_days, next_state)
-from orders.outbox import enqueue_for_event
 from orders.indicators import CITY_TZ
+from orders.lifecycle import (
+    ACTION_LABELS,
+    OPEN_STATES,
+    STATE_LABELS,
+    Action,
+    IllegalTransition,
+    State,
+    add_working_days,
+    next_state,
+)
 from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder, utcnow
+from orders.outbox import enqueue_for_event
 
 DEFAULT_TIME_LIMIT_DAYS = 5
 CHANNELS = ("hotline", "wechat", "web", "open311", "grid", "app", "sensor", "110")

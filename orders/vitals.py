@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -103,7 +103,7 @@ class PointRow(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _in_utc(cls, value: dt.datetime) -> dt.datetime:
-        return (value if value.tzinfo else value.replace(tzinfo=CITY_TZ)).astimezone(dt.timezone.utc)
+        return (value if value.tzinfo else value.replace(tzinfo=CITY_TZ)).astimezone(dt.UTC)
 
 
 class ThresholdRow(BaseModel):
@@ -112,8 +112,8 @@ class ThresholdRow(BaseModel):
     metric: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
     area: str = Field(default="", max_length=64)
     direction: Literal["above", "below"]
-    warn: Optional[float] = Field(default=None, allow_inf_nan=False)
-    alarm: Optional[float] = Field(default=None, allow_inf_nan=False)
+    warn: float | None = Field(default=None, allow_inf_nan=False)
+    alarm: float | None = Field(default=None, allow_inf_nan=False)
     note: str = ""
 
     _blanks = field_validator("warn", "alarm", mode="before")(_blank_to_none)
@@ -148,7 +148,7 @@ class ImportResult:
 
 def _utc(moment: dt.datetime) -> dt.datetime:
     """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def read_file(path: Path) -> tuple[str, list]:
@@ -414,7 +414,7 @@ def import_command(
             task = bar.add_task(f"{path.name} ({kind})", total=len(items))
             try:
                 with transaction(sessions) as session:
-                    result = import_file(session, path=path, progress=lambda n: bar.advance(task, n))
+                    result = import_file(session, path=path, progress=lambda n, task=task: bar.advance(task, n))
             except DataFileError as exc:
                 failed += 1
                 err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
@@ -427,8 +427,8 @@ def import_command(
 
 @cli.command("check")
 def check_command(
-    metric: Annotated[Optional[str], typer.Option(help="only this metric code")] = None,
-    area: Annotated[Optional[str], typer.Option(help="only this area, e.g. 岳麓区 or 全市")] = None,
+    metric: Annotated[str | None, typer.Option(help="only this metric code")] = None,
+    area: Annotated[str | None, typer.Option(help="only this area, e.g. 岳麓区 or 全市")] = None,
 ) -> None:
     """The latest value of every metric and area with its level (告警 / 预警 / 正常)."""
     from rich.table import Table

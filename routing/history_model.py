@@ -108,7 +108,7 @@ class Platt:
         return np.column_stack([np.log(p1 / (1 - p1)), top2[:, 0] - top2[:, 1]])
 
     @classmethod
-    def fit(cls, probs: np.ndarray, correct: np.ndarray) -> "Platt":
+    def fit(cls, probs: np.ndarray, correct: np.ndarray) -> Platt:
         if correct.all() or not correct.any():
             return cls()
         lr = LogisticRegression(C=10.0).fit(cls.features(probs), correct.astype(int))
@@ -281,7 +281,7 @@ class HistoryModel:
 
     @classmethod
     def load(cls, directory: Path, *, encoder_id: str, kb_hash: str | None = None,
-             kind_keys: list | None = None) -> "HistoryModel":
+             kind_keys: list | None = None) -> HistoryModel:
         """Refused, with what to do, when it was trained for other embeddings or another knowledge base."""
         path = directory / MODEL_FILE
         if not path.exists():
@@ -329,7 +329,7 @@ def fit_heads(texts: list[str], labels_by_head: dict[str, list[str | None]], vec
     kb = _kb_block(kb_kinds, len(texts), len(kind_keys)) if kind_keys else np.zeros((len(texts), 0))
     heads, label_counts, metrics = {}, {}, {}
     for name, labels in labels_by_head.items():
-        keep = [i for i, l in enumerate(labels) if l]
+        keep = [i for i, label in enumerate(labels) if label]
         counts = Counter(labels[i] for i in keep)
         # Labels seen once cannot be learnt or calibrated; they stay reachable through the knowledge base.
         keep = [i for i in keep if counts[labels[i]] >= MIN_PER_CLASS]
@@ -348,9 +348,9 @@ def fit_heads(texts: list[str], labels_by_head: dict[str, list[str | None]], vec
         raise InputFileError("the history has fewer than two labels with at least two orders each: nothing to learn")
     manifest = {
         "format": FORMAT,
-        "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "rows": len(texts), "data_sha256": source_hash, "encoder_id": encoder_id,
-        "heads": label_counts, "label_counts": {name: dict(Counter(l for l in labels if l).most_common())
+        "heads": label_counts, "label_counts": {name: dict(Counter(label for label in labels if label).most_common())
                                                 for name, labels in labels_by_head.items() if name in heads},
         "metrics_out_of_fold": metrics, "train_seconds": round(time.perf_counter() - started, 1),
         **(extra_manifest or {}),

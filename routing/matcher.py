@@ -22,8 +22,15 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from knowledge_base.index_store import (PassageRow, StoredIndex, entry_passages, index_dir_for, load_index,
-                                        save_index, update_extra)
+from knowledge_base.index_store import (
+    PassageRow,
+    StoredIndex,
+    entry_passages,
+    index_dir_for,
+    load_index,
+    save_index,
+    update_extra,
+)
 from knowledge_base.kb import KnowledgeBase
 from nlp.embedder import Embedder, TfidfEmbedder
 

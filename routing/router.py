@@ -479,7 +479,7 @@ class Router:
             output["kb_category"] = output["category"]
             output["category"] = [p for p in str(label).split("/") if p]
             output["category_confidence"] = round(float(prob), 4)
-            output["category_candidates"] = [{"label": l, "score": round(float(p), 4)} for l, p in history["category"][:5]]
+            output["category_candidates"] = [{"label": name, "score": round(float(p), 4)} for name, p in history["category"][:5]]
         if "department" in history:
             kb_dept = output["department"]
             # The model already weighs the knowledge base's opinion (its per-kind probabilities are one of its

@@ -11,14 +11,14 @@ from pathlib import Path
 from hotline.config import Settings
 from knowledge_base.gazetteer import load_gazetteer
 from knowledge_base.kb import load_knowledge_base
+from routing.calibration import calibrate_router
 from routing.feedback import FeedbackMemory, FeedbackStore, SQLiteFeedbackStore
 from routing.geocode import GazetteerGeocoder
-from routing.calibration import calibrate_router
 from routing.history import read_labelled
 from routing.history_model import HistoryModel
 from routing.matcher import Encoders, build_matcher, load_matcher, prepare_encoders
 from routing.policy import load_city_policy
-from routing.router import RouteRequest, Router
+from routing.router import Router, RouteRequest
 
 log = logging.getLogger(__name__)
 
@@ -221,4 +221,4 @@ class RouterReloader:
 def _now_iso() -> str:
     import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -35,9 +35,9 @@ class Period:
 
 def today_in_city(now: dt.datetime | None = None) -> dt.date:
     """The calendar day in Asia/Shanghai at `now` (aware; naive means UTC), or right now."""
-    moment = now or dt.datetime.now(dt.timezone.utc)
+    moment = now or dt.datetime.now(dt.UTC)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(CITY_TZ).date()
 
 

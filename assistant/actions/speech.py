@@ -15,7 +15,7 @@ def parse_moment(value: str | None) -> dt.datetime | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(CITY_TZ)
 
 

@@ -1,12 +1,11 @@
 """work orders, events, routing decisions, supervision
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-21 14:25:48.429549
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

@@ -17,9 +17,8 @@ Create Date: 2026-12-06 14:00:00
 """
 import hashlib
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0008'
 down_revision = '0007'
