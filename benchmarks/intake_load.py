@@ -107,6 +107,12 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), to compare work per order across machine loads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _reset_postgres(url: str) -> None:
     from sqlalchemy import text
 
@@ -197,10 +203,12 @@ def run(database: str, requests: int, concurrency: int, max_seconds: float, *, t
     try:
         wait_for_app(base, server, timeout=300)
         load_before = os.getloadavg()
+        cpu_before = _cpu_seconds(server.pid)
         latencies, statuses, elapsed, read_latencies, read_statuses = asyncio.run(_load(
             base, key, texts, requests=requests, concurrency=concurrency, max_seconds=max_seconds, readers=readers,
             read_interval=read_interval))
         load_after = os.getloadavg()
+        server_cpu = _cpu_seconds(server.pid) - cpu_before
     finally:
         stop_process(server)
     from sqlalchemy import func, select
@@ -218,7 +226,9 @@ def run(database: str, requests: int, concurrency: int, max_seconds: float, *, t
               "p50_ms": round(statistics.median(latencies) * 1000, 1),
               "p95_ms": round(_percentile(latencies, 0.95) * 1000, 1),
               "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1), "max_ms": round(max(latencies) * 1000, 1),
-              "statuses": statuses, "orders_in_database": stored - 5, "lost_or_duplicated": stored - 5 - created}
+              "statuses": statuses, "orders_in_database": stored - 5, "lost_or_duplicated": stored - 5 - created,
+              # the server's CPU time over the run (warm-up and reads included) per order: comparable across loads
+              "server_cpu_s": round(server_cpu, 2), "server_cpu_ms_per_order": round(server_cpu / created * 1000, 1)}
     if readers:
         result["reads"] = {"readers": readers, "interval_s": read_interval, "count": len(read_latencies),
                            "per_second": round(len(read_latencies) / elapsed, 2),
