@@ -33,7 +33,7 @@ from assistant.actions.orders import ASK_LAST4, ASK_ORDER_NO, NOT_FOUND, ActionO
 from assistant.actions.periods import CITY_TZ, chinese_number, parse_period, today_in_city
 from orders.models import WorkOrder
 from orders.service import WECHAT_SCOPE, scoped_idempotency_key
-from test_orders_api import _free_port, app_and_keys, server, staff  # noqa: F401  (the shared DB/app fixtures)
+from support import REPO_ROOT, free_port
 
 TODAY = dt.date(2026, 11, 21)          # a Saturday
 FROZEN_NOW = dt.datetime(2026, 11, 21, 10, 0, tzinfo=CITY_TZ)
@@ -179,7 +179,7 @@ def test_metric_words(text, metric):
 
 def test_every_metric_and_period_word_of_the_nlu_vocabulary_is_understood():
     """The NLU's lookup tables (generated from the KB by assistant/generate.py) and the actions agree."""
-    vocabulary = Path(__file__).resolve().parent.parent / "assistant" / "generated" / "vocabulary.yml"
+    vocabulary = REPO_ROOT / "assistant" / "generated" / "vocabulary.yml"
     if not vocabulary.exists():
         pytest.skip("assistant/generated/vocabulary.yml not generated")
     items = yaml.safe_load(vocabulary.read_text(encoding="utf-8"))
@@ -345,7 +345,7 @@ def file_order(service, text: str, *, phone: str | None = None, openid: str | No
 
 
 def _closed_port_context() -> ActionContext:
-    return ActionContext(base_url=f"http://127.0.0.1:{_free_port()}", api_key="hlk_nothing-listens-here", timeout_s=2)
+    return ActionContext(base_url=f"http://127.0.0.1:{free_port()}", api_key="hlk_nothing-listens-here", timeout_s=2)
 
 
 def test_status_by_number_and_last4(service):
@@ -499,7 +499,7 @@ def test_the_complaint_text_is_checked(service):
 def test_with_the_projects_domain_the_form_asks_and_the_validation_explains(service):
     """assistant/domain.yml asks every slot itself (utter_ask_place_confirmed reads {complaint_place} back): the
     validation then only fills, rewrites and explains, so no question is asked twice."""
-    domain_file = Path(__file__).resolve().parent.parent / "assistant" / "domain.yml"
+    domain_file = REPO_ROOT / "assistant" / "domain.yml"
     if not domain_file.exists():
         pytest.skip("no assistant/domain.yml")
     domain = yaml.safe_load(domain_file.read_text(encoding="utf-8"))

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import uvicorn
-from conftest import clean_postgres_url, fresh_router
+from support import free_port, clean_postgres_url, fresh_router
 from sqlalchemy import select
 
 from api.app import create_app
@@ -55,12 +55,6 @@ ORDER_NO = re.compile(r"工单号[:：]\s*([A-Z]{0,4}\d{8,})")
 FALLBACK_DEPARTMENT = "430104-CHENGGUAN"   # the tiny city's 岳麓区城管, if routing named none
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # -- Rasa, once for the module --------------------------------------------------------------------------------------
 @dataclass
 class Assistant:
@@ -80,7 +74,7 @@ def assistant(tmp_path_factory):
         if os.environ.get("HOTLINE_REQUIRE_RASA") == "1":
             pytest.fail(f"HOTLINE_REQUIRE_RASA=1 but {why_not}")
         pytest.skip(why_not)
-    app_port, rasa_port = _free_port(), _free_port()
+    app_port, rasa_port = free_port(), free_port()
     api_key = "hlk_e2e_" + secrets.token_urlsafe(24)
     app_url = f"http://127.0.0.1:{app_port}"
     settings = get_settings().model_copy(update={"assistant_api_key": api_key, "service_url": app_url,

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import free_port
 import yaml
 
 from assistant import manage
@@ -366,12 +367,6 @@ def test_rasa_runs_with_a_private_home_and_no_telemetry(tmp_path):
     assert env["PYTHONPATH"] == str(Settings(cache_dir=tmp_path).assistant_dir)   # rasa_components.* importable
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_wait_until_ready_returns_once_the_server_answers():
     class Hello(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -394,11 +389,11 @@ def test_wait_until_ready_returns_once_the_server_answers():
 
 def test_wait_until_ready_gives_up():
     with pytest.raises(TimeoutError):
-        manage.wait_until_ready(f"http://127.0.0.1:{_free_port()}", timeout=1)
+        manage.wait_until_ready(f"http://127.0.0.1:{free_port()}", timeout=1)
     process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     process.wait()
     with pytest.raises(RuntimeError, match="exited with code 3"):
-        manage.wait_until_ready(f"http://127.0.0.1:{_free_port()}", timeout=30, process=process)
+        manage.wait_until_ready(f"http://127.0.0.1:{free_port()}", timeout=30, process=process)
 
 
 def test_only_known_harmless_validation_warnings_are_accepted():

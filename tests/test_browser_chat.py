@@ -3,7 +3,7 @@ a free loopback port. A typed message gets the assistant's reply; quick replies,
 "assistant unavailable" notice and the staff login work as a person would use them.
 
 The assistant is the real Rasa when its venv and a trained model exist (assistant.manage.start_rasa), otherwise
-FakeRasa (tests/test_chat.py) on loopback. HOTLINE_REQUIRE_BROWSER=1 / HOTLINE_REQUIRE_RASA=1 turn a missing
+FakeRasa (tests/support.py) on loopback. HOTLINE_REQUIRE_BROWSER=1 / HOTLINE_REQUIRE_RASA=1 turn a missing
 Chromium / Rasa into a failure instead of a skip. Chromium: `scripts/install_browser.sh`.
 """
 from __future__ import annotations
@@ -24,9 +24,8 @@ from api.staff import create_staff
 from assistant.manage import start_rasa, stop_process, wait_until_ready, why_rasa_cannot_run
 from hotline.config import get_settings
 from hotline.db import transaction
-from test_chat import FakeRasa, closed_port_url
+from support import REPO_ROOT, FakeRasa, closed_port_url, free_port
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # Known to work on these machines; without the background-networking flags Chromium keeps trying Google's hosts.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -39,12 +38,6 @@ def _missing(flag: str, reason: str):
     if os.environ.get(flag) == "1":
         pytest.fail(f"{flag}=1 but {reason}")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the browser -------------------------------------------------------------------------------------------------
@@ -77,7 +70,7 @@ def serve(router):
     running = []
 
     def start(rasa_url: str, port: int | None = None) -> str:
-        port = port or _free_port()
+        port = port or free_port()
         settings = router.settings.model_copy(update={"rasa_url": rasa_url, "service_url": f"http://127.0.0.1:{port}",
                                                       "assistant_timeout_s": 20.0})
         router.settings = settings
@@ -102,7 +95,7 @@ def serve(router):
 # -- the real Rasa, when it has been installed and trained ----------------------------------------------------------
 def _start_real_rasa(service_url: str, log_file: Path):
     """Rasa on a free port, its actions pointed at our app, loaded and answering; returns (url, stop)."""
-    port = _free_port()
+    port = free_port()
     process = start_rasa(get_settings(), port=port, service_url=service_url, log_file=log_file)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -174,7 +167,7 @@ def test_a_typed_message_gets_the_assistants_reply(browser, serve, tmp_path):
     why_not_real = why_rasa_cannot_run(get_settings())
     if why_not_real and os.environ.get("HOTLINE_REQUIRE_RASA") == "1":
         pytest.fail(f"HOTLINE_REQUIRE_RASA=1 but {why_not_real}")
-    port = _free_port()
+    port = free_port()
     if why_not_real is None:
         rasa_url, stop_rasa = _start_real_rasa(f"http://127.0.0.1:{port}", tmp_path / "rasa.log")
     else:

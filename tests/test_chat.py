@@ -2,7 +2,7 @@
 bad messages refused with a reason, Rasa down or slow → 503, rate limit, the page and its Content-Security-Policy.
 
 The relay is tested against the in-process test double (ScriptedAssistant) and against FakeRasa, a real HTTP
-server on loopback that speaks Rasa's REST webhook protocol (also used by tests/test_browser_chat.py).
+server on loopback that speaks Rasa's REST webhook protocol (in tests/support.py; the browser tests use it too).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
+from support import FakeRasa, closed_port_url, fake_rasa_answer
 
 from api.app import create_app
 from api.assistant_client import (UNAVAILABLE_MESSAGE, AssistantUnavailable, RasaRestClient, ScriptedAssistant,
@@ -27,85 +28,6 @@ from hotline.db import transaction
 
 OFFICIAL_PASSWORD = "长沙12345-official"
 SVG_NS_URL = "http://www.w3.org/2000/svg"   # the one URL the page's script may contain: a namespace, not a fetch
-
-
-# -- a fake Rasa on loopback -----------------------------------------------------------------------------------
-def fake_rasa_answer(sender: str, message: str) -> list[dict]:
-    """What FakeRasa says: an echo, plus buttons when asked to choose and a bar chart when asked for a ranking —
-    the shapes the real assistant sends (text, buttons, json_message → custom)."""
-    answer = [{"recipient_id": sender, "text": f"收到您的消息：{message}"}]
-    if "选择" in message:
-        answer.append({"recipient_id": sender, "text": "请选择：",
-                       "buttons": [{"title": "查询工单", "payload": "/query_order_status"},
-                                   {"title": "我要投诉", "payload": "/submit_complaint"}]})
-    if "排名" in message:
-        answer.append({"recipient_id": sender, "custom": {"chart": {
-            "type": "bar", "title": "本月诉求量（按区）", "unit": "件",
-            "labels": ["岳麓区", "雨花区", "开福区"], "values": [128, 96.5, 40]}}})
-    return answer
-
-
-class FakeRasa:
-    """A real HTTP server on 127.0.0.1 speaking Rasa's REST channel: POST /webhooks/rest/webhook, GET / and
-    GET /status. Records every turn; can be made slow (`delay_s`) or broken (`status`, `raw_body`)."""
-
-    def __init__(self) -> None:
-        self.turns: list[dict] = []
-        self.delay_s = 0.0
-        self.status = 200
-        self.raw_body: bytes | None = None
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:   # keep test output quiet
-                pass
-
-            def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if self.path == "/status":
-                    self._send(200, json.dumps({"model_file": "fake.tar.gz", "num_active_training_jobs": 0}).encode())
-                else:
-                    self._send(200, b"Hello from Rasa: 3.6.21", "text/plain")
-
-            def do_POST(self) -> None:
-                if self.path != "/webhooks/rest/webhook":
-                    self._send(404, b'{"status":"failure"}')
-                    return
-                turn = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.turns.append(turn)
-                time.sleep(fake.delay_s)
-                if fake.raw_body is not None or fake.status != 200:
-                    self._send(fake.status, fake.raw_body or b'{"error":"boom"}')
-                    return
-                self._send(200, json.dumps(fake_rasa_answer(turn["sender"], turn["message"]),
-                                           ensure_ascii=False).encode())
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeRasa:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
-
-
-def closed_port_url() -> str:
-    """A loopback address nothing listens on (connection refused: Rasa is down)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 # -- fixtures ------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ENTRIES, write_tiny_city, write_yaml
+from support import ENTRIES, write_tiny_city, write_yaml
 from hotline.cli import app
 from hotline.config import get_settings
 

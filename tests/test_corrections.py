@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import WANGYUEHU, YUELU, write_tiny_city
+from support import WANGYUEHU, YUELU, write_tiny_city
 from hotline.config import Settings, get_settings
 from routing import router as router_module
 from routing.feedback import FeedbackMemory, SQLiteFeedbackStore, near_duplicate_threshold

@@ -19,8 +19,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from conftest import fresh_router
-from test_orders_api import app_and_keys  # noqa: F401  (the same app on SQLite and PostgreSQL)
+from support import fresh_router
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 DERANDOMIZE = "FUZZ_EXAMPLES" not in os.environ   # the default run is reproducible; a longer hunt explores

@@ -11,7 +11,7 @@ import openpyxl
 import pytest
 from typer.testing import CliRunner
 
-from conftest import GAOQIAO, WANGYUEHU, write_csv
+from support import GAOQIAO, WANGYUEHU, write_csv
 
 HEADER = ["name", "aliases", "street_code", "community", "type", "lng", "lat", "datum"]
 GOOD_ROWS = [

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from conftest import REAL_CITY_DIR
+from support import REAL_CITY_DIR
 from routing.geocode import GeoPoint, gcj02_to_wgs84, wgs84_to_gcj02
 
 YUELU = "430104"

@@ -15,7 +15,7 @@ from api.keys import create_api_key
 from hotline.db import transaction
 from orders.models import WorkOrder
 from orders.service import Actor, create_order
-from test_orders_api import STALL, app_and_keys  # noqa: F401  (fixture: the app on SQLite and PostgreSQL)
+from support import STALL
 
 CHENGGUAN = "430104-CHENGGUAN"
 

@@ -10,8 +10,6 @@ from api.keys import create_api_key
 from hotline.db import transaction
 from orders import indicators as ind
 from orders.service import Actor, apply_action, create_order
-from test_orders import engine, factory  # noqa: F401  (the same SQLite/PostgreSQL fixtures)
-from test_orders_api import app_and_keys, client  # noqa: F401
 
 SYSTEM = Actor("dispatch-system", "system")
 UTC = dt.timezone.utc

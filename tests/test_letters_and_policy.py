@@ -115,7 +115,7 @@ def test_the_router_reports_the_letter_calibration(router):
 
 
 def test_hotline_calibrate_writes_the_city_policy(monkeypatch, tmp_path):
-    from conftest import write_tiny_city
+    from support import write_tiny_city
 
     data_root = tmp_path / "data"
     city = write_tiny_city(data_root / "changsha")

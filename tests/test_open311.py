@@ -12,7 +12,6 @@ from api.ratelimit import RateLimiter
 from hotline.db import transaction
 from orders.models import WorkOrder, utcnow
 from orders.service import Actor, apply_action, create_order
-from test_orders_api import app_and_keys, client  # noqa: F401  (the same app on SQLite and PostgreSQL)
 
 BASE = "/open311/v2"
 PHONE = "13812345678"

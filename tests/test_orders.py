@@ -7,7 +7,7 @@ import threading
 import pytest
 from alembic import command
 from alembic.config import Config
-from conftest import clean_postgres_url
+from support import clean_postgres_url
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -93,32 +93,6 @@ def test_timeliness_of_open_orders(hours, label):
 
 
 # -- the service, on SQLite and PostgreSQL -----------------------------------------------------------------
-def _migrate(url: str) -> None:
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.attributes["url"] = url
-    command.upgrade(config, "head")
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def engine(request, tmp_path_factory):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'orders.sqlite3'}"
-    else:
-        url = clean_postgres_url()   # a clean schema for this module
-    _migrate(url)   # the real migrations, not create_all: they are what a deployment runs
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def factory(engine):
-    with engine.begin() as conn:
-        for table in (Supervision, RoutingDecision, OrderEvent, WorkOrder):
-            conn.execute(delete(table))
-    return session_factory(engine)
-
-
 def _new_order(factory, **kwargs) -> WorkOrder:
     with transaction(factory) as session:
         order, _ = create_order(session, text=kwargs.pop("text", COMPLAINT), channel=kwargs.pop("channel", "hotline"),

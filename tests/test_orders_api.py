@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 import uvicorn
-from conftest import clean_postgres_url
+from support import STALL
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -18,39 +18,6 @@ from api.keys import create_api_key, revoke_api_key
 from hotline.db import make_engine, session_factory, transaction
 from hotline.migrate import upgrade
 from orders.models import WorkOrder
-
-STALL = "岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤，人行道都过不去，电话13812345678"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app_and_keys(request, router):
-    """The app over the tiny-city router, on the embedded SQLite or on PostgreSQL (same tests, both backends)."""
-    # These tests walk every step by hand; intake auto-dispatch has its own tests (test_work.py and below).
-    settings = router.settings.model_copy(update={"auto_dispatch": False})
-    router.settings = settings
-    if request.param == "postgresql":
-        url = clean_postgres_url()
-        upgrade(url)   # the real migrations
-        settings = settings.model_copy(update={"database_url": url})
-        router.settings = settings
-    app = create_app(settings, router=router)
-    with TestClient(app):   # lifespan: migrates the embedded SQLite
-        pass
-    factory = session_factory(make_engine(settings.database_url))
-    keys = {}
-    with transaction(factory) as session:
-        for name, scopes in {"dispatch": ["orders:read", "orders:write"], "reader": ["orders:read"]}.items():
-            keys[name] = create_api_key(session, name=name, scopes=scopes)[1]
-    return app, keys, factory
-
-
-@pytest.fixture
-def client(app_and_keys):
-    app, keys, _ = app_and_keys
-    with TestClient(app) as test_client:
-        test_client.keys = keys
-        yield test_client
-
 
 def _count_orders(factory) -> int:
     with factory() as session:
@@ -124,28 +91,6 @@ def test_lifecycle_through_the_api(client):
 
 
 # -- a real server on loopback --------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def server(app_and_keys):
-    app, keys, factory = app_and_keys
-    port = _free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", keys, factory
-    uv.should_exit = True
-    thread.join(timeout=10)
-
-
 async def _post_many(base: str, key: str, bodies: list[dict], idempotency: list[str | None]) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
@@ -173,19 +118,6 @@ def test_the_same_delivery_three_times_at_once_makes_one_order(server):
 
 
 # -- staff: login, roles, department scoping --------------------------------------------------------------
-@pytest.fixture
-def staff(app_and_keys):
-    from api.staff import create_staff
-
-    _, _, factory = app_and_keys
-    people = {"agent": ("agent", None), "dispatcher": ("dispatcher", None), "yuelu": ("handler", "430104001"),
-              "yuhua": ("handler", "430111-CHENGGUAN"), "official": ("official", None)}
-    with transaction(factory) as session:
-        for name, (role, dept) in people.items():
-            create_staff(session, username=name, password=f"{name}-Passw0rd!", role=role, department_code=dept)
-    return people
-
-
 def _login(client, name: str) -> dict:
     response = client.post("/api/v1/auth/token", json={"username": name, "password": f"{name}-Passw0rd!"})
     assert response.status_code == 200, response.text

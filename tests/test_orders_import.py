@@ -19,7 +19,6 @@ from hotline.db import session_factory, transaction
 from knowledge_base.loaders import DataFileError
 from orders.importer import export_training_rows, import_orders
 from orders.models import OrderEvent, WorkOrder
-from test_orders import engine  # noqa: F401  (the same SQLite/PostgreSQL fixture)
 
 UTC = dt.timezone.utc
 PHONE = "13812345678"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import GAOQIAO, WANGYUEHU, YUELU, YUHUA
+from support import GAOQIAO, WANGYUEHU, YUELU, YUHUA
 from nlp.normalize import InputError
 from routing.feedback import FeedbackMemory, SQLiteFeedbackStore
 from routing.geocode import GeoPoint, gcj02_to_wgs84

@@ -18,8 +18,6 @@ from hotline.db import session_factory, transaction
 from knowledge_base.loaders import DataFileError
 from orders import vitals
 from orders.vitals import VitalPoint, VitalThreshold
-from test_orders import engine  # noqa: F401  (the same SQLite/PostgreSQL fixture)
-from test_orders_api import app_and_keys  # noqa: F401
 
 SAMPLE = REPO_ROOT / "knowledge_base" / "data" / "changsha" / "vitals"
 UTC = dt.timezone.utc

@@ -20,7 +20,7 @@ from api.assistant_client import AssistantUnavailable, RasaRestClient, ScriptedA
 from api.wechat import WECHAT_TEXT_BYTES, RecordingSender, WeChatMessage, decrypt, encrypt, signature
 from hotline.db import make_engine, session_factory, transaction
 from orders.models import WorkOrder, utcnow
-from test_chat import FakeRasa, closed_port_url
+from support import FakeRasa, closed_port_url
 
 TOKEN = "hotline-test-token"
 APP_ID = "wx1234567890abcdef"

@@ -21,7 +21,6 @@ from orders.indicators import CITY_TZ
 from orders.models import RoutingDecision, WorkOrder
 from orders.outbox import HttpWebhookSender, OutboxMessage
 from orders.service import Actor, apply_action, create_order
-from tests.test_orders_api import app_and_keys  # noqa: F401  (fixture: the app on SQLite and PostgreSQL)
 
 STALL = "岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤，人行道都过不去😡，电话13812345678"
 NOISE = "雨花区高桥街道工地半夜还在打桩，吵得睡不着！！"
