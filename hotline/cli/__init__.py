@@ -1,4 +1,10 @@
-"""The `hotline` command line: route, train, eval, serve, and knowledge-base/index/model maintenance."""
+"""The `hotline` command line: route, train, eval, serve, and knowledge-base/index/model maintenance.
+
+The top layer: nothing of ours imports it. This module holds the root command and the routing, service and store
+commands; `common.py` the console, progress and error helpers every command shares; `gazetteer.py` and `vitals.py`
+the command groups whose work lives in `knowledge_base.address_registry` and `orders.vitals`. A new command group
+goes in its own module here and is added to `app` at the bottom of this file.
+"""
 from __future__ import annotations
 
 import json
@@ -10,10 +16,13 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hotline.cli.common import database_sessions as _database_sessions
+from hotline.cli.common import err, out
+from hotline.cli.common import fail as _fail
+from hotline.cli.common import progress_bar as _progress
+from hotline.cli.common import user_errors as _user_errors
 from hotline.config import get_settings
 
 app = typer.Typer(help="12345 hotline routing: route complaints to the owning department.", no_args_is_help=True,
@@ -27,31 +36,6 @@ app.add_typer(index_app, name="index")
 app.add_typer(kb_app, name="kb")
 app.add_typer(model_app, name="model")
 app.add_typer(db_app, name="db")
-
-err = Console(stderr=True)
-out = Console()
-
-
-def _fail(message: str, code: int = 2) -> None:
-    # No markup or wrapping in the message itself: file:row:field paths must stay whole and literal.
-    err.print("[bold red]error:[/]", end=" ")
-    err.print(message, markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err, transient=False)
-
-
-def _user_errors():
-    from knowledge_base.index_store import IndexMismatchError
-    from knowledge_base.loaders import DataFileError
-    from nlp.normalize import InputError
-    from routing.history import InputFileError
-
-    return (DataFileError, IndexMismatchError, InputError, InputFileError, FileNotFoundError, RuntimeError)
-
 
 def _load_router(model: Path | None, rebuild_index: bool = False, *, active_model: bool = True):
     from routing.service import build_router
@@ -659,16 +643,6 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
     out.print(f"database at revision {revision}: {settings.database_url.split('@')[-1]}")
 
 
-def _database_sessions():
-    """Sessions on HOTLINE_DATABASE_URL, migrated to the current schema first."""
-    from hotline.db import make_engine, session_factory
-    from hotline.migrate import upgrade
-
-    url = get_settings().database_url
-    upgrade(url)
-    return session_factory(make_engine(url))
-
-
 apikey_app = typer.Typer(help="API keys for machine clients (stored hashed, with scopes).", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 
@@ -902,8 +876,8 @@ def orders_import(
 
 
 from assistant.manage import cli as assistant_cli  # noqa: E402
-from knowledge_base.address_registry import cli as gazetteer_cli  # noqa: E402
-from orders.vitals import cli as vitals_cli  # noqa: E402
+from hotline.cli.gazetteer import cli as gazetteer_cli  # noqa: E402
+from hotline.cli.vitals import cli as vitals_cli  # noqa: E402
 
 app.add_typer(assistant_cli, name="assistant")
 app.add_typer(gazetteer_cli, name="gazetteer")

@@ -1,0 +1,4 @@
+"""`python -m hotline.cli …` runs the same command line as `hotline …`."""
+from hotline.cli import main
+
+main()
