@@ -16,10 +16,19 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
-from support import CHINA_ADMIN_CENTERS, REAL_CITY_DIR, clean_postgres_url, free_port, fresh_router, make_router, \
-    migrate, write_tiny_city
+from support import (
+    CHINA_ADMIN_CENTERS,
+    REAL_CITY_DIR,
+    clean_postgres_url,
+    free_port,
+    fresh_router,
+    make_router,
+    migrate,
+    write_tiny_city,
+)
 
 from hotline.db import make_engine, session_factory, transaction
+
 
 @pytest.fixture(scope="session")
 def tiny_data_root(tmp_path_factory) -> Path:

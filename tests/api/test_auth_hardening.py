@@ -228,9 +228,7 @@ def test_staff_disable_and_set_role_commands(tmp_path, monkeypatch):
 # -- L9: the SQLite file is private; L10: a short JWT secret is refused ---------------------------------------
 def test_the_sqlite_database_and_its_folder_are_private(tmp_path):
     import os
-    import stat
 
-    from sqlalchemy import text
 
     umask = os.umask(0o022)   # the usual umask, under which the review found 0644 files and a 0755 folder
     try:

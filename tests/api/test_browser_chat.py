@@ -9,7 +9,6 @@ Chromium / Rasa into a failure instead of a skip. Chromium: `scripts/install_bro
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 import yaml
+from support import REPO_ROOT, FakeRasa, closed_port_url, free_port
 
 from api.app import create_app
 from api.assistant_client import UNAVAILABLE_MESSAGE
@@ -24,7 +24,6 @@ from api.staff import create_staff
 from assistant.manage import start_rasa, stop_process, wait_until_ready, why_rasa_cannot_run
 from hotline.config import get_settings
 from hotline.db import transaction
-from support import REPO_ROOT, FakeRasa, closed_port_url, free_port
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # Known to work on these machines; without the background-networking flags Chromium keeps trying Google's hosts.

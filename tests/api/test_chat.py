@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +19,13 @@ from fastapi.testclient import TestClient
 from support import FakeRasa, closed_port_url, fake_rasa_answer
 
 from api.app import create_app
-from api.assistant_client import (UNAVAILABLE_MESSAGE, AssistantUnavailable, RasaRestClient, ScriptedAssistant,
-                                  clean_messages)
+from api.assistant_client import (
+    UNAVAILABLE_MESSAGE,
+    AssistantUnavailable,
+    RasaRestClient,
+    ScriptedAssistant,
+    clean_messages,
+)
 from api.chat import COOKIE, session_cookie
 from api.staff import StaffUser, create_staff, issue_token
 from hotline.db import transaction
@@ -143,7 +147,7 @@ def test_a_valid_staff_token_is_passed_on_and_an_invalid_one_is_refused(make_cli
 
     key = client.app.state.jwt_key
     official = StaffUser(username="zhang.official", role="official", department_code=None)
-    expired = issue_token(official, key, now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=9))
+    expired = issue_token(official, key, now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=9))
     foreign = issue_token(official, "another-installation-key-" * 2)
     turns = len(assistant.turns)
     for header in (f"Bearer {expired}", f"Bearer {foreign}", "Bearer ", "Bearer not.a.jwt", f"Basic {token}"):

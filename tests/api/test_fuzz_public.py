@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-
 from support import fresh_router
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))

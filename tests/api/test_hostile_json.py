@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import func, select
-
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from support import STALL
 
 from api.keys import create_api_key
 from hotline.db import transaction
 from orders.models import WorkOrder
 from orders.service import Actor, create_order
-from support import STALL
 
 CHENGGUAN = "430104-CHENGGUAN"
 

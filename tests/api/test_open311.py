@@ -36,7 +36,7 @@ def _count(factory) -> int:
 def _order(factory, order_no: str) -> WorkOrder:
     with factory() as session:
         order = session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no))
-        order.events  # load while the session is open
+        _ = order.events  # load while the session is open
         return order
 
 

@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
-from support import STALL
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from support import STALL
 
-from api.app import create_app
 from api.keys import create_api_key, revoke_api_key
-from hotline.db import make_engine, session_factory, transaction
-from hotline.migrate import upgrade
+from hotline.db import transaction
 from orders.models import WorkOrder
+
 
 def _count_orders(factory) -> int:
     with factory() as session:

@@ -13,14 +13,14 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
+from support import FakeRasa, closed_port_url
 
 from api.app import create_app
-from api.staff import create_staff
 from api.assistant_client import AssistantUnavailable, RasaRestClient, ScriptedAssistant
+from api.staff import create_staff
 from api.wechat import WECHAT_TEXT_BYTES, RecordingSender, WeChatMessage, decrypt, encrypt, signature
 from hotline.db import make_engine, session_factory, transaction
 from orders.models import WorkOrder, utcnow
-from support import FakeRasa, closed_port_url
 
 TOKEN = "hotline-test-token"
 APP_ID = "wx1234567890abcdef"

@@ -288,10 +288,10 @@ def test_failed_deliveries_back_off_then_give_up(work, receiver):
     assert _deliver(factory).delivered == 0 and len(hook.received) == 1, "retried before its backoff elapsed"
     with factory() as session:
         message = session.scalar(select(OutboxMessage))
-        wait = (message.next_attempt_at.replace(tzinfo=dt.timezone.utc) if message.next_attempt_at.tzinfo is None
-                else message.next_attempt_at) - dt.datetime.now(dt.timezone.utc)
+        wait = (message.next_attempt_at.replace(tzinfo=dt.UTC) if message.next_attempt_at.tzinfo is None
+                else message.next_attempt_at) - dt.datetime.now(dt.UTC)
         assert 5 < wait.total_seconds() < 15 and message.last_error == "HTTP 500"
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     assert _deliver(factory, now=later).failed == 1
     assert _deliver(factory, now=later + dt.timedelta(hours=2)).dead == 1
     assert len(hook.received) == 3
@@ -393,7 +393,7 @@ def test_a_city_day_starts_at_midnight_beijing_time_on_both_databases(work):
     client, keys, factory, new = work
     with transaction(factory) as session:
         create_order(session, text=STALL, channel="hotline", actor=SYSTEM,
-                     now=dt.datetime(2026, 11, 21, 17, 0, tzinfo=dt.timezone.utc))
+                     now=dt.datetime(2026, 11, 21, 17, 0, tzinfo=dt.UTC))
     day = lambda d: ind.Scope(ind.city_midnight(d), ind.city_midnight(d + dt.timedelta(days=1)))  # noqa: E731
     with factory() as session:
         assert ind.order_count(session, day(dt.date(2026, 11, 22))).value == 1

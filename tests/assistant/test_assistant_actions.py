@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import socket
 import zlib
-from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -19,21 +18,35 @@ import yaml
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import func, select, update
+from support import REPO_ROOT, free_port
 
 from api.assistant_actions import webhook_token, webhook_token_for
-from assistant.actions.complaint import (BAD_PHONE, NO_PHONE, NO_PHONE_OK, PHONE_REQUIRED, WHY_PHONE,
-                                         WHY_PHONE_REASON, filed_reply, idempotency_key, readback, wechat_message_key,
-                                         ActionResetComplaint, ActionSubmitComplaint, ValidateComplaintForm,
-                                         is_refusal, parse_phone, text_problem, yes_or_no)
+from assistant.actions.complaint import (
+    BAD_PHONE,
+    NO_PHONE,
+    NO_PHONE_OK,
+    PHONE_REQUIRED,
+    WHY_PHONE,
+    WHY_PHONE_REASON,
+    ActionResetComplaint,
+    ActionSubmitComplaint,
+    ValidateComplaintForm,
+    filed_reply,
+    idempotency_key,
+    is_refusal,
+    parse_phone,
+    readback,
+    text_problem,
+    wechat_message_key,
+    yes_or_no,
+)
 from assistant.actions.context import BUSY, ActionContext, use_context
 from assistant.actions.handoff import ActionHumanHandoff
-from assistant.actions.indicators import (ASK_METRIC, LOGIN_REQUIRED, ActionQueryIndicator, merge, metric_of,
-                                           parse_turn)
+from assistant.actions.indicators import ASK_METRIC, LOGIN_REQUIRED, ActionQueryIndicator, merge, metric_of, parse_turn
 from assistant.actions.orders import ASK_LAST4, ASK_ORDER_NO, NOT_FOUND, ActionOrderStatus, normalize_order_no
 from assistant.actions.periods import CITY_TZ, chinese_number, parse_period, today_in_city
 from orders.models import WorkOrder
 from orders.service import WECHAT_SCOPE, scoped_idempotency_key
-from support import REPO_ROOT, free_port
 
 TODAY = dt.date(2026, 11, 21)          # a Saturday
 FROZEN_NOW = dt.datetime(2026, 11, 21, 10, 0, tzinfo=CITY_TZ)
@@ -115,10 +128,10 @@ def test_periods_across_a_new_year():
 
 
 def test_today_is_the_shanghai_calendar_day():
-    assert today_in_city(dt.datetime(2026, 11, 21, 17, 30, tzinfo=dt.timezone.utc)) == dt.date(2026, 11, 22)
+    assert today_in_city(dt.datetime(2026, 11, 21, 17, 30, tzinfo=dt.UTC)) == dt.date(2026, 11, 22)
     assert today_in_city(dt.datetime(2026, 11, 21, 15, 59)) == dt.date(2026, 11, 21)   # naive = UTC
     assert ActionContext(base_url="http://x", api_key=None,
-                         now=lambda: dt.datetime(2026, 12, 31, 16, 1, tzinfo=dt.timezone.utc)).today() == dt.date(2027, 1, 1)
+                         now=lambda: dt.datetime(2026, 12, 31, 16, 1, tzinfo=dt.UTC)).today() == dt.date(2027, 1, 1)
 
 
 @pytest.mark.parametrize("word, value", [("3", 3), ("三", 3), ("十", 10), ("十二", 12), ("二十", 20), ("三十一", 31),
@@ -637,7 +650,7 @@ def test_on_time_rate_lowest_departments_with_a_chart(service, official):
                                  headers=headers).status_code == 200
                 if unit == "430104-CHENGGUAN" and i < 2:
                     late.append(number)
-                    now = dt.datetime.now(dt.timezone.utc)
+                    now = dt.datetime.now(dt.UTC)
                     with service.factory() as session:   # dispatched ten days ago, due three days ago
                         session.execute(update(WorkOrder).where(WorkOrder.order_no == number).values(
                             dispatched_at=now - dt.timedelta(days=10), deadline_at=now - dt.timedelta(days=3)))

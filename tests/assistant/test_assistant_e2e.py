@@ -22,7 +22,6 @@ import datetime as dt
 import os
 import re
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -32,8 +31,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import uvicorn
-from support import free_port, clean_postgres_url, fresh_router
 from sqlalchemy import select
+from support import clean_postgres_url, free_port, fresh_router
 
 from api.app import create_app
 from api.chat import COOKIE, read_session_cookie

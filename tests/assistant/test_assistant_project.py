@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.server
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -20,12 +19,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import free_port
 import yaml
+from support import free_port
 
 from assistant import manage
-from assistant.datacheck import (JiebaTokens, parse_annotated, read_nlu_examples, read_regexes, read_synonyms,
-                                 regex_entities, unannotated_regex_matches)
+from assistant.datacheck import (
+    JiebaTokens,
+    parse_annotated,
+    read_nlu_examples,
+    read_regexes,
+    read_synonyms,
+    regex_entities,
+    unannotated_regex_matches,
+)
 from assistant.generate import build_vocabulary, has_number_inside, metric_indicators, write_generated
 from hotline.config import REPO_ROOT, Settings, get_settings
 

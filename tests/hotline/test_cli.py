@@ -8,9 +8,9 @@ import re
 
 import openpyxl
 import pytest
+from support import ENTRIES, write_tiny_city, write_yaml
 from typer.testing import CliRunner
 
-from support import ENTRIES, write_tiny_city, write_yaml
 from hotline.cli import app
 from hotline.config import get_settings
 
@@ -93,7 +93,7 @@ def test_kb_validate_names_file_row_field_of_a_broken_file(own_cli):
     entries = copy.deepcopy(ENTRIES)
     entries[1]["category"] = "999999"
     path = write_yaml(own_cli / "responsibilities" / "01_tiny.yaml", entries)
-    line = next(n for n, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "- id: KB-03-001" in l)
+    line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "- id: KB-03-001" in text)
     result = runner.invoke(app, ["kb", "validate", "--city-dir", str(own_cli)])
     assert result.exit_code != 0
     assert _flat(f"{path}:{line}:category: unknown taxonomy code 999999") in _flat(result.output)

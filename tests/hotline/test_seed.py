@@ -15,7 +15,7 @@ from orders.models import OrderEvent, RoutingDecision, WorkOrder
 
 def test_seeded_history_is_routed_consistent_and_reproducible(router, tmp_path):
     router.feedback = None
-    now = dt.datetime(2026, 11, 21, 12, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 21, 12, tzinfo=dt.UTC)
     results = []
     for name in ("a", "b"):
         url = f"sqlite:///{tmp_path / name}.sqlite3"
@@ -32,8 +32,8 @@ def test_seeded_history_is_routed_consistent_and_reproducible(router, tmp_path):
             for order in orders:
                 events = order.events
                 assert events[0].action == "create" and [e.seq for e in events] == list(range(1, len(events) + 1))
-                assert all(e.at.replace(tzinfo=dt.timezone.utc) <= now for e in events)        # nothing in the future
-                assert order.created_at.replace(tzinfo=dt.timezone.utc) >= now - dt.timedelta(days=30)
+                assert all(e.at.replace(tzinfo=dt.UTC) <= now for e in events)        # nothing in the future
+                assert order.created_at.replace(tzinfo=dt.UTC) >= now - dt.timedelta(days=30)
                 if order.state in {State.CLOSED, State.RATED}:
                     assert order.completed_at and order.closed_at and order.first_dispatched_at
             returns = session.scalar(select(func.count()).select_from(OrderEvent).where(OrderEvent.action == "return"))

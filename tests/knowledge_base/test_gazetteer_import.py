@@ -9,9 +9,8 @@ import re
 
 import openpyxl
 import pytest
-from typer.testing import CliRunner
-
 from support import GAOQIAO, WANGYUEHU, write_csv
+from typer.testing import CliRunner
 
 HEADER = ["name", "aliases", "street_code", "community", "type", "lng", "lat", "datum"]
 GOOD_ROWS = [

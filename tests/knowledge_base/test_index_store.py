@@ -4,8 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from knowledge_base.index_store import (IndexMismatchError, PassageRow, entry_passages, index_dir_for, load_index,
-                                        read_manifest, save_index)
+from knowledge_base.index_store import (
+    IndexMismatchError,
+    PassageRow,
+    entry_passages,
+    index_dir_for,
+    load_index,
+    read_manifest,
+    save_index,
+)
 from nlp.embedder import FakeEmbedder
 
 

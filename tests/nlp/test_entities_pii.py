@@ -8,8 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nlp.entities import (extract_entities, find_address_spans, find_id_numbers, find_order_numbers, find_phones,
-                          find_subjects, find_times, valid_id_number)
+from nlp.entities import (
+    extract_entities,
+    find_address_spans,
+    find_id_numbers,
+    find_order_numbers,
+    find_phones,
+    find_subjects,
+    find_times,
+    valid_id_number,
+)
 from nlp.pii import PIIMaskingFilter, install_log_masking, mask_id_number, mask_phone, mask_pii
 
 GB11643_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]

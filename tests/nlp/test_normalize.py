@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 
 from nlp.normalize import DEFAULT_MAX_CHARS, InputError, check_text, clean_for_matching, normalize, strip_boilerplate
 
-
 # ------------------------------------------------------------------------------------------- check_text
 
 
@@ -47,7 +46,7 @@ def test_limit_is_configurable_and_inclusive():
 
 
 def test_bytes_utf8_are_decoded():
-    assert check_text("楼下噪音扰民".encode("utf-8")) == "楼下噪音扰民"
+    assert check_text("楼下噪音扰民".encode()) == "楼下噪音扰民"
 
 
 def test_bytes_with_nul_are_binary():

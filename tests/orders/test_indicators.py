@@ -12,7 +12,7 @@ from orders import indicators as ind
 from orders.service import Actor, apply_action, create_order
 
 SYSTEM = Actor("dispatch-system", "system")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
@@ -50,36 +50,52 @@ def week(factory):  # noqa: F811
     # A: 岳麓, hotline, auto-dispatched, done in 10 h of a 72 h limit (提前), 满意; router right.
     a = new("岳麓区桃子湖路摊贩占道", "hotline", at(16, 9), "13800000001",
             _routing("430104-CHENGGUAN", "auto", STALLS, "430104", 3))
-    act(a, "accept", at(16, 9, 30)); act(a, "dispatch", at(16, 10), department_code="430104-CHENGGUAN", mode="auto")
-    act(a, "sign", at(16, 11)); act(a, "complete", at(16, 20), result="已清理"); act(a, "approve", at(17, 9))
+    act(a, "accept", at(16, 9, 30))
+    act(a, "dispatch", at(16, 10), department_code="430104-CHENGGUAN", mode="auto")
+    act(a, "sign", at(16, 11))
+    act(a, "complete", at(16, 20), result="已清理")
+    act(a, "approve", at(17, 9))
     act(a, "rate", at(17, 10), satisfaction="满意")
     # B: 岳麓, wechat; returned with fault by 城管 (router wrong), re-dispatched to the street; 57 h of 72 h (按时); 不满意.
     b = new("望月湖小区门口摆摊", "wechat", at(16, 9, 30), "13800000002",
             _routing("430104-CHENGGUAN", "suggest", STALLS, "430104", 3))
-    act(b, "accept", at(16, 10)); act(b, "dispatch", at(16, 11, 30), department_code="430104-CHENGGUAN", mode="manual")
+    act(b, "accept", at(16, 10))
+    act(b, "dispatch", at(16, 11, 30), department_code="430104-CHENGGUAN", mode="manual")
     act(b, "return", at(16, 12), reason="属街道职责", at_fault=True)
-    act(b, "dispatch", at(16, 13), department_code="430104001", mode="manual"); act(b, "sign", at(16, 14))
-    act(b, "complete", at(18, 22), result="已劝离"); act(b, "approve", at(19, 9)); act(b, "rate", at(19, 10), satisfaction="不满意")
+    act(b, "dispatch", at(16, 13), department_code="430104001", mode="manual")
+    act(b, "sign", at(16, 14))
+    act(b, "complete", at(18, 22), result="已劝离")
+    act(b, "approve", at(19, 9))
+    act(b, "rate", at(19, 10), satisfaction="不满意")
     # C: 雨花, hotline; 5-day limit = 168 h; done after 152.5 h (临期); 基本满意; router right.
     c = new("雨花区饭店油烟", "hotline", at(17, 9), "13800000003", _routing("430111-SHENGTAI", "suggest", SMOKE, "430111", 5))
-    act(c, "accept", at(17, 9, 10)); act(c, "dispatch", at(17, 9, 30), department_code="430111-SHENGTAI", mode="manual")
-    act(c, "sign", at(17, 10)); act(c, "complete", at(23, 18), result="已整改"); act(c, "approve", at(24, 9))
+    act(c, "accept", at(17, 9, 10))
+    act(c, "dispatch", at(17, 9, 30), department_code="430111-SHENGTAI", mode="manual")
+    act(c, "sign", at(17, 10))
+    act(c, "complete", at(23, 18), result="已整改")
+    act(c, "approve", at(24, 9))
     act(c, "rate", at(24, 10), satisfaction="基本满意")
     # D: 雨花, web, auto, 1-day limit, still open at Friday noon: 49.5 h of 24 h (严重超期).
     d = new("雨花区井盖丢了", "web", at(18, 10), limit=1, district="430111")
-    act(d, "accept", at(18, 10, 10)); act(d, "dispatch", at(18, 10, 30), department_code="430111-CHENGGUAN", mode="auto")
+    act(d, "accept", at(18, 10, 10))
+    act(d, "dispatch", at(18, 10, 30), department_code="430111-CHENGGUAN", mode="auto")
     act(d, "sign", at(18, 11))
     # E: 岳麓, hotline, open and on time.
     e = new("岳麓区路灯不亮", "hotline", at(19, 9), limit=3, district="430104")
-    act(e, "accept", at(19, 9, 5)); act(e, "dispatch", at(19, 9, 10), department_code="430104-CHENGGUAN", mode="manual")
+    act(e, "accept", at(19, 9, 5))
+    act(e, "dispatch", at(19, 9, 10), department_code="430104-CHENGGUAN", mode="manual")
     # F: the caller of A again, rejected.
     f = new("再问一下摊贩的事", "hotline", at(19, 10), "13800000001")
     act(f, "reject", at(19, 10, 30), reason="重复工单")
     # H: 天心, done, rated 不满意, reopened: open again with a new 2-day deadline ending exactly Friday noon.
     h = new("天心区楼上噪音", "hotline", at(17, 14), "13800000004", limit=2, district="430103")
-    act(h, "accept", at(17, 14, 10)); act(h, "dispatch", at(17, 14, 30), department_code="430103005", mode="manual")
-    act(h, "sign", at(17, 15)); act(h, "complete", at(18, 10), result="已调解"); act(h, "approve", at(18, 11))
-    act(h, "rate", at(18, 11, 30), satisfaction="不满意"); act(h, "reopen", at(18, 12), reason="还是吵")
+    act(h, "accept", at(17, 14, 10))
+    act(h, "dispatch", at(17, 14, 30), department_code="430103005", mode="manual")
+    act(h, "sign", at(17, 15))
+    act(h, "complete", at(18, 10), result="已调解")
+    act(h, "approve", at(18, 11))
+    act(h, "rate", at(18, 11, 30), satisfaction="不满意")
+    act(h, "reopen", at(18, 12), reason="还是吵")
     # G: the week before (outside the scope).
     new("上周的投诉", "hotline", at(10, 9))
     return factory
@@ -301,10 +317,12 @@ def test_alerts_long_unresolved_surges_and_sensitive(new_order, factory, tiny_kb
     smoke = ["生态环境", "大气污染", "餐饮油烟"]
     # L1: 1-day limit from Mon 09:00 → due Tue 09:00; at Mon 23 12:00 it is 4 working days late (严重超期) → 高.
     late, late_no = new_order("岳麓区井盖丢了", at(16, 8), _placed(["城市管理", "市政设施", "井盖"], "430104", limit=1))
-    act(late, "accept", at(16, 8, 30)); act(late, "dispatch", at(16, 9), department_code="430104-CHENGGUAN")
+    act(late, "accept", at(16, 8, 30))
+    act(late, "dispatch", at(16, 9), department_code="430104-CHENGGUAN")
     # L2: due Wed 09:00 → exactly 3 working days late: not more than 3, no alert.
     edge, _ = new_order("雨花区路灯不亮", at(17, 8), _placed(["城市管理", "市政设施", "路灯"], "430111", limit=1))
-    act(edge, "accept", at(17, 8, 30)); act(edge, "dispatch", at(17, 9), department_code="430111-CHENGGUAN")
+    act(edge, "accept", at(17, 8, 30))
+    act(edge, "dispatch", at(17, 9), department_code="430111-CHENGGUAN")
     # A surge in 高桥: four 餐饮油烟 orders and one unclassified near-copy within 23 h; a sixth 3 days later.
     surge = [new_order(text, at(day, hour), _placed(smoke, "430111", GAOQIAO, "高桥社区") if i < 4 else
                        {"address": {"district": {"adcode": "430111"}, "street": {"id": GAOQIAO},
@@ -319,7 +337,8 @@ def test_alerts_long_unresolved_surges_and_sensitive(new_order, factory, tiny_kb
     threat, threat_no = new_order("再不解决我就从楼上跳下去，不想活了", at(20, 9), _placed(NOISE, "430103", tags=["扬言"]))
     petition, petition_no = new_order("明天就去市政府门口上访", at(20, 10), _placed(NOISE, "430103", tags=["信访"]))
     media, _ = new_order("已经发到抖音上了", at(17, 10), _placed(NOISE, "430103", tags=["舆情"]))
-    act(media, "accept", at(17, 11)); act(media, "reject", at(17, 12), reason="重复工单")       # closed: no alert
+    act(media, "accept", at(17, 11))
+    act(media, "reject", at(17, 12), reason="重复工单")       # closed: no alert
 
     names = ind.Names.from_kb(tiny_kb, tiny_gazetteer)
     now = at(23, 12)

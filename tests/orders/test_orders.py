@@ -7,24 +7,31 @@ import threading
 import pytest
 from alembic import command
 from alembic.config import Config
-from support import clean_postgres_url
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from support import clean_postgres_url
 
 from hotline.config import REPO_ROOT
 from hotline.db import make_engine, session_factory, transaction
 from nlp.normalize import InputError
-from orders.lifecycle import (Action, IllegalTransition, State, add_working_days, next_state, timeliness)
-from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder
-from orders.service import (Actor, ConcurrentUpdate, Forbidden, IdempotencyConflict, apply_action, create_order,
-                            get_order)
+from orders.lifecycle import Action, IllegalTransition, State, add_working_days, next_state, timeliness
+from orders.models import RoutingDecision, Supervision, WorkOrder
+from orders.service import (
+    Actor,
+    ConcurrentUpdate,
+    Forbidden,
+    IdempotencyConflict,
+    apply_action,
+    create_order,
+    get_order,
+)
 
 AGENT = Actor("坐席王敏", "agent")
 DISPATCHER = Actor("派单员李强", "dispatcher")
 HANDLER = Actor("岳麓城管张伟", "handler", "430104-CHENGGUAN")
 OTHER_HANDLER = Actor("雨花城管刘洋", "handler", "430111-CHENGGUAN")
 SUPERVISOR = Actor("督办科陈静", "supervisor")
-MONDAY = dt.datetime(2026, 11, 16, 9, 0, tzinfo=dt.timezone.utc)
+MONDAY = dt.datetime(2026, 11, 16, 9, 0, tzinfo=dt.UTC)
 COMPLAINT = "岳麓区桃子湖路晚上好多摊贩占道摆摊卖烧烤，人都过不去！来电人电话13812345678"
 ROUTING = {"decision": "auto", "confidence": 0.97, "department": {"code": "430104-CHENGGUAN"},
            "kb_item": {"id": "KB-01-009"}, "category": ["城市管理", "市容秩序", "流动摊贩占道经营"],
@@ -74,8 +81,8 @@ def test_a_return_goes_back_for_redispatch_and_reopen_goes_back_to_dispatched():
 
 
 def test_working_days_skip_the_weekend():
-    friday = dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.timezone.utc)
-    assert add_working_days(friday, 1) == dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.timezone.utc)   # Monday
+    friday = dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.UTC)
+    assert add_working_days(friday, 1) == dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.UTC)   # Monday
     assert add_working_days(MONDAY, 5) == MONDAY + dt.timedelta(days=7)
 
 
@@ -108,7 +115,7 @@ def _act(factory, order_id, action, actor, now=None, **data) -> WorkOrder:
 
 def _utc(moment: dt.datetime) -> dt.datetime:
     """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def test_migrations_match_the_models(engine):
@@ -423,7 +430,7 @@ def test_migration_0008_moves_the_stored_idempotency_keys_into_their_senders_sco
             ids[key] = order.id
     command.upgrade(config, "head")
     with factory() as session:
-        for key, actor, channel, scope in senders:
+        for key, _actor, _channel, scope in senders:
             assert find_by_idempotency_key(session, key=key, scope=scope).id == ids[key], key
             assert find_by_idempotency_key(session, key=key, scope="key:someone-else") is None
     with transaction(factory) as session:   # the dispatch system's retry after the upgrade: its first order

@@ -20,7 +20,7 @@ from knowledge_base.loaders import DataFileError
 from orders.importer import export_training_rows, import_orders
 from orders.models import OrderEvent, WorkOrder
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PHONE = "13812345678"
 HEADER = ["工单编号", "工单标题", "工单内容", "来电时间", "承办单位", "问题分类", "问题点位", "办结时间", "状态", "满意度",
           "渠道", "来电号码"]

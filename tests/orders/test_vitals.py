@@ -20,7 +20,7 @@ from orders import vitals
 from orders.vitals import VitalPoint, VitalThreshold
 
 SAMPLE = REPO_ROOT / "knowledge_base" / "data" / "changsha" / "vitals"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 HEADER = ["metric", "name", "unit", "domain", "area", "timestamp", "value"]
 
 

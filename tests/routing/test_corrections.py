@@ -12,9 +12,9 @@ import sqlite3
 
 import numpy as np
 import pytest
+from support import WANGYUEHU, YUELU, write_tiny_city
 from typer.testing import CliRunner
 
-from support import WANGYUEHU, YUELU, write_tiny_city
 from hotline.config import Settings, get_settings
 from routing import router as router_module
 from routing.feedback import FeedbackMemory, SQLiteFeedbackStore, near_duplicate_threshold
@@ -178,7 +178,7 @@ def _memory_with_clock(router, path, now):
 
 def test_a_correction_expires_after_its_lifetime(router, tmp_path):
     assert Settings().correction_lifetime_days == 180
-    now = [dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.timezone.utc)]
+    now = [dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)]
     router.feedback = _memory_with_clock(router, tmp_path / "fb.sqlite3", now)
     recorded = router.learn(CORRECTED, STREET_OFFICE)
     assert recorded["expires_at"] == "2025-08-28T09:00:00+00:00"
@@ -205,7 +205,7 @@ def test_a_later_correction_of_the_same_complaint_supersedes_the_earlier_one(rou
     assert len(router.feedback) == 2
     # kept across a restart
     store_path = router.settings.cache_dir / "feedback" / "tiny.sqlite3"
-    reopened = _memory_with_clock(router, store_path, [dt.datetime.now(dt.timezone.utc)])
+    reopened = _memory_with_clock(router, store_path, [dt.datetime.now(dt.UTC)])
     assert {r["id"]: r["status"] for r in reopened.list()}[first["id"]] == "superseded"
 
 
@@ -234,7 +234,7 @@ def test_removing_a_correction_takes_effect_at_once_even_from_another_process(ro
 def test_a_store_written_before_ids_and_expiry_is_migrated_in_place(router, tmp_path):
     path = tmp_path / "old.sqlite3"
     first = router.matcher.encoders.embedders[0]
-    created = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)
+    created = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
     with sqlite3.connect(path) as conn:   # the table as the previous version wrote it
         conn.execute("CREATE TABLE routing_corrections (id INTEGER PRIMARY KEY, created_at TEXT, text TEXT,"
                      " kind TEXT, level TEXT, department_code TEXT, entry_id TEXT, model_id TEXT, vector BLOB)")

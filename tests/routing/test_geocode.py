@@ -4,8 +4,8 @@ from __future__ import annotations
 import csv
 
 import pytest
-
 from support import REAL_CITY_DIR
+
 from routing.geocode import GeoPoint, gcj02_to_wgs84, wgs84_to_gcj02
 
 YUELU = "430104"

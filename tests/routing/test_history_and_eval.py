@@ -35,7 +35,7 @@ def _write_xlsx(path, header, rows):
 
 
 def _write_jsonl(path, lines):
-    path.write_text("\n".join(l if isinstance(l, str) else json.dumps(l, ensure_ascii=False) for l in lines) + "\n",
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line, ensure_ascii=False) for line in lines) + "\n",
                     encoding="utf-8")
     return path
 
@@ -373,5 +373,5 @@ def test_a_label_with_exactly_two_orders_in_a_larger_history(encoders):
 
 def test_jsonl_with_a_utf8_byte_order_mark(tmp_path):
     path = tmp_path / "notepad.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + '{"text": "家里停水了", "department": "CS-WATER"}\n'.encode("utf-8"))
+    path.write_bytes(b"\xef\xbb\xbf" + '{"text": "家里停水了", "department": "CS-WATER"}\n'.encode())
     assert [(r.line, r.text, r.department) for r in read_labelled(path)] == [(1, "家里停水了", "CS-WATER")]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from support import GAOQIAO, WANGYUEHU, YUELU, YUHUA
+
 from nlp.normalize import InputError
 from routing.feedback import FeedbackMemory, SQLiteFeedbackStore
 from routing.geocode import GeoPoint, gcj02_to_wgs84
