@@ -32,6 +32,7 @@ from hotline.migrate import upgrade
 from knowledge_base.kb import load_knowledge_base
 from orders.importer import import_orders
 from orders.models import OrderEvent, WorkOrder
+from routing.service import build_geocoder
 
 HEADER = ["工单编号", "工单标题", "工单内容", "来电时间", "承办单位", "问题分类", "问题点位", "办结时间", "状态", "满意度",
           "渠道", "来电号码"]
@@ -98,6 +99,7 @@ def main() -> None:
             writer.writerows(synthetic_rows(args.rows, kb, args.seed))
         generated = time.perf_counter() - started
         url = f"sqlite:///{database}"
+        geocoder = build_geocoder(get_settings())   # as `hotline orders import` does: places read from 问题点位/text
         upgrade(url)
         engine = make_engine(url)
         sessions = session_factory(engine)
@@ -108,7 +110,8 @@ def main() -> None:
 
         started = time.perf_counter()
         with transaction(sessions) as session:
-            first = import_orders(session, path=path, kb=kb, rows_read=mark("read"), to_store=mark("checked"))
+            first = import_orders(session, path=path, kb=kb, rows_read=mark("read"), to_store=mark("checked"),
+                                  geocoder=geocoder)
         first_s = time.perf_counter() - started
         started_again = time.perf_counter()
         with transaction(sessions) as session:
@@ -133,6 +136,8 @@ def main() -> None:
         "stored_orders": stored, "stored_events": events, "database_mb": round(db_mb, 1),
         "department_matched": first.department_matched, "department_unmatched": first.department_unmatched,
         "category_matched": first.category_matched, "category_unmatched": first.category_unmatched,
+        "placed_from_text": first.placed_from_text, "placed_from_unit": first.placed_from_unit,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                    f"SQLite {__import__('sqlite3').sqlite_version}",
     }

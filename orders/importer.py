@@ -42,6 +42,7 @@ from nlp.pii import mask_pii
 from orders.lifecycle import SATISFACTION, STATE_LABELS, State
 from orders.models import OrderEvent, WorkOrder, utcnow
 from orders.service import CHANNELS
+from routing.geocode import Geocoder
 
 CITY_ZONE = ZoneInfo("Asia/Shanghai")
 IMPORT_ACTION = "import"
@@ -148,6 +149,8 @@ class ImportResult:
     category_matched: int = 0
     category_unmatched: int = 0
     unmatched_departments: Counter = field(default_factory=Counter)
+    placed_from_text: int = 0                    # district/street read from 问题点位 or the text by the gazetteer
+    placed_from_unit: int = 0                    # no place found: the handling unit's own district/street
     dry_run: bool = False
 
 
@@ -449,17 +452,34 @@ def _present(session: Session, numbers: list[str]) -> set[str]:
     return found
 
 
-def _order_values(row: OrderRow, kb: KnowledgeBase, now: dt.datetime) -> dict:
+# The place is read from 问题点位 and the head of the text (where a letter names it); the gazetteer only, no model.
+PLACE_TEXT_CHARS = 300
+
+
+def _place(row: OrderRow, dept, geocoder: Geocoder | None) -> tuple[str | None, str | None, str | None, bool]:
+    """(district adcode, street id, community, found in the text): the order's place for indicators and duplicate
+    search. Without a place in the text, the handling unit's own: a district bureau's district, a street office's
+    street."""
+    if geocoder is not None:
+        geo = geocoder.geocode(" ".join(filter(None, [row.address, row.text[:PLACE_TEXT_CHARS]])))
+        if geo.district and not geo.outside_city:
+            return geo.district["adcode"], geo.street["id"] if geo.street else None, geo.community, True
+    return (dept.district_adcode or None) if dept else None, (dept.street_id or None) if dept else None, None, False
+
+
+def _order_values(row: OrderRow, kb: KnowledgeBase, now: dt.datetime, geocoder: Geocoder | None = None,
+                  result: ImportResult | None = None) -> dict:
     dept = kb.departments.get(row.department_code) if row.department_code else None
+    district, street, community, from_text = _place(row, dept, geocoder)
+    if result is not None:
+        result.placed_from_text += from_text
+        result.placed_from_unit += not from_text and bool(district or street)
     return {
         "order_no": row.order_no, "channel": row.channel, "state": row.state.value, "text": row.text,
         "text_masked": mask_pii(row.text), "caller_phone": None, "caller_phone_last4": row.caller_phone_last4,
         "caller_openid": None, "idempotency_key": None, "request_hash": None, "lat": None, "lng": None,
-        "address": row.address,
-        # The handling unit's own place: a district bureau's district, a street office's street.
-        "district_adcode": (dept.district_adcode or None) if dept else None,
-        "street_id": (dept.street_id or None) if dept else None,
-        "community": None, "kb_item_id": None, "category_code": row.category_code, "category_path": row.category_path,
+        "address": row.address, "district_adcode": district, "street_id": street,
+        "community": community, "kb_item_id": None, "category_code": row.category_code, "category_path": row.category_path,
         "department_code": row.department_code, "handler": None, "urgency": "非紧急", "tags": [], "sentiment": None,
         "time_limit_days": None, "deadline_at": None, "created_at": row.created_at, "accepted_at": None,
         "first_dispatched_at": None, "dispatched_at": None, "completed_at": row.completed_at,
@@ -490,12 +510,13 @@ def import_orders(session: Session, *, path: Path, kb: KnowledgeBase, channel: s
                   dry_run: bool = False, now: dt.datetime | None = None, max_text_chars: int = DEFAULT_MAX_CHARS,
                   rows_read: Callable[[int], None] | None = None, checked: Callable[[int], None] | None = None,
                   to_store: Callable[[int], None] | None = None,
-                  stored: Callable[[int], None] | None = None) -> ImportResult:
+                  stored: Callable[[int], None] | None = None, geocoder: Geocoder | None = None) -> ImportResult:
     """Check the whole file, then add its orders that are not in the store yet, in the caller's transaction.
 
     Raises DataFileError (file:row:field problems) before anything is written. `rows_read(n)`: rows in the file;
     `checked(n)`: rows checked; `to_store(n)`: new orders about to be written; `stored(n)`: orders written. With
-    `dry_run` nothing is written and the result says what would be."""
+    `dry_run` nothing is written and the result says what would be. With `geocoder`, each order's district, street
+    and community are read from its 问题点位 and text (else the handling unit's place is used)."""
     now = now or utcnow()
     rows = read_order_file(path, kb=kb, channel=channel, now=now, max_text_chars=max_text_chars,
                            rows_read=rows_read, checked=checked)
@@ -525,7 +546,7 @@ def import_orders(session: Session, *, path: Path, kb: KnowledgeBase, channel: s
         for part in _chunks(new, CHUNK):
             inserted = session.execute(
                 insert(orders).returning(orders.c.id, orders.c.order_no, sort_by_parameter_order=True),
-                [_order_values(row, kb, now) for row in part]).all()
+                [_order_values(row, kb, now, geocoder, result) for row in part]).all()
             ids = {order_no: order_id for order_id, order_no in inserted}
             session.execute(insert(events), [_event_values(ids[row.order_no], row, source, now) for row in part])
             result.imported += len(part)

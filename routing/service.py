@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hotline.config import Settings
-from knowledge_base.gazetteer import load_gazetteer
+from knowledge_base.gazetteer import Gazetteer, load_gazetteer
 from knowledge_base.kb import load_knowledge_base
 from routing.calibration import calibrate_router
 from routing.feedback import FeedbackMemory, FeedbackStore, SQLiteFeedbackStore
@@ -62,15 +62,21 @@ def build_index(settings: Settings, *, choice: EncoderChoice | None = None,
                         load_active_model=False).matcher
 
 
+def build_geocoder(settings: Settings, gazetteer: Gazetteer | None = None) -> GazetteerGeocoder:
+    """The city's geocoder (gazetteer names, district polygons, other cities' names to notice a foreign place)."""
+    gazetteer = gazetteer or load_gazetteer(settings.city_dir, city_name=settings.city_name)
+    common = settings.data_root / "common" / "china_admin_centers.csv"
+    return GazetteerGeocoder(gazetteer, foreign_names_file=common if common.exists() else None,
+                             city_adcode=settings.city_adcode, province_name=settings.province_name)
+
+
 def build_router(settings: Settings, *, model_dir: Path | None = None, rebuild_index: bool = False,
                  build_missing_index: bool = True, feedback_store: FeedbackStore | None = None,
                  choice: EncoderChoice | None = None, progress: Callable[[str], None] = lambda m: None,
                  load_active_model: bool = True) -> Router:
     kb = load_knowledge_base(settings.city_dir)
     gazetteer = load_gazetteer(settings.city_dir, city_name=settings.city_name)
-    common = settings.data_root / "common" / "china_admin_centers.csv"
-    geocoder = GazetteerGeocoder(gazetteer, foreign_names_file=common if common.exists() else None,
-                                 city_adcode=settings.city_adcode, province_name=settings.province_name)
+    geocoder = build_geocoder(settings, gazetteer)
     choice = choice or choose_encoders(settings)
     progress(f"embeddings: {choice.note}")
     prepare_encoders(kb, choice.encoders)

@@ -829,12 +829,14 @@ def orders_import(
     from knowledge_base.loaders import DataFileError
     from orders.importer import import_orders
     from orders.service import CHANNELS
+    from routing.service import build_geocoder
 
     if channel not in CHANNELS:
         _fail(f"--channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
     settings = get_settings()
     try:
         kb = load_knowledge_base(settings.city_dir)
+        geocoder = build_geocoder(settings)
     except _user_errors() as exc:
         _fail(str(exc))
     sessions = _database_sessions()
@@ -851,7 +853,7 @@ def orders_import(
                                    max_text_chars=settings.max_text_chars,
                                    rows_read=lambda n: bar.update(check, total=n),
                                    checked=lambda n: bar.advance(check, n), to_store=to_store,
-                                   stored=lambda n: bar.advance(store[0], n))
+                                   stored=lambda n: bar.advance(store[0], n), geocoder=geocoder)
     except DataFileError as exc:
         _fail(f"{exc}\nnothing was imported")
     verb = "would import" if dry_run else "imported"
@@ -866,6 +868,9 @@ def orders_import(
     table.add_row("no 承办单位", str(result.department_missing))
     table.add_row("问题分类 matched the taxonomy", str(result.category_matched))
     table.add_row("问题分类 not in the taxonomy (kept)", str(result.category_unmatched))
+    if not dry_run:
+        table.add_row("place read from 问题点位/text", str(result.placed_from_text))
+        table.add_row("place of the handling unit (none in the text)", str(result.placed_from_unit))
     out.print(table)
     if result.unmatched_departments:
         common = "、".join(f"{name} ({count})" for name, count in result.unmatched_departments.most_common(5))

@@ -126,6 +126,23 @@ def test_an_export_imports_masked_mapped_and_not_routed(sessions, tiny_kb, tmp_p
     assert events[stalls.id].department_code == "430104-CHENGGUAN" and "department_name" not in events[stalls.id].data
 
 
+def test_the_place_is_read_from_the_address_and_text_else_the_handling_units(sessions, tiny_kb, tiny_gazetteer,
+                                                                                tmp_path):
+    """Imported orders feed indicators by area and duplicate search: the street comes from 问题点位 and the text."""
+    from routing.geocode import GazetteerGeocoder
+
+    result = _import(sessions, write_csv(tmp_path / "export.csv", GOOD_ROWS), tiny_kb,
+                     geocoder=GazetteerGeocoder(tiny_gazetteer))
+    orders = _orders(sessions)
+    stalls, water, night = orders["CS2024030500012"], orders["CS2024030800007"], orders["CS2024030600231"]
+    assert (stalls.district_adcode, stalls.street_id) == ("430104", "430104001")     # 望月湖街道, not the bureau's
+    assert (water.district_adcode, water.street_id) == ("430111", "430111007")       # no unit at all: from the text
+    assert (night.district_adcode, night.street_id) == ("430104", "430104003")
+    estate = orders["CS2024030700045"]
+    assert estate.district_adcode == "430104" and estate.street_id is None            # 岳麓区某小区: the district only
+    assert (result.placed_from_text, result.placed_from_unit) == (4, 0)
+
+
 def test_a_second_import_changes_nothing(sessions, tiny_kb, tmp_path):
     path = write_csv(tmp_path / "export.csv", GOOD_ROWS)
     _import(sessions, path, tiny_kb)
