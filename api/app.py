@@ -95,12 +95,13 @@ def without_paths(text: str) -> str:
 
 def build_service_router(settings: Settings):
     """The router the service runs: `build_router`'s, with the embedders' query calls micro-batched across
-    concurrent requests (HOTLINE_EMBED_BATCH_WAIT_MS, HOTLINE_EMBED_MAX_BATCH; nlp/batching.py). Batching wraps the
-    model embedders only (same model ids: the same index is used); the CLI builds its routers unwrapped."""
+    concurrent requests (HOTLINE_EMBED_BATCH_WAIT_MS, HOTLINE_EMBED_MAX_BATCH; nlp/batching.py), and each model on
+    HOTLINE_ROUTING_MODEL_THREADS threads. Batching wraps the model embedders only (same model ids: the same index
+    is used); the CLI builds its routers unwrapped, with HOTLINE_TORCH_THREADS."""
     from nlp.batching import with_batching
     from routing.service import build_router, choose_encoders
 
-    choice = choose_encoders(settings)
+    choice = choose_encoders(settings.model_copy(update={"torch_threads": settings.routing_model_threads}))
     choice.encoders.embedders = with_batching(choice.encoders.embedders,
                                               wait_s=settings.embed_batch_wait_ms / 1000.0,
                                               max_batch=settings.embed_max_batch)

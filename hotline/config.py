@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # Routing requests (intake, /route, Open311) run in their own worker threads, at most this many at once, so
     # reads and writes keep the general thread pool (anyio's 40) to themselves however many complaints queue.
     routing_threads: int = Field(default=32, ge=1, le=256)
+    # Threads per embedding model in the service (torch for e5, BLAS for USE), instead of torch_threads. With
+    # routing batched, an e5 batch and a USE batch run side by side; one thread each keeps 2 cores busy without
+    # oversubscribing them (2 each spent 96 ms of CPU per order against 61 ms; BENCHMARKS.md).
+    routing_model_threads: int = Field(default=1, ge=1, le=64)
 
     # Dispatch policy: decision thresholds on the calibrated confidence.
     # Auto-dispatch only when the calibrated probability that the unit is right is at least this.
