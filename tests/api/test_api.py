@@ -195,7 +195,7 @@ def test_a_truncated_emoji_is_not_a_server_error(client):
     # A client that cuts a text at N UTF-16 units sends half an emoji: a lone surrogate escape in the JSON.
     body = '{"text": "\\u5cb3\\u9e93\\u533a\\u671b\\u6708\\u6e56\\u8857\\u9053\\u644a\\u8d29\\u5360\\u9053\\ud83d"}'
     response = client.post("/api/v1/route", content=body, headers={"content-type": "application/json"})
-    # Issue 11 M1: every endpoint but the citizens' chat (which drops them, tests/test_chat.py) refuses lone
+    # Issue 11 M1: every endpoint but the citizens' chat (which drops them, tests/api/test_chat.py) refuses lone
     # surrogates with a reason, so nothing unencodable reaches the database or a log.
     assert response.status_code == 422, response.text
     assert "surrogate" in response.text

@@ -343,7 +343,7 @@ def test_model_use_makes_serve_load_it_and_outputs_name_the_model(own_cli, tmp_p
     result = runner.invoke(app, ["route", "-i", str(source), "-o", str(out)])
     assert result.exit_code == 2
     # (the TF-IDF test embedder is fitted on the list, so here the embeddings differ too; with e5 the
-    # knowledge-base check speaks: tests/test_history_and_eval.py)
+    # knowledge-base check speaks: tests/routing/test_history_and_eval.py)
     assert "retrain" in _flat(result.output)
     assert runner.invoke(app, ["model", "use", "--none"]).exit_code == 0
     assert runner.invoke(app, ["route", "-i", str(source), "-o", str(out)]).exit_code == 0
