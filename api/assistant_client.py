@@ -69,7 +69,7 @@ class RasaRestClient:
         turn = {"sender": sender, "message": message, "metadata": metadata}
         try:
             body = await asyncio.wait_for(self._answer(turn), timeout=self.timeout_s)
-        except (httpx.TimeoutException, asyncio.TimeoutError):
+        except (TimeoutError, httpx.TimeoutException):
             raise AssistantUnavailable(f"Rasa did not answer within {self.timeout_s} s") from None
         except httpx.HTTPError as exc:
             raise AssistantUnavailable(f"Rasa unreachable ({type(exc).__name__})") from None

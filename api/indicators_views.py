@@ -215,7 +215,7 @@ def indicator(name: str, request: Request, principal: Reader, scope: ScopeDep,
 
 # -- city vitals -----------------------------------------------------------------------------------------------
 def _city_time(moment: dt.datetime) -> dt.datetime:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=ind.CITY_TZ)).astimezone(dt.timezone.utc)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=ind.CITY_TZ)).astimezone(dt.UTC)
 
 
 @vitals_router.get("")

@@ -24,9 +24,23 @@ from hotline.db import transaction
 from knowledge_base.kb import KnowledgeBase
 from nlp.normalize import InputError
 from orders.models import utcnow
-from orders.open311 import (DESCRIPTION_MAX_CHARS, MAX_IDS, MAX_PAGE_SIZE, PAGE_SIZE, Open311InputError, check_intake, create_request,
-                            find_request, find_requests, request_window, requests_json, service_catalogue,
-                            service_definition_json, service_json, split_list)
+from orders.open311 import (
+    DESCRIPTION_MAX_CHARS,
+    MAX_IDS,
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    Open311InputError,
+    check_intake,
+    create_request,
+    find_request,
+    find_requests,
+    request_window,
+    requests_json,
+    service_catalogue,
+    service_definition_json,
+    service_json,
+    split_list,
+)
 from orders.service import Actor
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
@@ -293,7 +307,8 @@ async def post_request(request: Request, form: Annotated[RequestForm, Form()],
     def store() -> str:
         with transaction(request.app.state.sessions) as session:
             order = create_request(session, kb=kb, intake=intake, actor=actor, caller_phone=form.phone,
-                                   routing=routing, routing_model=router_.embedder_note)
+                                   routing=routing, routing_model=router_.embedder_note,
+                                   auto_dispatch=request.app.state.settings.auto_dispatch)
             return order.order_no
 
     try:

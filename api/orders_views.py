@@ -1,6 +1,9 @@
 """HTTP endpoints for work orders (machine clients with API keys). Thin: validation and mapping of errors only."""
 from __future__ import annotations
 
+import datetime as dt
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
@@ -9,22 +12,27 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-import datetime as dt
-from contextlib import contextmanager
-from dataclasses import dataclass
-
 from api.keys import verify_api_key
 from api.routing_pool import route_complaint
 from api.staff import AuditRecord, authenticate, current_claims, issue_token, read_token
 from hotline.db import transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_phone
-from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State
 from orders.indicators import city_midnight
+from orders.intake import file_complaint
+from orders.lifecycle import ACTION_LABELS, STATE_LABELS, Action, IllegalTransition, State
 from orders.models import WorkOrder
-from orders.lifecycle import ACTION_LABELS
-from orders.service import (CHANNELS, WECHAT_SCOPE, Actor, ConcurrentUpdate, Forbidden, IdempotencyConflict,
-                            apply_action, citizen_lookup, create_order, orders_of_openid)
+from orders.service import (
+    CHANNELS,
+    WECHAT_SCOPE,
+    Actor,
+    ConcurrentUpdate,
+    Forbidden,
+    IdempotencyConflict,
+    apply_action,
+    citizen_lookup,
+    orders_of_openid,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 
@@ -213,12 +221,12 @@ async def post_order(body: OrderIn, request: Request, response: Response,
 
     def store() -> tuple[dict, bool]:
         with transaction(_sessions(request)) as session:
-            order, created = create_order(session, text=body.text, channel=body.channel,
-                                          actor=key.actor(), caller_phone=body.caller_phone,
-                                          caller_openid=body.caller_openid, lat=lat, lng=lng,
-                                          idempotency_key=idempotency_key, idempotency_scope=scope, routing=routing,
-                                          routing_model=router_.embedder_note if router_ else None,
-                                          auto_dispatch=request.app.state.settings.auto_dispatch)
+            order, created = file_complaint(session, text=body.text, channel=body.channel,
+                                            actor=key.actor(), caller_phone=body.caller_phone,
+                                            caller_openid=body.caller_openid, lat=lat, lng=lng,
+                                            idempotency_key=idempotency_key, idempotency_scope=scope, routing=routing,
+                                            routing_model=router_.embedder_note if router_ else None,
+                                            auto_dispatch=request.app.state.settings.auto_dispatch)
             return order_json(order), created
 
     try:

@@ -36,10 +36,10 @@ from api.orders_views import Principal, require_scope
 from hotline.db import Base, transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_pii
+from orders.intake import file_complaint
 from orders.models import utcnow
 from orders.outbox import backoff_seconds
-from orders.service import (WECHAT_SCOPE, Actor, IdempotencyConflict, attach_routing, create_order,
-                            dispatch_if_confident, find_by_idempotency_key)
+from orders.service import WECHAT_SCOPE, Actor, IdempotencyConflict, find_by_idempotency_key
 
 log = logging.getLogger("hotline.wechat")
 router = APIRouter(tags=["wechat"])
@@ -443,14 +443,11 @@ def _file(app, *, key: str, openid: str, text: str, attempts: int, now: dt.datet
             log.error("WeChat location not converted: %s", _problem(exc))
             lat_lng = (None, None)
         with transaction(sessions) as session:
-            order, created = create_order(session, text=text, channel="wechat", actor=Actor("wechat", "system"),
-                                          caller_openid=openid, lat=lat_lng[0], lng=lat_lng[1], idempotency_key=key,
-                                          idempotency_scope=WECHAT_SCOPE)   # the channel's own keys (L12)
-            if created and routing is not None:
-                attach_routing(session, order_id=order.id, routing=routing,
-                               model=router_.embedder_note if router_ else None)
-                if app.state.settings.auto_dispatch:
-                    dispatch_if_confident(session, order=order, routing=routing, now=order.created_at)
+            order, created = file_complaint(session, text=text, channel="wechat", actor=Actor("wechat", "system"),
+                                            caller_openid=openid, lat=lat_lng[0], lng=lat_lng[1], idempotency_key=key,
+                                            idempotency_scope=WECHAT_SCOPE,   # the channel's own keys (L12)
+                                            routing=routing, routing_model=router_.embedder_note if router_ else None,
+                                            auto_dispatch=app.state.settings.auto_dispatch)
             order_no = order.order_no
             _settle(session, key, "filed", order_no=order_no)
     except IdempotencyConflict:
@@ -505,7 +502,7 @@ def file_due(app, *, now: dt.datetime | None = None, limit: int = 20) -> int:
 # -- staff: messages not (yet) filed ------------------------------------------------------------------------
 def _unfiled_json(row: WeChatMessage) -> dict:
     def iso(moment):
-        return moment.replace(tzinfo=moment.tzinfo or dt.timezone.utc).isoformat() if moment else None
+        return moment.replace(tzinfo=moment.tzinfo or dt.UTC).isoformat() if moment else None
 
     return {"id": row.id, "openid": row.openid, "msg_type": row.msg_type, "text": mask_pii(row.text or ""),
             "received_at": iso(row.received_at), "filing": row.filing, "attempts": row.attempts,

@@ -13,13 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.orders_views import Principal, _find, _sessions, lifecycle_errors, _visible, order_json, require_scope
+from api.orders_views import Principal, _find, _sessions, _visible, lifecycle_errors, order_json, require_scope
 from api.staff import AuditRecord
 from hotline.db import transaction
 from nlp.pii import mask_phone, mask_pii
 from orders import outbox
-from orders.lifecycle import STATE_LABELS, Action, State, timeliness
 from orders.indicators import city_midnight
+from orders.lifecycle import STATE_LABELS, Action, State, timeliness
 from orders.models import RoutingDecision, WorkOrder, utcnow
 from orders.service import apply_action
 
@@ -118,9 +118,9 @@ QUEUE_STATES = {
 
 def _queue_item(order: WorkOrder, decision: RoutingDecision | None, names: dict[str, str], now: dt.datetime) -> dict:
     deadline = order.deadline_at if order.deadline_at is None or order.deadline_at.tzinfo else \
-        order.deadline_at.replace(tzinfo=dt.timezone.utc)
+        order.deadline_at.replace(tzinfo=dt.UTC)
     started = order.dispatched_at or order.created_at
-    started = started if started.tzinfo else started.replace(tzinfo=dt.timezone.utc)
+    started = started if started.tzinfo else started.replace(tzinfo=dt.UTC)
     status = timeliness(started, deadline, now=now).label if deadline else None
     return {"order_no": order.order_no, "state": order.state, "state_label": STATE_LABELS[State(order.state)],
             "text": order.text_masked[:200], "category": order.category_path, "address": order.address,

@@ -128,7 +128,7 @@ class JiebaTokens:
     def edges(self, text: str) -> set[int]:
         # Rasa's JiebaTokenizer uses jieba.tokenize (default mode) and drops whitespace tokens.
         edges = {0, len(text)}
-        for word, start, end in self._tokenizer.tokenize(text):
+        for _word, start, end in self._tokenizer.tokenize(text):
             edges.update((start, end))
         return edges
 

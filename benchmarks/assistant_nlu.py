@@ -30,8 +30,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from assistant.datacheck import Example, read_nlu_examples, read_synonyms  # noqa: E402
-from assistant.manage import (HELDOUT_DATA, RASA_VENV, TRAINING_DATA, model_file, model_is_current,  # noqa: E402
-                              rasa_env, rasa_executable, training_paths)
+from assistant.manage import (  # noqa: E402
+    HELDOUT_DATA,
+    RASA_VENV,
+    TRAINING_DATA,
+    model_file,
+    model_is_current,
+    rasa_env,
+    rasa_executable,
+    training_paths,
+)
 from hotline.config import get_settings  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"

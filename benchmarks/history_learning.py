@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.svm import LinearSVC
-from scipy import sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kind_rule import gold_kind, scoring_kind  # noqa: E402

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from app_server import free_port, start_app, wait_for_app  # noqa: E402
+
 from assistant.manage import stop_process  # noqa: E402
 
 DEV_SET = REPO / "training_data" / "dev" / "routing_dev.jsonl"

@@ -51,7 +51,7 @@ def main() -> None:
         url = f"sqlite:///{scratch}/seed.sqlite3"
         upgrade(url)
         sessions = session_factory(make_engine(url))
-        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         cutoff = now - dt.timedelta(days=args.days // 2)
         started = time.perf_counter()
         seed_history(router, sessions, orders=args.orders, days=args.days, now=now)

@@ -4,10 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
-
-import warnings
 
 with warnings.catch_warnings():
     # jieba 0.42.1 imports pkg_resources (hence setuptools<81); its deprecation warning is not ours to fix.

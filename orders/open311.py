@@ -30,9 +30,10 @@ from knowledge_base.kb import KnowledgeBase
 from knowledge_base.models import TaxonomyNode
 from nlp.normalize import InputError, check_text
 from nlp.pii import mask_pii
+from orders.intake import file_complaint
 from orders.lifecycle import ACTION_LABELS, OPEN_STATES, STATE_LABELS, State
 from orders.models import WorkOrder
-from orders.service import Actor, create_order
+from orders.service import Actor
 
 SUBTYPE_ATTRIBUTE = "subtype"
 DESCRIPTION_MAX_CHARS = 4000          # GeoReport v2: "a full description of the request … up to 4,000 characters"
@@ -183,10 +184,12 @@ def _check_media_url(media_url: str | None) -> str | None:
 
 def create_request(session: Session, *, kb: KnowledgeBase, intake: Intake, actor: Actor,
                    caller_phone: str | None = None, routing: dict | None = None,
-                   routing_model: str | None = None) -> WorkOrder:
-    """File an Open311 submission as a work order (channel "open311"), routed by the router, hint kept apart."""
-    order, _ = create_order(session, text=intake.text, channel="open311", actor=actor, caller_phone=caller_phone,
-                            lat=intake.lat, lng=intake.lng, routing=routing, routing_model=routing_model)
+                   routing_model: str | None = None, auto_dispatch: bool = False) -> WorkOrder:
+    """File an Open311 submission as a work order (channel "open311") through the one intake, routed by the router
+    and dispatched when it is sure, like every channel; the client's service_code is kept apart as a hint."""
+    order, _ = file_complaint(session, text=intake.text, channel="open311", actor=actor, caller_phone=caller_phone,
+                              lat=intake.lat, lng=intake.lng, routing=routing, routing_model=routing_model,
+                              auto_dispatch=auto_dispatch)
     _record_hint(order, intake=intake, kb=kb)
     session.flush()
     return order

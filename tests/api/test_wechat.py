@@ -390,12 +390,12 @@ def test_a_filing_that_fails_is_kept_answered_retried_and_shown_to_staff(client,
     import api.wechat as wechat
 
     client.app.state.assistant = ScriptedAssistant(_down)
-    real_create = wechat.create_order
+    real_create = wechat.file_complaint
 
     def database_down(*args, **kwargs):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(wechat, "create_order", database_down)
+    monkeypatch.setattr(wechat, "file_complaint", database_down)
     _post_text(client, "岳麓区望月湖街道路灯坏了，电话13812345678", "9630000000000000001")
     assert _orders(client.factory) == []
     [(to, holding)] = client.sender.sent
@@ -420,7 +420,7 @@ def test_a_filing_that_fails_is_kept_answered_retried_and_shown_to_staff(client,
     assert client.get("/api/v1/wechat/unfiled", headers=staff).json()["items"][0]["attempts"] == 2
     assert len(client.sender.sent) == 1                               # no second holding answer
 
-    monkeypatch.setattr(wechat, "create_order", real_create)          # the database is back
+    monkeypatch.setattr(wechat, "file_complaint", real_create)          # the database is back
     assert wechat.file_due(client.app, now=later + dt.timedelta(hours=6)) == 1
     [order] = _orders(client.factory)
     assert order.text.startswith("岳麓区望月湖街道路灯坏了") and order.caller_openid == OPENID
@@ -436,8 +436,8 @@ def test_a_filing_that_keeps_failing_is_given_up_and_staff_retry_it(client, monk
     import api.wechat as wechat
 
     client.app.state.assistant = ScriptedAssistant(_down)
-    real_create = wechat.create_order
-    monkeypatch.setattr(wechat, "create_order", lambda *a, **k: 1 / 0)
+    real_create = wechat.file_complaint
+    monkeypatch.setattr(wechat, "file_complaint", lambda *a, **k: 1 / 0)
     _post_text(client, "雨花区高桥街道小区停水两天了", "9640000000000000001")
     moment = utcnow()
     for _ in range(wechat.FILING_MAX_ATTEMPTS):
@@ -448,7 +448,7 @@ def test_a_filing_that_keeps_failing_is_given_up_and_staff_retry_it(client, monk
     assert item["filing"] == "failed" and item["attempts"] == wechat.FILING_MAX_ATTEMPTS
     assert wechat.file_due(client.app, now=moment + dt.timedelta(days=30)) == 0   # no more automatic attempts
 
-    monkeypatch.setattr(wechat, "create_order", real_create)
+    monkeypatch.setattr(wechat, "file_complaint", real_create)
     retried = client.post(f"/api/v1/wechat/unfiled/{item['id']}/retry", headers=staff)
     assert retried.status_code == 200, retried.text
     [order] = _orders(client.factory)
