@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import httpx
 import typer
@@ -335,7 +335,7 @@ def test_command(out: Annotated[Path, typer.Option(help="where rasa writes its r
 @cli.command("serve")
 def serve_command(
     port: Annotated[int, typer.Option(help="Rasa's port on 127.0.0.1")] = 5005,
-    service_url: Annotated[Optional[str], typer.Option(help="the app's base URL (custom actions live there)")] = None,
+    service_url: Annotated[str | None, typer.Option(help="the app's base URL (custom actions live there)")] = None,
 ) -> None:
     """Run the Rasa server in the foreground (REST channel on 127.0.0.1), actions served by the app."""
     settings = get_settings()
