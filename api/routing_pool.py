@@ -10,12 +10,13 @@ own request), then the requests routing at the same moment are routed together b
 (nlp/batching.MicroBatcher: at most HOTLINE_EMBED_BATCH_WAIT_MS of wait, up to HOTLINE_EMBED_MAX_BATCH complaints,
 two batches in flight so one batch's Python work overlaps the next one's embeddings). One call embeds them all at
 once and runs the classifier on all of them; and only the batch's thread, not 16, competes with reads for the GIL.
-An error inside the batched call (not a bad text: those are refused before) fails every request of that batch.
+When the batched call fails, each of its requests is routed again alone: only the complaint at fault fails.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ import anyio.to_thread
 from nlp.batching import MicroBatcher
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 ROUTE_BATCHES_IN_FLIGHT = 2
 _batcher_lock = threading.Lock()
 
@@ -70,7 +72,13 @@ def _route_one(router, settings, text: str, point, order_id: str) -> dict:
     from routing.router import RouteRequest
 
     item = router.prepare(RouteRequest(order_id, text, point))   # InputError: this request's alone
-    return batcher([item])[0]
+    try:
+        return batcher([item])[0]
+    except Exception:
+        # The batch failed: each of its requests tries again alone, so a complaint that breaks the router fails
+        # only its own request (and a passing fault costs one retry).
+        log.warning("a routing batch failed; routing its complaints one by one", exc_info=True)
+        return router.route_prepared([item])[0]
 
 
 async def route_complaint(app, router, text: str, point=None, *, order_id: str = "") -> dict:

@@ -233,3 +233,54 @@ def _queue_view(batcher):
     from types import SimpleNamespace
 
     return SimpleNamespace(_queries=batcher)
+
+
+def test_a_complaint_that_breaks_the_router_fails_only_its_own_request(router):
+    """When a batched routing call raises, each request of the batch is routed again alone: the others get their
+    answers, the one at fault gets the error."""
+    from api.routing_pool import _route_one, route_batcher
+
+    texts = ["岳麓区望月湖街道工地晚上施工噪音太大", "雨花区高桥街道停水了", "BOOM 桔子洲街道楼下邻居装修吵"]
+    alone = {t: router.route(t) for t in texts if "BOOM" not in t}
+    calls: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+    real = router.route_prepared
+
+    def fragile(items, **kwargs):
+        calls.append(len(items))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(30)
+        if any("BOOM" in item["request"].text for item in items):
+            raise RuntimeError("router bug")
+        return real(items, **kwargs)
+
+    router.route_prepared = fragile
+    batcher = route_batcher(router, router.settings)
+    results: dict[str, object] = {}
+
+    def caller(text: str) -> None:
+        try:
+            results[text] = _route_one(router, router.settings, text, None, "")
+        except Exception as exc:  # noqa: BLE001
+            results[text] = exc
+
+    first = threading.Thread(target=caller, args=(texts[0],))
+    first.start()
+    assert entered.wait(30)
+    batcher.max_in_flight = 1
+    others = [threading.Thread(target=caller, args=(t,)) for t in texts[1:]]
+    for t in others:
+        t.start()
+    _wait_until_queued(_queue_view(batcher), 2)
+    release.set()
+    for t in [first, *others]:
+        t.join(30)
+        assert not t.is_alive()
+
+    assert calls[:2] == [1, 2]                      # the first alone, then the two others together (which fails)
+    assert sorted(calls[2:]) == [1, 1]              # then each of those two alone
+    assert isinstance(results[texts[2]], RuntimeError)
+    for text, expected in alone.items():
+        assert results[text]["department"] == expected["department"]
+        assert results[text]["confidence"] == expected["confidence"]
