@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench clean-cache
+.PHONY: setup run test lint bench clean-cache
 
 $(STAMP): pyproject.toml scripts/setup.sh scripts/setup_assistant.sh
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -25,8 +25,13 @@ run: setup
 	@echo "routed samples: out/routed.jsonl · evaluation report: out/eval-dev.json"
 
 ## Run the whole test suite, database tests on SQLite and on a throwaway PostgreSQL (started by scripts/test_postgres.sh).
-test: setup
+test: setup lint
 	HOTLINE_TEST_DATABASE_URL=$${HOTLINE_TEST_DATABASE_URL:-$$(bash scripts/test_postgres.sh || true)} $(BIN)/python -m pytest -q
+
+## Style (ruff) and the one-way layers (import-linter contracts in pyproject.toml); part of `make test`.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python benchmarks/routing_bench.py

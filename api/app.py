@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.routing_pool import route_complaint
-from hotline.config import Settings, get_settings
-from hotline.db import transaction
+from hotline.core.config import Settings, get_settings
+from hotline.core.db import transaction
+from hotline.core.secrets import ASSISTANT_KEY_NAME, installation_key
 from nlp.normalize import InputError
 from nlp.pii import install_log_masking
 
@@ -36,13 +37,12 @@ class CorrectionBody(BaseModel):
     kb_item_id: str | None = None
 
 
-ASSISTANT_KEY_NAME = "assistant"
 ASSISTANT_SCOPES = ["lookup:on_behalf", "orders:read", "orders:write", "route"]
 
 
 def _provision_assistant_key(app: FastAPI) -> None:
     """The assistant's actions call this service over HTTP with their own API key (kept in state_dir)."""
-    from api.keys import ensure_api_key, installation_key
+    from api.keys import ensure_api_key
 
     settings = app.state.settings
     key = installation_key(settings.assistant_api_key, settings.state_dir, ASSISTANT_KEY_NAME)
@@ -114,7 +114,7 @@ def build_service_router(settings: Settings):
 def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True,
                wechat_sender=None, webhook_sender=None) -> FastAPI:
     from api import assistant_actions, chat, indicators_views, kb_views, open311, orders_views, wechat, work_views
-    from hotline.db import make_engine, session_factory
+    from hotline.core.db import make_engine, session_factory
 
     settings = settings or get_settings()
     install_log_masking()
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     async def lifespan(app: FastAPI):
         if settings.database_url.startswith("sqlite"):
             # The embedded default migrates itself; a PostgreSQL deployment runs `hotline db upgrade` on purpose.
-            from hotline.migrate import upgrade
+            from hotline.core.migrate import upgrade
 
             await run_in_threadpool(upgrade, settings.database_url)
         await run_in_threadpool(_provision_assistant_key, app)

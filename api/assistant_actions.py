@@ -14,7 +14,6 @@ another secret.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -27,6 +26,7 @@ from rasa_sdk.executor import ActionExecutor
 from rasa_sdk.interfaces import ActionExecutionRejection, ActionMissingDomainException, ActionNotFoundException
 
 from assistant.actions.context import ActionContext, use_context
+from hotline.core.secrets import webhook_token
 
 log = logging.getLogger("hotline.assistant")
 
@@ -49,20 +49,6 @@ _executor = _register_actions()
 def executor() -> ActionExecutor:
     """The actions of assistant.actions, registered once per process."""
     return _executor
-
-
-def webhook_token(api_key: str) -> str:
-    """The token Rasa must send with every action call (endpoints.yml `token:`), derived from the assistant's key."""
-    return hmac.new(api_key.encode(), b"hotline assistant action webhook", hashlib.sha256).hexdigest()
-
-
-def webhook_token_for(settings) -> str:
-    """The token of the app run with `settings`: derived from the key it provisions (the setting, or the key file in
-    state_dir). Whoever writes Rasa's endpoints file puts it under action_endpoint.token."""
-    from api.app import ASSISTANT_KEY_NAME
-    from api.keys import installation_key
-
-    return webhook_token(installation_key(settings.assistant_api_key, settings.state_dir, ASSISTANT_KEY_NAME))
 
 
 def action_context(request: Request) -> ActionContext:

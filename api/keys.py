@@ -4,17 +4,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import os
 import secrets
-from pathlib import Path
 
 from sqlalchemy import JSON, DateTime, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hotline.db import Base
+from hotline.core.db import Base
+from hotline.core.secrets import KEY_PREFIX
 from orders.models import utcnow
 
-KEY_PREFIX = "hlk_"
 SCOPES = ("route", "orders:read", "orders:write", "kb:write", "indicators:read",
           # a channel that relays citizens (the assistant): its X-On-Behalf-Of lookups count per relayed user
           # (each key still bounded as a whole) instead of against its address
@@ -82,19 +80,6 @@ def ensure_api_key(session: Session, *, name: str, key: str, scopes: list[str]) 
     row.lookup, row.key_hash, row.scopes, row.revoked_at = key[: len(KEY_PREFIX) + 8], _digest(key), sorted(set(scopes)), None
     session.flush()
     return row
-
-
-def installation_key(configured: str | None, state_dir: Path, name: str) -> str:
-    """A clear API key for one of the service's own clients: the setting, or one generated once (file mode 0600)."""
-    if configured:
-        return configured
-    path = state_dir / f"{name}_api_key"
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(KEY_PREFIX + secrets.token_urlsafe(32))
-    return path.read_text().strip()
 
 
 def revoke_api_key(session: Session, *, name: str) -> bool:

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.keys import verify_api_key
 from api.routing_pool import route_complaint
-from hotline.db import transaction
+from hotline.core.db import transaction
 from knowledge_base.kb import KnowledgeBase
 from nlp.normalize import InputError
 from orders.models import utcnow

@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.keys import verify_api_key
 from api.routing_pool import route_complaint
 from api.staff import AuditRecord, authenticate, current_claims, issue_token, read_token
-from hotline.db import transaction
+from hotline.core.db import transaction
+from hotline.core.secrets import ASSISTANT_KEY_NAME
 from nlp.normalize import InputError
 from nlp.pii import mask_phone
 from orders.indicators import city_midnight
 from orders.intake import file_complaint
-from orders.lifecycle import ACTION_LABELS, STATE_LABELS, Action, IllegalTransition, State
+from orders.lifecycle import ACTION_LABELS, OPEN_STATES, STATE_LABELS, Action, IllegalTransition, State
 from orders.models import WorkOrder
 from orders.service import (
     CHANNELS,
@@ -200,8 +201,6 @@ async def post_order(body: OrderIn, request: Request, response: Response,
                                  "they do not file them (use a channel's or the centre's key)")
     scope = key.idempotency_scope
     if idempotency_key and idempotency_key.startswith("msg:") and key.kind == "key":
-        from api.app import ASSISTANT_KEY_NAME
-
         if key.name == ASSISTANT_KEY_NAME:
             # The assistant files a WeChat message under the message's own key, the key the WeChat relay files it
             # under when the assistant answers too late: one message, one order. Nobody else writes in that scope.
@@ -326,6 +325,7 @@ def citizen_json(order: WorkOrder, request: Request) -> dict:
     department = router_.kb.departments.get(order.department_code) if router_ and order.department_code else None
     last = order.events[-1] if order.events else None
     return {"order_no": order.order_no, "state": order.state, "state_label": STATE_LABELS[State(order.state)],
+            "open": State(order.state) in OPEN_STATES,   # still being handled: a deadline can be missed
             "department": department.name if department else order.department_code,
             "category": order.category_path,
             "deadline_at": order.deadline_at.isoformat() if order.deadline_at else None,

@@ -15,7 +15,7 @@ import jwt
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hotline.db import Base
+from hotline.core.db import Base
 from orders.models import utcnow
 
 ROLES = ("agent", "dispatcher", "handler", "supervisor", "official", "admin")

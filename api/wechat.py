@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.orders_views import Principal, require_scope
-from hotline.db import Base, transaction
+from hotline.core.db import Base, transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_pii
 from orders.intake import file_complaint

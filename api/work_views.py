@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.orders_views import Principal, _find, _sessions, _visible, lifecycle_errors, order_json, require_scope
 from api.staff import AuditRecord
-from hotline.db import transaction
+from hotline.core.db import transaction
 from nlp.pii import mask_phone, mask_pii
 from orders import outbox
 from orders.indicators import city_midnight

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from hotline.config import Settings
+from hotline.core.config import Settings
 from knowledge_base.gazetteer import Gazetteer, load_gazetteer
 from knowledge_base.kb import KnowledgeBase, load_knowledge_base
 

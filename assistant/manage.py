@@ -23,7 +23,8 @@ import httpx
 import typer
 import yaml
 
-from hotline.config import REPO_ROOT, Settings, get_settings
+from hotline.core.config import REPO_ROOT, Settings, get_settings
+from hotline.core.secrets import webhook_token_for
 
 cli = typer.Typer(help="The Rasa assistant: generate its dictionaries from the KB, train, validate, test, serve.",
                   no_args_is_help=True)
@@ -207,8 +208,6 @@ def write_endpoints(settings: Settings, service_url: str) -> Path:
     default = "http://127.0.0.1:8000" + WEBHOOK_PATH
     if default not in template:
         raise RuntimeError(f"{settings.assistant_dir / 'endpoints.yml'} must name the action endpoint {default}")
-    from api.assistant_actions import webhook_token_for
-
     endpoints = yaml.safe_load(template.replace(default, url))
     endpoints["action_endpoint"]["token"] = webhook_token_for(settings)   # the app's webhook refuses calls without it
     path.write_text(yaml.safe_dump(endpoints, allow_unicode=True, sort_keys=False), encoding="utf-8")

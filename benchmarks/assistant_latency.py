@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/assistant_latency.py --turns 200 --orders 600
 
 Everything is real and on loopback: a fresh embedded SQLite database migrated and seeded with a routed history by
-`hotline seed` (hotline.seed.seed_history over the real 长沙 router), the app in its own process (uvicorn over
+`hotline seed` (orders.seed.seed_history over the real 长沙 router), the app in its own process (uvicorn over
 api.app:create_app, the real router and offline models), the real Rasa server (assistant.manage.start_rasa, the
 trained model from the cache) whose actions call back into that app. This process is the visitors: one
 cookie-keeping httpx client per conversation (a citizen's web session; an official's carries a staff token), one
@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from app_server import free_port, start_app, wait_for_app  # noqa: E402
 
 from assistant.manage import model_file, model_is_current, start_rasa, stop_process, wait_until_ready  # noqa: E402
-from hotline.config import Settings  # noqa: E402
+from hotline.core.config import Settings  # noqa: E402
 from nlp.pii import mask_pii  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "assistant_latency.json"
@@ -162,8 +162,8 @@ def prepare_database(url: str, *, orders: int, env: dict) -> dict:
     from sqlalchemy import select
 
     from api.staff import create_staff
-    from hotline.db import make_engine, session_factory, transaction
-    from hotline.migrate import upgrade
+    from hotline.core.db import make_engine, session_factory, transaction
+    from hotline.core.migrate import upgrade
     from orders.models import WorkOrder
 
     upgrade(url)

@@ -40,7 +40,7 @@ from assistant.manage import (  # noqa: E402
     rasa_executable,
     training_paths,
 )
-from hotline.config import get_settings  # noqa: E402
+from hotline.core.config import get_settings  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from correction_similarity import rewordings  # noqa: E402
 
-from hotline.config import get_settings  # noqa: E402
+from hotline.core.config import get_settings  # noqa: E402
 from routing.feedback import FeedbackMemory, SQLiteFeedbackStore  # noqa: E402
 from routing.router import RouteRequest  # noqa: E402
 from routing.service import build_router  # noqa: E402

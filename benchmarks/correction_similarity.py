@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotline.config import get_settings
+from hotline.core.config import get_settings
 from nlp.normalize import clean_for_matching
 from routing.service import choose_encoders
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kind_rule import gold_kind, scoring_kind  # noqa: E402
 from routing_bench import machine  # noqa: E402
 
-from hotline.config import get_settings  # noqa: E402
+from hotline.core.config import get_settings  # noqa: E402
 from nlp.normalize import clean_for_matching  # noqa: E402
 from nlp.segment import Segmenter  # noqa: E402
 from routing.history_model import HistoryModel, auto_figures, fit_heads  # noqa: E402

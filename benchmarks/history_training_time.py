@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from routing_bench import machine  # noqa: E402
 
-from hotline.config import get_settings  # noqa: E402
+from hotline.core.config import get_settings  # noqa: E402
 from knowledge_base.kb import load_knowledge_base  # noqa: E402
 
 GREETINGS = ["尊敬的书记：您好！", "尊敬的市长：您好！", "领导您好，", "尊敬的领导：", ""]

@@ -117,7 +117,7 @@ def _cpu_seconds(pid: int) -> float:
 def _reset_postgres(url: str) -> None:
     from sqlalchemy import text
 
-    from hotline.db import make_engine
+    from hotline.core.db import make_engine
 
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -214,7 +214,7 @@ def run(database: str, requests: int, concurrency: int, max_seconds: float, *, t
         stop_process(server)
     from sqlalchemy import func, select
 
-    from hotline.db import make_engine, session_factory
+    from hotline.core.db import make_engine, session_factory
     from orders.models import WorkOrder
 
     with session_factory(make_engine(url))() as session:

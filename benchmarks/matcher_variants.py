@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.svm import LinearSVC
 
-from hotline.config import get_settings
+from hotline.core.config import get_settings
 from knowledge_base.index_store import entry_passages
 from knowledge_base.kb import load_knowledge_base
 from nlp.normalize import clean_for_matching

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from hotline.config import get_settings
-from hotline.db import make_engine, session_factory, transaction
-from hotline.migrate import upgrade
+from hotline.core.config import get_settings
+from hotline.core.db import make_engine, session_factory, transaction
+from hotline.core.migrate import upgrade
 from knowledge_base.kb import load_knowledge_base
 from orders.importer import import_orders
 from orders.models import OrderEvent, WorkOrder

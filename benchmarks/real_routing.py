@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kind_rule import TERRITORIAL, gold_kind, place_core, same_kind, same_unit_kind, scoring_kind  # noqa: E402
 from routing_bench import machine, percentile  # noqa: E402
 
-from hotline.config import get_settings  # noqa: E402
+from hotline.core.config import get_settings  # noqa: E402
 from routing.evaluate import calibration_table  # noqa: E402
 from routing.router import RouteRequest  # noqa: E402
 from routing.service import build_router  # noqa: E402

@@ -21,7 +21,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import f1_score
 from sklearn.svm import LinearSVC
 
-from hotline.config import get_settings
+from hotline.core.config import get_settings
 from nlp.normalize import clean_for_matching
 from routing.history import read_labelled
 from routing.history_model import fit_heads

@@ -26,12 +26,12 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from routing_bench import machine  # noqa: E402
 
-from hotline.config import get_settings  # noqa: E402
-from hotline.db import make_engine, session_factory, transaction  # noqa: E402
-from hotline.migrate import upgrade  # noqa: E402
-from hotline.seed import seed_history  # noqa: E402
+from hotline.core.config import get_settings  # noqa: E402
+from hotline.core.db import make_engine, session_factory, transaction  # noqa: E402
+from hotline.core.migrate import upgrade  # noqa: E402
 from orders.importer import export_training_rows  # noqa: E402
 from orders.models import WorkOrder  # noqa: E402
+from orders.seed import seed_history  # noqa: E402
 from routing.history import LabelledRecord  # noqa: E402
 from routing.history_model import HistoryModel, train_history_model  # noqa: E402
 from routing.router import RouteRequest  # noqa: E402

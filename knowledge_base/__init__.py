@@ -1,2 +1,2 @@
 """knowledge_base package."""
-import hotline.runtime  # noqa: F401  (thread settings before numpy/torch/faiss load)
+import hotline.core.runtime  # noqa: F401  (thread settings before numpy/torch/faiss load)

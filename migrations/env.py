@@ -7,8 +7,8 @@ import api.wechat  # noqa: F401
 import orders.models  # noqa: F401
 import orders.outbox  # noqa: F401
 import orders.vitals  # noqa: F401
-from hotline.config import get_settings
-from hotline.db import Base, make_engine
+from hotline.core.config import get_settings
+from hotline.core.db import Base, make_engine
 
 config = context.config
 url = context.get_x_argument(as_dictionary=True).get("url") or config.attributes.get("url") or get_settings().database_url

@@ -1,2 +1,2 @@
 """nlp package."""
-import hotline.runtime  # noqa: F401  (thread settings before numpy/torch/faiss load)
+import hotline.core.runtime  # noqa: F401  (thread settings before numpy/torch/faiss load)

@@ -52,7 +52,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from tokenizers import Tokenizer
 
-    from hotline.config import Settings
+    from hotline.core.config import Settings
 
 MAGIC = b"E5S1"
 SUPPORTED_FORMAT_VERSIONS = (1,)
@@ -619,7 +619,7 @@ def _pkg_version(name: str) -> str:
 def main() -> None:  # python -m nlp.e5_convert [--force]
     import argparse
 
-    from hotline.config import get_settings
+    from hotline.core.config import get_settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--force", action="store_true", help="rebuild even if a matching folder exists")

@@ -34,7 +34,7 @@ import numpy as np
 from nlp.e5_convert import PASSAGE_PREFIX, QUERY_PREFIX, ensure_e5_model, quiet_transformers, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hotline.config import Settings
+    from hotline.core.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,2 +1,2 @@
 """Work orders: intake to archive, with every step recorded."""
-import hotline.runtime  # noqa: F401  (thread settings before numpy/torch/faiss load)
+import hotline.core.runtime  # noqa: F401  (thread settings before numpy/torch/faiss load)

@@ -20,7 +20,7 @@ from typing import Protocol
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from hotline.db import Base, transaction
+from hotline.core.db import Base, transaction
 from orders.lifecycle import STATE_LABELS, State
 from orders.models import OrderEvent, WorkOrder, utcnow
 

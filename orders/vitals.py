@@ -20,7 +20,7 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hotline.db import Base, transaction
+from hotline.core.db import Base, transaction
 from knowledge_base.loaders import DataFileError, files_in, parse_rows, read_rows
 from orders.indicators import CITY_TZ
 from orders.models import utcnow

@@ -1,7 +1,7 @@
 """Routing policy: every threshold, weight and place-confidence constant of the router in one place, with its why,
 and the confidence calibration a city fits from its own labelled outcomes (`hotline calibrate`).
 
-Two settings stay in `hotline/config.py` because operators change them per deployment: `auto_threshold` (0.95: a
+Two settings stay in `hotline/core/config.py` because operators change them per deployment: `auto_threshold` (0.95: a
 confident order is dispatched without an agent only when about 95 of 100 such orders reach the right unit) and
 `cross_duty_min`. Everything here is a property of the routing method, not of a deployment.
 

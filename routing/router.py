@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hotline.config import Settings
+from hotline.core.config import Settings
 from knowledge_base.gazetteer import Gazetteer
 from knowledge_base.kb import KnowledgeBase
 from knowledge_base.models import Department, ResponsibilityEntry

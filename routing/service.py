@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotline.config import Settings
+from hotline.core.config import Settings
 from knowledge_base.gazetteer import Gazetteer, load_gazetteer
 from knowledge_base.kb import load_knowledge_base
 from routing.calibration import calibrate_router

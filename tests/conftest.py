@@ -27,7 +27,7 @@ from support import (
     write_tiny_city,
 )
 
-from hotline.db import make_engine, session_factory, transaction
+from hotline.core.db import make_engine, session_factory, transaction
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +142,7 @@ def app_and_keys(request, router):
     # These tests walk every step by hand; intake auto-dispatch has its own tests (test_work.py and below).
     from api.app import create_app
     from api.keys import create_api_key
-    from hotline.migrate import upgrade
+    from hotline.core.migrate import upgrade
 
     settings = router.settings.model_copy(update={"auto_dispatch": False})
     router.settings = settings

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hotline.config import Settings
+from hotline.core.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent   # tests/support.py → the repository
 REAL_DATA_ROOT = REPO_ROOT / "knowledge_base" / "data"
@@ -33,7 +33,7 @@ def clean_postgres_url() -> str:
     skipped, unless HOTLINE_REQUIRE_POSTGRES says PostgreSQL must be tested (CI)."""
     from sqlalchemy import text
 
-    from hotline.db import make_engine
+    from hotline.core.db import make_engine
 
     url = os.environ.get("HOTLINE_TEST_DATABASE_URL")
     if not url:

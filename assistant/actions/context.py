@@ -54,7 +54,7 @@ def current_context() -> ActionContext:
     context = _current.get()
     if context is not None:
         return context
-    from hotline.config import get_settings
+    from hotline.core.config import get_settings
 
     settings = get_settings()
     return ActionContext(base_url=settings.service_url, api_key=settings.assistant_api_key,

@@ -21,7 +21,6 @@ from assistant.actions.client import ServiceClient, ServiceRefused, ServiceUnava
 from assistant.actions.context import BUSY, conversation_metadata, current_context, entity_values, latest_text
 from assistant.actions.speech import chinese_date, chinese_time, parse_moment
 from nlp.entities import find_order_numbers
-from orders.lifecycle import OPEN_STATES
 
 ASK_LAST4 = "请提供登记时留的手机号后四位，我来帮您查询。"
 ASK_ORDER_NO = "请告诉我工单号（例如 CS20261121000001）和登记时留的手机号后四位，我来帮您查询。"
@@ -96,9 +95,9 @@ def describe_order(order: dict[str, Any], *, context) -> str:
         parts.append(f"承办单位：{order['department']}")
     deadline = parse_moment(order.get("deadline_at"))
     if deadline is not None:
-        late = deadline < now and order.get("state") in {state.value for state in OPEN_STATES}
+        late = deadline < now and bool(order.get("open"))
         parts.append(f"办理期限：{chinese_date(deadline, today=today)}" + ("（已超期，我们会督促办理）" if late else ""))
-    elif order.get("state") in {state.value for state in OPEN_STATES}:
+    elif order.get("open"):
         parts.append("办理期限：派单后按该类事项的办理时限计算")
     step = order.get("last_step") or {}
     step_at = parse_moment(step.get("at"))

@@ -23,7 +23,7 @@ from hotline.cli.common import err, out
 from hotline.cli.common import fail as _fail
 from hotline.cli.common import progress_bar as _progress
 from hotline.cli.common import user_errors as _user_errors
-from hotline.config import get_settings
+from hotline.core.config import get_settings
 
 app = typer.Typer(help="12345 hotline routing: route complaints to the owning department.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -130,7 +130,7 @@ def train(
                                     department_column=department_column)
             source_hash = None
         else:
-            from hotline.db import transaction
+            from hotline.core.db import transaction
             from orders.importer import export_training_rows
 
             with transaction(_database_sessions()) as session:
@@ -411,8 +411,8 @@ def _seed_if_empty(router) -> None:
     """The embedded default starts with a realistic history, so indicators, the assistant and the demo have data."""
     from sqlalchemy import func, select
 
-    from hotline.seed import seed_history
     from orders.models import WorkOrder
+    from orders.seed import seed_history
 
     sessions = _database_sessions()
     with sessions() as session:
@@ -636,7 +636,7 @@ def model_use(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
     """Apply the Alembic migrations to HOTLINE_DATABASE_URL."""
-    from hotline.migrate import upgrade
+    from hotline.core.migrate import upgrade
 
     settings = get_settings()
     upgrade(settings.database_url, revision)
@@ -656,7 +656,7 @@ def apikey_create(
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
     from api.keys import create_api_key
-    from hotline.db import transaction
+    from hotline.core.db import transaction
 
     try:
         with transaction(_database_sessions()) as session:
@@ -670,7 +670,7 @@ def apikey_create(
 @apikey_app.command("revoke")
 def apikey_revoke(name: Annotated[str, typer.Option(help="the key's name")]) -> None:
     from api.keys import revoke_api_key
-    from hotline.db import transaction
+    from hotline.core.db import transaction
 
     with transaction(_database_sessions()) as session:
         if not revoke_api_key(session, name=name):
@@ -687,7 +687,7 @@ app.add_typer(webhook_app, name="webhook")
 def webhook_set(department: Annotated[str, typer.Option(help="the department's code")],
                 url: Annotated[str, typer.Option(help="its system's HTTPS endpoint")]) -> None:
     """Register (or replace) a department's endpoint; prints the HMAC signing secret once."""
-    from hotline.db import transaction
+    from hotline.core.db import transaction
     from orders.outbox import register_endpoint
 
     try:
@@ -726,7 +726,7 @@ def outbox_status() -> None:
 @outbox_app.command("retry-dead")
 def outbox_retry_dead() -> None:
     """Give messages that ran out of attempts another round (after the department fixed its endpoint)."""
-    from hotline.db import transaction
+    from hotline.core.db import transaction
     from orders.outbox import retry_dead
 
     with transaction(_database_sessions()) as session:
@@ -746,7 +746,7 @@ def staff_create(
 ) -> None:
     """Create a staff account; the password is read from standard input (never from the command line)."""
     from api.staff import create_staff
-    from hotline.db import transaction
+    from hotline.core.db import transaction
 
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
         "password", hide_input=True, confirmation_prompt=True)
@@ -762,7 +762,7 @@ def staff_create(
 def staff_disable(username: Annotated[str, typer.Argument(help="login name")]) -> None:
     """Disable a staff account: no more logins, and its tokens already issued are refused at once."""
     from api.staff import disable_staff
-    from hotline.db import transaction
+    from hotline.core.db import transaction
 
     try:
         with transaction(_database_sessions()) as session:
@@ -780,7 +780,7 @@ def staff_set_role(
 ) -> None:
     """Change a staff account's role (and department for handlers); its tokens act with the new role at once."""
     from api.staff import set_staff_role
-    from hotline.db import transaction
+    from hotline.core.db import transaction
 
     try:
         with transaction(_database_sessions()) as session:
@@ -798,7 +798,7 @@ def seed(
     random_seed: Annotated[int, typer.Option("--seed", help="for a reproducible history")] = 12345,
 ) -> None:
     """Fill the database with a realistic routed history (orders, lifecycle events, outcomes) for demos."""
-    from hotline.seed import seed_history
+    from orders.seed import seed_history
 
     sessions = _database_sessions()
     router = _load_router(None)
@@ -824,7 +824,7 @@ def orders_import(
 ) -> None:
     """Import past orders (not routed): the whole file or, if any row is bad, nothing; order numbers already
     stored are skipped, so importing the same file again changes nothing."""
-    from hotline.db import transaction
+    from hotline.core.db import transaction
     from knowledge_base.kb import load_knowledge_base
     from knowledge_base.loaders import DataFileError
     from orders.importer import import_orders

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hotline.config import get_settings
+from hotline.core.config import get_settings
 
 err = Console(stderr=True)
 out = Console()
@@ -35,8 +35,8 @@ def user_errors():
 
 def database_sessions():
     """Sessions on HOTLINE_DATABASE_URL, migrated to the current schema first."""
-    from hotline.db import make_engine, session_factory
-    from hotline.migrate import upgrade
+    from hotline.core.db import make_engine, session_factory
+    from hotline.core.migrate import upgrade
 
     url = get_settings().database_url
     upgrade(url)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hotline.cli.common import fail, out, progress_bar
-from hotline.config import get_settings
+from hotline.core.config import get_settings
 from knowledge_base.address_registry import import_registry
 from knowledge_base.loaders import DataFileError
 

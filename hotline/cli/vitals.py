@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from hotline.cli.common import database_sessions, err, fail, out, progress_bar
-from hotline.db import transaction
+from hotline.core.db import transaction
 from knowledge_base.loaders import DataFileError
 from orders.vitals import CITY_TZ, LEVEL_LABELS, files_of, import_file, latest_readings, read_file, threshold_words
 

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.keys import create_api_key
-from hotline.db import transaction
+from hotline.core.db import transaction
 from routing.geocode import gcj02_to_wgs84
 
 STALL = "晚上好多摊贩占道摆摊卖烧烤，人行道都过不去"

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.keys import create_api_key
-from hotline.db import make_engine, session_factory, transaction
+from hotline.core.db import make_engine, session_factory, transaction
 
 LOOKUP = "/api/v1/public/orders/CS1"
 
@@ -201,7 +201,7 @@ def test_staff_disable_and_set_role_commands(tmp_path, monkeypatch):
 
     from api.staff import StaffUser
     from hotline.cli import app
-    from hotline.config import get_settings
+    from hotline.core.config import get_settings
 
     url = f"sqlite:///{tmp_path / 'hotline.sqlite3'}"
     monkeypatch.setenv("HOTLINE_DATABASE_URL", url)
@@ -265,7 +265,7 @@ def test_a_short_jwt_secret_is_refused_at_start_up(router, tmp_path, monkeypatch
 
     from api.staff import WeakSecretError
     from hotline import cli
-    from hotline.config import get_settings
+    from hotline.core.config import get_settings
 
     with pytest.raises(WeakSecretError, match="at least 32"):
         create_app(router.settings.model_copy(update={"jwt_secret": "secret"}), router=router)

@@ -22,8 +22,8 @@ from api.app import create_app
 from api.assistant_client import UNAVAILABLE_MESSAGE
 from api.staff import create_staff
 from assistant.manage import start_rasa, stop_process, wait_until_ready, why_rasa_cannot_run
-from hotline.config import get_settings
-from hotline.db import transaction
+from hotline.core.config import get_settings
+from hotline.core.db import transaction
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # Known to work on these machines; without the background-networking flags Chromium keeps trying Google's hosts.

@@ -28,7 +28,7 @@ from api.assistant_client import (
 )
 from api.chat import COOKIE, session_cookie
 from api.staff import StaffUser, create_staff, issue_token
-from hotline.db import transaction
+from hotline.core.db import transaction
 
 OFFICIAL_PASSWORD = "长沙12345-official"
 SVG_NS_URL = "http://www.w3.org/2000/svg"   # the one URL the page's script may contain: a namespace, not a fetch

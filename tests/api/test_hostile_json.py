@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from support import STALL
 
 from api.keys import create_api_key
-from hotline.db import transaction
+from hotline.core.db import transaction
 from orders.models import WorkOrder
 from orders.service import Actor, create_order
 
@@ -168,7 +168,7 @@ def test_deeply_nested_json_is_a_4xx_on_every_json_path(hostile, depth):
     webhook, which parses its own (possibly gzip-compressed) bodies, answered 500."""
     import gzip
 
-    from api.assistant_actions import webhook_token
+    from hotline.core.secrets import webhook_token
 
     client, keys, factory, order_no = hostile
     body = _nested(depth)

@@ -15,7 +15,7 @@ from api.app import create_app
 from api.assistant_client import RasaRestClient
 from api.keys import create_api_key
 from api.wechat import RecordingSender, signature
-from hotline.db import make_engine, session_factory, transaction
+from hotline.core.db import make_engine, session_factory, transaction
 from orders.models import RoutingDecision, WorkOrder
 
 TOKEN = "hotline-intake-token"

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from api.keys import create_api_key, revoke_api_key
 from api.ratelimit import RateLimiter
-from hotline.db import transaction
+from hotline.core.db import transaction
 from orders.models import WorkOrder, utcnow
 from orders.service import Actor, apply_action, create_order
 

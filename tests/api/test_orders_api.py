@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from support import STALL
 
 from api.keys import create_api_key, revoke_api_key
-from hotline.db import transaction
+from hotline.core.db import transaction
 from orders.models import WorkOrder
 
 

@@ -19,7 +19,7 @@ from api.app import create_app
 from api.assistant_client import AssistantUnavailable, RasaRestClient, ScriptedAssistant
 from api.staff import create_staff
 from api.wechat import WECHAT_TEXT_BYTES, RecordingSender, WeChatMessage, decrypt, encrypt, signature
-from hotline.db import make_engine, session_factory, transaction
+from hotline.core.db import make_engine, session_factory, transaction
 from orders.models import WorkOrder, utcnow
 
 TOKEN = "hotline-test-token"

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from api.keys import create_api_key
 from api.staff import AuditRecord, create_staff
-from hotline.db import transaction
+from hotline.core.db import transaction
 from orders import outbox
 from orders.indicators import CITY_TZ
 from orders.models import RoutingDecision, WorkOrder

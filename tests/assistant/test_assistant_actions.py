@@ -20,7 +20,6 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import func, select, update
 from support import REPO_ROOT, free_port
 
-from api.assistant_actions import webhook_token, webhook_token_for
 from assistant.actions.complaint import (
     BAD_PHONE,
     NO_PHONE,
@@ -45,6 +44,7 @@ from assistant.actions.handoff import ActionHumanHandoff
 from assistant.actions.indicators import ASK_METRIC, LOGIN_REQUIRED, ActionQueryIndicator, merge, metric_of, parse_turn
 from assistant.actions.orders import ASK_LAST4, ASK_ORDER_NO, NOT_FOUND, ActionOrderStatus, normalize_order_no
 from assistant.actions.periods import CITY_TZ, chinese_number, parse_period, today_in_city
+from hotline.core.secrets import webhook_token, webhook_token_for
 from orders.models import WorkOrder
 from orders.service import WECHAT_SCOPE, scoped_idempotency_key
 

@@ -39,9 +39,9 @@ from api.chat import COOKIE, read_session_cookie
 from api.keys import create_api_key
 from api.staff import create_staff
 from assistant.manage import start_rasa, stop_process, wait_until_ready, why_rasa_cannot_run
-from hotline.config import get_settings
-from hotline.db import transaction
-from hotline.migrate import upgrade
+from hotline.core.config import get_settings
+from hotline.core.db import transaction
+from hotline.core.migrate import upgrade
 from orders.lifecycle import STATE_LABELS, State
 from orders.models import RoutingDecision, WorkOrder
 

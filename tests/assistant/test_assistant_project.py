@@ -33,7 +33,7 @@ from assistant.datacheck import (
     unannotated_regex_matches,
 )
 from assistant.generate import build_vocabulary, has_number_inside, metric_indicators, write_generated
-from hotline.config import REPO_ROOT, Settings, get_settings
+from hotline.core.config import REPO_ROOT, Settings, get_settings
 
 ASSISTANT = REPO_ROOT / "assistant"
 TRAINING_NLU = REPO_ROOT / "training_data" / "assistant" / "nlu"

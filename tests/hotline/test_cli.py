@@ -12,7 +12,7 @@ from support import ENTRIES, write_tiny_city, write_yaml
 from typer.testing import CliRunner
 
 from hotline.cli import app
-from hotline.config import get_settings
+from hotline.core.config import get_settings
 
 runner = CliRunner()
 
@@ -391,7 +391,7 @@ def test_eval_skips_an_unusable_record_and_names_its_line(cli, tmp_path):
 
 
 def test_key_and_staff_commands_migrate_a_fresh_database_first(tmp_path, monkeypatch):
-    from hotline.config import get_settings
+    from hotline.core.config import get_settings
 
     monkeypatch.setenv("HOTLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh' / 'hotline.sqlite3'}")
     get_settings.cache_clear()

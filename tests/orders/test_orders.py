@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from support import clean_postgres_url
 
-from hotline.config import REPO_ROOT
-from hotline.db import make_engine, session_factory, transaction
+from hotline.core.config import REPO_ROOT
+from hotline.core.db import make_engine, session_factory, transaction
 from nlp.normalize import InputError
 from orders.lifecycle import Action, IllegalTransition, State, add_working_days, next_state, timeliness
 from orders.models import RoutingDecision, Supervision, WorkOrder

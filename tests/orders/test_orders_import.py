@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
-from hotline.config import get_settings
-from hotline.db import session_factory, transaction
+from hotline.core.config import get_settings
+from hotline.core.db import session_factory, transaction
 from knowledge_base.loaders import DataFileError
 from orders.importer import export_training_rows, import_orders
 from orders.models import OrderEvent, WorkOrder
@@ -315,7 +315,7 @@ def test_cli_imports_reports_and_refuses_a_bad_file(tmp_path, monkeypatch, tiny_
         assert wrong.exit_code == 2 and "--channel must be one of" in wrong.output
     finally:
         get_settings.cache_clear()
-    from hotline.db import make_engine
+    from hotline.core.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}")
     with session_factory(engine)() as session:

@@ -13,8 +13,8 @@ from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
 from api.keys import create_api_key
-from hotline.config import REPO_ROOT, get_settings
-from hotline.db import session_factory, transaction
+from hotline.core.config import REPO_ROOT, get_settings
+from hotline.core.db import session_factory, transaction
 from knowledge_base.loaders import DataFileError
 from orders import vitals
 from orders.vitals import VitalPoint, VitalThreshold
@@ -270,9 +270,9 @@ def test_api_latest_and_series(app_and_keys):  # noqa: F811
 
 
 def test_the_embedded_demo_loads_the_sample_once(tmp_path):
-    from hotline.config import Settings
-    from hotline.db import make_engine, session_factory
-    from hotline.migrate import upgrade
+    from hotline.core.config import Settings
+    from hotline.core.db import make_engine, session_factory
+    from hotline.core.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
     upgrade(url)

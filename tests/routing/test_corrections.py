@@ -15,7 +15,7 @@ import pytest
 from support import WANGYUEHU, YUELU, write_tiny_city
 from typer.testing import CliRunner
 
-from hotline.config import Settings, get_settings
+from hotline.core.config import Settings, get_settings
 from routing import router as router_module
 from routing.feedback import FeedbackMemory, SQLiteFeedbackStore, near_duplicate_threshold
 from routing.router import RouteRequest

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hotline.cli import app
-from hotline.config import get_settings
+from hotline.core.config import get_settings
 from nlp.letters import BODY_HEAD_CHARS, OTHER_MATTERS_MAX, matter_text, other_matter_texts, split_title, strip_courtesy
 from routing import policy
 from routing.calibration import same_kind_of_body

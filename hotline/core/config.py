@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]   # hotline/core/config.py → the repository
 DEFAULT_DATA_ROOT = REPO_ROOT / "knowledge_base" / "data"
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config
 
-from hotline.config import REPO_ROOT
-from hotline.db import make_engine
+from hotline.core.config import REPO_ROOT
+from hotline.core.db import make_engine
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from hotline.db import transaction
+from hotline.core.db import transaction
 from orders.lifecycle import add_working_days
 from orders.service import Actor, apply_action, create_order
 from routing.router import Router, RouteRequest
