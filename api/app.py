@@ -9,12 +9,38 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api import (
+    assistant_actions,
+    chat,
+    indicators_views,
+    input_guard,
+    kb_views,
+    open311,
+    orders_views,
+    wechat,
+    work_views,
+)
+from api.body_limit import BodyLimitMiddleware
+from api.keys import ensure_api_key
+from api.observability import Metrics, RequestContextMiddleware
+from api.orders_views import Principal, require_scope
+from api.ratelimit import RateLimiter
 from api.routing_pool import route_complaint
+from api.security_headers import SecurityHeadersMiddleware
+from api.staff import LoginThrottle, secret_key
+from api.trusted_host import TrustedHostMiddleware, allowed_hosts
 from hotline.core.config import Settings, get_settings
-from hotline.core.db import transaction
+from hotline.core.db import make_engine, session_factory, transaction
+from hotline.core.migrate import upgrade
 from hotline.core.secrets import ASSISTANT_KEY_NAME, installation_key
+from nlp.batching import with_batching
 from nlp.normalize import InputError
 from nlp.pii import install_log_masking
+from orders import outbox
+from orders.outbox import HttpWebhookSender
+from routing.feedback import correction_json
+from routing.geocode import GeoPoint
+from routing.service import build_router, choose_encoders
 
 log = logging.getLogger("hotline.api")
 
@@ -42,8 +68,6 @@ ASSISTANT_SCOPES = ["lookup:on_behalf", "orders:read", "orders:write", "route"]
 
 def _provision_assistant_key(app: FastAPI) -> None:
     """The assistant's actions call this service over HTTP with their own API key (kept in state_dir)."""
-    from api.keys import ensure_api_key
-
     settings = app.state.settings
     key = installation_key(settings.assistant_api_key, settings.state_dir, ASSISTANT_KEY_NAME)
     try:
@@ -59,9 +83,6 @@ async def _deliver_webhooks_forever(app: FastAPI) -> None:
     """The outbox worker: deliver due department webhooks, keep the backlog gauge current, and file the WeChat
     messages whose filing failed once they are due again."""
     import asyncio
-
-    from api import wechat
-    from orders import outbox
 
     settings = app.state.settings
 
@@ -98,9 +119,6 @@ def build_service_router(settings: Settings):
     concurrent requests (HOTLINE_EMBED_BATCH_WAIT_MS, HOTLINE_EMBED_MAX_BATCH; nlp/batching.py), and each model on
     HOTLINE_ROUTING_MODEL_THREADS threads. Batching wraps the model embedders only (same model ids: the same index
     is used); the CLI builds its routers unwrapped, with HOTLINE_TORCH_THREADS."""
-    from nlp.batching import with_batching
-    from routing.service import build_router, choose_encoders
-
     choice = choose_encoders(settings.model_copy(update={"torch_threads": settings.routing_model_threads}))
     choice.encoders.embedders = with_batching(choice.encoders.embedders,
                                               wait_s=settings.embed_batch_wait_ms / 1000.0,
@@ -113,9 +131,6 @@ def build_service_router(settings: Settings):
 
 def create_app(settings: Settings | None = None, router=None, engine=None, *, load_router: bool = True,
                wechat_sender=None, webhook_sender=None) -> FastAPI:
-    from api import assistant_actions, chat, indicators_views, kb_views, open311, orders_views, wechat, work_views
-    from hotline.core.db import make_engine, session_factory
-
     settings = settings or get_settings()
     install_log_masking()
     engine = engine or make_engine(settings.database_url)
@@ -124,8 +139,6 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     async def lifespan(app: FastAPI):
         if settings.database_url.startswith("sqlite"):
             # The embedded default migrates itself; a PostgreSQL deployment runs `hotline db upgrade` on purpose.
-            from hotline.core.migrate import upgrade
-
             await run_in_threadpool(upgrade, settings.database_url)
         await run_in_threadpool(_provision_assistant_key, app)
         worker = None
@@ -145,25 +158,13 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.state.router = router
     app.state.assistant_api_key = None
     app.state.sessions = session_factory(engine)
-    from api.staff import secret_key
-
     app.state.jwt_key = secret_key(settings.jwt_secret, settings.state_dir)
-    from api.ratelimit import RateLimiter
-
     app.state.public_limiter = RateLimiter(settings.public_rate_limit_per_minute, 60.0)
     app.state.relay_limiter = RateLimiter(settings.relay_lookups_per_key_per_minute, 60.0)   # per relaying key
-    from api.staff import LoginThrottle
-
     app.state.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_failure_window_s,
                                              settings.login_lockout_s)
-    from api.observability import Metrics, RequestContextMiddleware
-
     app.state.metrics = Metrics()
-    from api import input_guard
-
     input_guard.install(app)   # strict JSON bodies, safe 422s; inside the request context (logged, counted)
-    from api.body_limit import BodyLimitMiddleware
-
     # Before anything parses a body (L4): the general limit, smaller ones where the endpoint's own is smaller, and
     # the assistant webhook's (a long tracker, token-protected) however small the general one is.
     own_limits = {"/api/v1/chat": min(chat.MAX_BODY_BYTES, settings.max_body_bytes),
@@ -171,12 +172,8 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
                   "/api/v1/assistant/webhook": assistant_actions.MAX_BODY_BYTES}
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes, limits=own_limits)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
-    from api.trusted_host import TrustedHostMiddleware, allowed_hosts
-
     # A forged Host is refused before any absolute URL is built from it (slash redirects, Open311 discovery; L8).
     app.add_middleware(TrustedHostMiddleware, allowed=allowed_hosts(settings))
-    from api.security_headers import SecurityHeadersMiddleware
-
     app.add_middleware(SecurityHeadersMiddleware)   # outside the request context: 4xx answers get them too
     if settings.trusted_proxies:
         # X-Forwarded-For is believed only from the configured proxies (L15); `hotline serve` turns uvicorn's own
@@ -196,8 +193,6 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     if wechat_sender is None and settings.wechat_app_id and settings.wechat_app_secret:
         wechat_sender = wechat.HttpWeChatSender(settings.wechat_app_id, settings.wechat_app_secret)
     app.state.wechat_sender = wechat_sender or wechat.UnconfiguredSender()
-    from orders.outbox import HttpWebhookSender
-
     app.state.webhook_sender = webhook_sender or HttpWebhookSender()
     app.include_router(wechat.router)
 
@@ -241,8 +236,6 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
         ready = checks["database"] == "ok" and checks["router"] == "ok"
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    from api.orders_views import Principal, require_scope
-
     # Public by default (a scraper on the same network); HOTLINE_METRICS_PUBLIC=false asks for an API key with
     # the `metrics:read` scope or an admin's token.
     metrics_guard = [] if settings.metrics_public else [Depends(require_scope("metrics:read"))]
@@ -256,8 +249,6 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     @app.post("/api/v1/route")
     async def route(body: RouteBody, router: RouterDep, request: Request, caller: RouteCaller) -> dict:
         """Route one complaint (stateless): department, matter, jurisdiction, confidence, decision, candidates."""
-        from routing.router import GeoPoint
-
         point = GeoPoint(body.location.lat, body.location.lng, body.location.datum.lower()) if body.location else None
         try:
             result = await route_complaint(request.app, router, body.text, point, order_id=body.id)
@@ -282,8 +273,6 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     def list_corrections(router: RouterDep, caller: RouteCaller) -> list[dict]:
         """Every stored correction, newest first: masked text, unit, what the router had said, who, when, expiry,
         status (active / expired / superseded)."""
-        from routing.feedback import correction_json
-
         return [correction_json(r) for r in (router.feedback.list() if router.feedback is not None else [])]
 
     @app.delete("/api/v1/route/corrections/{correction_id}", status_code=204)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.assistant_client import UNAVAILABLE_MESSAGE, AssistantUnavailable, clean_message, get_assistant
 from api.orders_views import LocationIn
-from api.staff import read_token
+from api.staff import current_claims, read_token
 
 log = logging.getLogger("hotline.chat")
 router = APIRouter(tags=["assistant"])
@@ -96,8 +96,6 @@ def staff_claims(request: Request, authorization: Annotated[str | None, Header()
     scheme, _, token = authorization.partition(" ")
     claims = read_token(token.strip(), request.app.state.jwt_key) if scheme.lower() == "bearer" else None
     if claims is not None:   # the account's current state (disabled: refused; re-roled: the new role)
-        from api.staff import current_claims
-
         with request.app.state.sessions() as session:
             claims = current_claims(session, claims)
     if claims is None:

@@ -42,6 +42,7 @@ from orders.open311 import (
     split_list,
 )
 from orders.service import Actor
+from routing.geocode import GeoPoint
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 PUBLISHED = {"open311": "only requests filed through Open311 are published",
@@ -296,8 +297,6 @@ async def post_request(request: Request, form: Annotated[RequestForm, Form()],
     router_ = request.app.state.router
     point = None
     if intake.lat is not None:
-        from routing.geocode import GeoPoint
-
         point = GeoPoint(intake.lat, intake.lng, "wgs84")
     try:
         routing = await route_complaint(request.app, router_, intake.text, point)

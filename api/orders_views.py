@@ -34,6 +34,7 @@ from orders.service import (
     citizen_lookup,
     orders_of_openid,
 )
+from routing.geocode import GeoPoint
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 
@@ -207,8 +208,6 @@ async def post_order(body: OrderIn, request: Request, response: Response,
             scope = WECHAT_SCOPE
     routing, lat, lng, point = None, None, None, None
     if body.location:
-        from routing.geocode import GeoPoint
-
         point = GeoPoint(body.location.lat, body.location.lng, body.location.datum)  # type: ignore[arg-type]
         lat, lng = point.to_wgs84()
     router_ = request.app.state.router

@@ -25,6 +25,7 @@ import anyio
 import anyio.to_thread
 
 from nlp.batching import MicroBatcher
+from routing.router import RouteRequest
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ def _route_one(router, settings, text: str, point, order_id: str) -> dict:
     batcher = route_batcher(router, settings)
     if batcher is None:
         return router.route(text, point, order_id=order_id)
-    from routing.router import RouteRequest
-
     item = router.prepare(RouteRequest(order_id, text, point))   # InputError: this request's alone
     try:
         return batcher([item])[0]

@@ -32,7 +32,10 @@ from sqlalchemy import DateTime, Float, Index, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from api.assistant_client import AssistantUnavailable, clean_message, get_assistant
 from api.orders_views import Principal, require_scope
+from api.staff import AuditRecord
+from api.work_views import centre_only
 from hotline.core.db import Base, transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_pii
@@ -40,6 +43,7 @@ from orders.intake import file_complaint
 from orders.models import utcnow
 from orders.outbox import backoff_seconds
 from orders.service import WECHAT_SCOPE, Actor, IdempotencyConflict, find_by_idempotency_key
+from routing.geocode import GeoPoint
 
 log = logging.getLogger("hotline.wechat")
 router = APIRouter(tags=["wechat"])
@@ -433,8 +437,6 @@ def _file(app, *, key: str, openid: str, text: str, attempts: int, now: dt.datet
         point = None
         location = _last_location(sessions, openid)
         if location:
-            from routing.geocode import GeoPoint
-
             point = GeoPoint(location[0], location[1], "gcj02")   # WeChat's location message uses GCJ-02
         routing, point = _route(router_, text, point)
         try:
@@ -510,9 +512,7 @@ def _unfiled_json(row: WeChatMessage) -> dict:
 
 
 def _centre_staff(principal: Principal) -> None:
-    from api.work_views import _centre_only
-
-    _centre_only(principal)
+    centre_only(principal)
 
 
 @router.get("/api/v1/wechat/unfiled")
@@ -534,8 +534,6 @@ def unfiled(request: Request, principal: Annotated[Principal, Depends(require_sc
 def retry_unfiled(message_id: int, request: Request,
                   principal: Annotated[Principal, Depends(require_scope("orders:write"))]) -> dict:
     """File an unsettled message now (after the fault is fixed); idempotent, a filed message is never filed twice."""
-    from api.staff import AuditRecord
-
     _centre_staff(principal)
     with request.app.state.sessions() as session:
         row = session.get(WeChatMessage, message_id)
@@ -642,8 +640,6 @@ async def _answer_through_assistant(app, incoming: Incoming) -> None:
     back through the customer-service API. If the assistant is unavailable, the message is filed as an order
     directly (the behaviour before the assistant), so nothing the citizen sent is lost."""
     from fastapi.concurrency import run_in_threadpool
-
-    from api.assistant_client import AssistantUnavailable, clean_message, get_assistant
 
     sender, choices = app.state.wechat_sender, _reply_choices(app)
     # message_key: an order the assistant files on this message uses it as its Idempotency-Key, the same key as the

@@ -21,6 +21,7 @@ from orders import outbox
 from orders.indicators import city_midnight
 from orders.lifecycle import STATE_LABELS, Action, State, timeliness
 from orders.models import RoutingDecision, WorkOrder, utcnow
+from orders.outbox import OutboxMessage
 from orders.service import apply_action
 
 router = APIRouter(prefix="/api/v1", tags=["work"])
@@ -30,7 +31,7 @@ Writer = Annotated[Principal, Depends(require_scope("orders:write"))]
 CENTRE_ROLES = {"agent", "dispatcher", "supervisor", "admin", "system"}
 
 
-def _centre_only(principal: Principal) -> None:
+def centre_only(principal: Principal) -> None:
     if principal.role not in CENTRE_ROLES:
         raise HTTPException(403, "only the hotline centre's staff and systems may do this")
 
@@ -49,7 +50,7 @@ def _latest_decision(session: Session, order: WorkOrder) -> RoutingDecision | No
 @router.get("/orders/{order_no}/suggestions")
 def suggestions(order_no: str, request: Request, principal: Reader) -> dict:
     """The router's ranked departments for an order, as stored at intake (with the matched duty and score)."""
-    _centre_only(principal)
+    centre_only(principal)
     names = _department_names(request)
     with _sessions(request)() as session:
         order = _find(session, order_no)
@@ -74,7 +75,7 @@ class ConfirmIn(BaseModel):
 def confirm(order_no: str, body: ConfirmIn, request: Request, principal: Writer) -> dict:
     """An agent confirms the suggested department (人机联动) or picks another (人工): accept if needed, then dispatch.
     A changed department is the router's feedback: the stored decision is marked wrong and the router learns."""
-    _centre_only(principal)
+    centre_only(principal)
     known = _department_names(request)
     with lifecycle_errors(), transaction(_sessions(request)) as session:
         order = _find(session, order_no)
@@ -251,8 +252,6 @@ def set_webhook(department_code: str, body: WebhookIn, request: Request,
 @router.get("/outbox", tags=["departments"])
 def outbox_status(request: Request, principal: Annotated[Principal, Depends(require_scope("kb:write"))]) -> dict:
     """Webhook delivery: how many are waiting, and the messages given up on (with their last error)."""
-    from orders.outbox import OutboxMessage
-
     with _sessions(request)() as session:
         dead = session.scalars(select(OutboxMessage).where(OutboxMessage.dead_at.is_not(None))
                                .order_by(OutboxMessage.id.desc()).limit(50))

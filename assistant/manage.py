@@ -23,8 +23,10 @@ import httpx
 import typer
 import yaml
 
+from assistant.generate import generated_dir, write_generated
 from hotline.core.config import REPO_ROOT, Settings, get_settings
 from hotline.core.secrets import webhook_token_for
+from knowledge_base.loaders import DataFileError
 
 cli = typer.Typer(help="The Rasa assistant: generate its dictionaries from the KB, train, validate, test, serve.",
                   no_args_is_help=True)
@@ -97,8 +99,6 @@ def _run_rasa(settings: Settings, *args: str, check: bool = True) -> subprocess.
 
 
 def training_paths(settings: Settings) -> list[Path]:
-    from assistant.generate import generated_dir
-
     return [*(TRAINING_DATA / folder for folder in TRAINING_FOLDERS), generated_dir(settings)]
 
 
@@ -126,8 +126,6 @@ def model_is_current(settings: Settings) -> bool:
 
 
 def generate(settings: Settings) -> dict:
-    from assistant.generate import write_generated
-
     return write_generated(settings)
 
 
@@ -279,8 +277,6 @@ def _fail(message: str) -> None:
 @cli.command("generate")
 def generate_command() -> None:
     """Write the jieba dictionary and the lookup tables/regexes/synonyms from the knowledge base."""
-    from knowledge_base.loaders import DataFileError
-
     try:
         manifest = generate(get_settings())
     except (DataFileError, ValueError) as exc:

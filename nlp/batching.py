@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from nlp.embedder import TfidfEmbedder
+
 __all__ = ["MicroBatcher", "BatchingEmbedder", "with_batching"]
 
 
@@ -185,8 +187,6 @@ def with_batching(embedders: Sequence, *, wait_s: float, max_batch: int) -> list
     """The embedders with their query calls micro-batched; TF-IDF (no model, and refitted by an index rebuild,
     which looks for the TfidfEmbedder class) and already-wrapped ones are left as they are. ``max_batch`` 1 turns
     batching off (the embedders come back unchanged)."""
-    from nlp.embedder import TfidfEmbedder
-
     if max_batch <= 1:
         return list(embedders)
     return [e if isinstance(e, (TfidfEmbedder, BatchingEmbedder)) else BatchingEmbedder(e, wait_s=wait_s,

@@ -619,7 +619,7 @@ def _pkg_version(name: str) -> str:
 def main() -> None:  # python -m nlp.e5_convert [--force]
     import argparse
 
-    from hotline.core.config import get_settings
+    from hotline.core.config import get_settings  # the command line only: the library functions take their paths
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--force", action="store_true", help="rebuild even if a matching folder exists")

@@ -43,6 +43,7 @@ from orders.lifecycle import SATISFACTION, STATE_LABELS, State
 from orders.models import OrderEvent, WorkOrder, utcnow
 from orders.service import CHANNELS
 from routing.geocode import Geocoder
+from routing.history import iter_jsonl
 
 CITY_ZONE = ZoneInfo("Asia/Shanghai")
 IMPORT_ACTION = "import"
@@ -174,8 +175,6 @@ def _records(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     if suffix in {".csv", ".xlsx"}:
         # Exports from Chinese Windows' Excel are GB18030/GBK, not UTF-8.
         return [(r.row, r.data) for r in read_rows(path, encodings=("utf-8-sig", "gb18030"))], []
-    from routing.history import iter_jsonl
-
     records, problems = [], []
     for number, record, problem in iter_jsonl(path):
         if problem:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nlp.lexicons import lexicons
+from nlp.segment import Segmenter
 from orders.lifecycle import OPEN_STATES, STATE_LABELS, State, timeliness
 from orders.models import OrderEvent, RoutingDecision, WorkOrder, utcnow
 
@@ -492,8 +493,6 @@ def _similar_components(matrix, threshold: float) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _plain_segmenter():
-    from nlp.segment import Segmenter
-
     return Segmenter()
 
 

@@ -33,7 +33,7 @@ def choose_encoders(settings: Settings) -> EncoderChoice:
     """The embedders the router uses, and a line saying which and why (reported at start-up)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from nlp.embedder import load_embedder
+    from nlp.embedder import load_embedder  # after the offline switches: transformers reads them when imported
 
     primary, note = load_embedder(settings)
     embedders = [primary]

@@ -54,7 +54,7 @@ def current_context() -> ActionContext:
     context = _current.get()
     if context is not None:
         return context
-    from hotline.core.config import get_settings
+    from hotline.core.config import get_settings  # only without a context (run outside the app): settings on demand
 
     settings = get_settings()
     return ActionContext(base_url=settings.service_url, api_key=settings.assistant_api_key,

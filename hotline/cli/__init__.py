@@ -4,6 +4,9 @@ The top layer: nothing of ours imports it. This module holds the root command an
 commands; `common.py` the console, progress and error helpers every command shares; `gazetteer.py` and `vitals.py`
 the command groups whose work lives in `knowledge_base.address_registry` and `orders.vitals`. A new command group
 goes in its own module here and is added to `app` at the bottom of this file.
+
+Commands import their work inside the function on purpose (start-up time): `hotline --help` and the quick commands
+must not load torch, faiss, the models or the web app (several seconds each on this machine).
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """What every `hotline` command shares: the consoles, a progress bar with an ETA, the user-error types, failing with
-a literal message (file:row:field paths stay whole), and database sessions on the configured store."""
+a literal message (file:row:field paths stay whole), and database sessions on the configured store. The imports inside the functions keep `hotline --help` fast
+(no SQLAlchemy engine, no routing modules until a command needs them)."""
 from __future__ import annotations
 
 import typer
