@@ -6,10 +6,10 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import JSON, DateTime, Integer, String, select
+from sqlalchemy import JSON, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hotline.core.db import Base
+from hotline.core.db import Base, UTCDateTime
 from hotline.core.secrets import KEY_PREFIX
 from orders.models import utcnow
 
@@ -31,8 +31,8 @@ class ApiKey(Base):
     scopes: Mapped[list] = mapped_column(JSON, default=list)
     # A department's own system: acts as that department's handler (sees and moves only its orders).
     department_code: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 def _digest(key: str) -> str:

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import jwt
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, select
+from sqlalchemy import JSON, Boolean, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hotline.core.db import Base
+from hotline.core.db import Base, UTCDateTime
 from orders.models import utcnow
 
 ROLES = ("agent", "dispatcher", "handler", "supervisor", "official", "admin")
@@ -32,7 +32,7 @@ class StaffUser(Base):
     role: Mapped[str] = mapped_column(String(16))
     department_code: Mapped[str | None] = mapped_column(String(32))     # handlers: the only department they see
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class AuditRecord(Base):
@@ -41,7 +41,7 @@ class AuditRecord(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))      # login_ok / login_failed / export
     client: Mapped[str | None] = mapped_column(String(64))

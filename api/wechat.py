@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, Response
-from sqlalchemy import DateTime, Float, Index, Integer, String, Text, select
+from sqlalchemy import Float, Index, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,7 +36,7 @@ from api.assistant_client import AssistantUnavailable, clean_message, get_assist
 from api.orders_views import Principal, require_scope
 from api.staff import AuditRecord
 from api.work_views import centre_only
-from hotline.core.db import Base, transaction
+from hotline.core.db import Base, UTCDateTime, transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_pii
 from orders.intake import file_complaint
@@ -64,13 +64,13 @@ class WeChatMessage(Base):
     order_no: Mapped[str | None] = mapped_column(String(32))
     lat: Mapped[float | None] = mapped_column(Float)      # location messages: GCJ-02 as WeChat sends them
     lng: Mapped[float | None] = mapped_column(Float)
-    received_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[object] = mapped_column(UTCDateTime(), default=utcnow)
     # A text or voice message's words, kept until the message is settled, and where its filing stands (FILING):
     # a filing that fails must leave the message recoverable, not only a traceback in the log (review H1).
     text: Mapped[str | None] = mapped_column(Text)
     filing: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(String(300))
 
 
@@ -504,7 +504,7 @@ def file_due(app, *, now: dt.datetime | None = None, limit: int = 20) -> int:
 # -- staff: messages not (yet) filed ------------------------------------------------------------------------
 def _unfiled_json(row: WeChatMessage) -> dict:
     def iso(moment):
-        return moment.replace(tzinfo=moment.tzinfo or dt.UTC).isoformat() if moment else None
+        return moment.isoformat() if moment else None   # aware UTC (UTCDateTime)
 
     return {"id": row.id, "openid": row.openid, "msg_type": row.msg_type, "text": mask_pii(row.text or ""),
             "received_at": iso(row.received_at), "filing": row.filing, "attempts": row.attempts,

@@ -118,10 +118,7 @@ QUEUE_STATES = {
 
 
 def _queue_item(order: WorkOrder, decision: RoutingDecision | None, names: dict[str, str], now: dt.datetime) -> dict:
-    deadline = order.deadline_at if order.deadline_at is None or order.deadline_at.tzinfo else \
-        order.deadline_at.replace(tzinfo=dt.UTC)
-    started = order.dispatched_at or order.created_at
-    started = started if started.tzinfo else started.replace(tzinfo=dt.UTC)
+    deadline, started = order.deadline_at, order.dispatched_at or order.created_at   # aware UTC (UTCDateTime)
     status = timeliness(started, deadline, now=now).label if deadline else None
     return {"order_no": order.order_no, "state": order.state, "state_label": STATE_LABELS[State(order.state)],
             "text": order.text_masked[:200], "category": order.category_path, "address": order.address,

@@ -29,12 +29,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hotline.core.clock import CITY_TZ
 from knowledge_base.kb import KnowledgeBase
 from knowledge_base.loaders import DataFileError, read_rows
 from nlp.normalize import DEFAULT_MAX_CHARS, InputError, check_text
@@ -45,7 +45,6 @@ from orders.service import CHANNELS
 from routing.geocode import Geocoder
 from routing.history import iter_jsonl
 
-CITY_ZONE = ZoneInfo("Asia/Shanghai")
 IMPORT_ACTION = "import"
 IMPORT_ACTOR = "import"
 CHUNK = 500                       # rows per INSERT: 500 × 40 columns stays under SQLite's 32,766 parameters
@@ -222,7 +221,7 @@ def parse_time(value) -> dt.datetime:
             moment = moment.replace(tzinfo=dt.UTC if offset == "Z" else dt.timezone(
                 (1 if offset[0] == "+" else -1) * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=CITY_ZONE)
+        moment = moment.replace(tzinfo=CITY_TZ)
     return moment.astimezone(dt.UTC)
 
 
@@ -307,9 +306,9 @@ class _Checker:
             try:
                 created = parse_time(record.get(columns["created_at"]))
                 if created < EARLIEST:
-                    fail("created_at", f"{created.astimezone(CITY_ZONE):%Y-%m-%d} is before 1990")
+                    fail("created_at", f"{created.astimezone(CITY_TZ):%Y-%m-%d} is before 1990")
                 elif created > self.now + dt.timedelta(days=1):
-                    fail("created_at", f"{created.astimezone(CITY_ZONE):%Y-%m-%d %H:%M} is in the future")
+                    fail("created_at", f"{created.astimezone(CITY_TZ):%Y-%m-%d %H:%M} is in the future")
             except ValueError as exc:
                 fail("created_at", str(exc))
         if text("completed_at") and text("completed_at") not in BLANK_WORDS:
@@ -318,7 +317,7 @@ class _Checker:
                 if created and completed < created:
                     fail("completed_at", "before the order's 来电时间 (created_at)")
                 elif completed > self.now + dt.timedelta(days=1):
-                    fail("completed_at", f"{completed.astimezone(CITY_ZONE):%Y-%m-%d %H:%M} is in the future")
+                    fail("completed_at", f"{completed.astimezone(CITY_TZ):%Y-%m-%d %H:%M} is in the future")
             except ValueError as exc:
                 fail("completed_at", str(exc))
 

@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hotline.core.clock import CITY_TZ
 from nlp.lexicons import lexicons
 from nlp.segment import Segmenter
 from orders.lifecycle import OPEN_STATES, STATE_LABELS, State, timeliness
@@ -32,7 +33,6 @@ CLOSED_STATES = {State.CLOSED, State.RATED, State.ARCHIVED}
 # The original dimensions (kept for callers); GROUPINGS below is the full set, with 大类/子类.
 DIMENSIONS = {"channel": WorkOrder.channel, "category": WorkOrder.category_path, "district": WorkOrder.district_adcode,
               "street": WorkOrder.street_id, "department": WorkOrder.department_code}
-CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")   # China has one time zone; reasons quote local clock times
 
 
 def city_midnight(day: dt.date) -> dt.datetime:

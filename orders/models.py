@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hotline.core.db import Base
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+from hotline.core.clock import utcnow  # noqa: F401  (the order code imports it from here too)
+from hotline.core.db import Base, UTCDateTime
 
 
 class WorkOrder(Base):
@@ -45,14 +42,14 @@ class WorkOrder(Base):
     sentiment: Mapped[float | None] = mapped_column(Float)
 
     time_limit_days: Mapped[int | None] = mapped_column(Integer)
-    deadline_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    first_dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    first_dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     satisfaction: Mapped[str | None] = mapped_column(String(8))
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     return_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -87,7 +84,7 @@ class OrderEvent(Base):
     department_code: Mapped[str | None] = mapped_column(String(32))
     comment: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict] = mapped_column(JSON, default=dict)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
     order: Mapped[WorkOrder] = relationship(back_populates="events")
 
@@ -99,7 +96,7 @@ class RoutingDecision(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id"), index=True)
-    decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     decision: Mapped[str] = mapped_column(String(8))                   # auto / suggest / review
     confidence: Mapped[float] = mapped_column(Float)
     department_code: Mapped[str | None] = mapped_column(String(32))
@@ -122,5 +119,5 @@ class Supervision(Base):
     leader_flag: Mapped[bool] = mapped_column(Boolean, default=False)  # 领导督办件
     note: Mapped[str | None] = mapped_column(Text)
     by: Mapped[str] = mapped_column(String(64))
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from hotline.core.clock import CITY_TZ
 from knowledge_base.kb import KnowledgeBase
 from knowledge_base.models import TaxonomyNode
 from nlp.normalize import InputError, check_text
@@ -48,7 +49,7 @@ SERVICE_TAG = "open311:service="
 DIFFERS_TAG = "open311:service_differs"
 # Every city of this product is in China (UTC+8 all year): times are shown in local time with the offset, and a
 # date given without an offset is read as local time.
-LOCAL_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+LOCAL_TIME = CITY_TZ
 
 
 class Open311InputError(ValueError):
@@ -329,8 +330,7 @@ def is_open(order: WorkOrder) -> bool:
 def _local(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)   # SQLite: naive UTC
-    return aware.astimezone(LOCAL_TIME).isoformat(timespec="seconds")
+    return moment.astimezone(LOCAL_TIME).isoformat(timespec="seconds")   # stored moments are aware UTC
 
 
 def public_text(text: str) -> str:

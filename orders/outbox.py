@@ -17,10 +17,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from hotline.core.db import Base, transaction
+from hotline.core.db import Base, UTCDateTime, transaction
 from orders.lifecycle import STATE_LABELS, State
 from orders.models import OrderEvent, WorkOrder, utcnow
 
@@ -37,7 +37,7 @@ class DepartmentEndpoint(Base):
     url: Mapped[str] = mapped_column(String(512))
     secret: Mapped[str] = mapped_column(String(128))      # HMAC key for the signature header (shown once)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class OutboxMessage(Base):
@@ -50,11 +50,11 @@ class OutboxMessage(Base):
     topic: Mapped[str] = mapped_column(String(32))         # order.dispatched / order.status_changed / order.withdrawn
     order_no: Mapped[str] = mapped_column(String(32), index=True)
     payload: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    dead_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))   # gave up after the last attempt
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    dead_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())   # gave up after the last attempt
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -70,7 +70,7 @@ class InboundCallback(Base):
     order_no: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(16))
     result: Mapped[dict] = mapped_column(JSON, default=dict)
-    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, and_, func, select
+from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hotline.core.db import Base, transaction
+from hotline.core.db import Base, UTCDateTime, transaction
 from knowledge_base.loaders import DataFileError, files_in, parse_rows, read_rows
 from orders.indicators import CITY_TZ
 from orders.models import utcnow
@@ -42,10 +42,10 @@ class VitalPoint(Base):
     unit: Mapped[str] = mapped_column(String(16), default="")
     domain: Mapped[str] = mapped_column(String(8), default="")     # 治理/安全/经济/环境/交通/民生
     area: Mapped[str] = mapped_column(String(64), default=CITY_WIDE)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     value: Mapped[float] = mapped_column(Float)
     source: Mapped[str | None] = mapped_column(String(256))        # the file it came from
-    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class VitalThreshold(Base):
@@ -59,7 +59,7 @@ class VitalThreshold(Base):
     warn: Mapped[float | None] = mapped_column(Float)
     alarm: Mapped[float | None] = mapped_column(Float)
     note: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 # -- file rows -----------------------------------------------------------------------------------------------------

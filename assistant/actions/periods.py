@@ -18,9 +18,8 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
-CITY_TZ = ZoneInfo("Asia/Shanghai")
+from hotline.core.clock import CITY_TZ
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from hotline.core.clock import as_utc
 
 
 class Base(DeclarativeBase):
@@ -75,3 +77,16 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class UTCDateTime(TypeDecorator):
+    """A moment stored in UTC and always read back aware (SQLite drops the zone; PostgreSQL keeps it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return as_utc(value) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        return as_utc(value) if value is not None else None
