@@ -19,6 +19,7 @@ from hotline.core.db import transaction
 from hotline.core.secrets import ASSISTANT_KEY_NAME
 from nlp.normalize import InputError
 from nlp.pii import mask_phone
+from orders import roles
 from orders.indicators import city_midnight
 from orders.intake import file_complaint
 from orders.lifecycle import ACTION_LABELS, OPEN_STATES, STATE_LABELS, Action, IllegalTransition, State
@@ -98,15 +99,6 @@ class Principal:
         return f"{self.kind}:{self.name}"
 
 
-# What each staff role may do through the API (machine clients get their key's scopes).
-ROLE_SCOPES = {
-    "agent": {"orders:read", "orders:write", "route"}, "dispatcher": {"orders:read", "orders:write", "route"},
-    "handler": {"orders:read", "orders:write"}, "supervisor": {"orders:read", "orders:write"},
-    "official": {"orders:read", "indicators:read"}, "admin": {"orders:read", "orders:write", "kb:write", "route", "indicators:read",
-              "metrics:read"},
-}
-
-
 class LoginIn(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
@@ -124,7 +116,7 @@ def require_scope(scope: str):
             if claims is None:
                 raise HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
             principal = Principal(claims["sub"], claims["role"], claims.get("dept"),
-                                  frozenset(ROLE_SCOPES.get(claims["role"], ())), kind="staff")
+                                  roles.scopes_of(claims["role"]), kind="staff")
         elif x_api_key:
             with _sessions(request)() as session:
                 key = verify_api_key(session, x_api_key)
@@ -166,7 +158,7 @@ def login(body: LoginIn, request: Request) -> dict:
 
 def _visible(order: WorkOrder, principal: Principal) -> bool:
     """A department handler sees only orders their department holds (a lead order's co-handler sees its child)."""
-    return principal.role != "handler" or order.department_code == principal.department_code
+    return roles.sees_order(principal.role, principal.department_code, order.department_code)
 
 
 def order_json(order: WorkOrder, *, events: bool = False) -> dict[str, Any]:

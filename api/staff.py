@@ -17,8 +17,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hotline.core.db import Base, UTCDateTime
 from orders.models import utcnow
+from orders.roles import STAFF_ROLES
 
-ROLES = ("agent", "dispatcher", "handler", "supervisor", "official", "admin")
+ROLES = STAFF_ROLES   # orders/roles.py
 TOKEN_MINUTES = 8 * 60          # one shift
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 

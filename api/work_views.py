@@ -17,7 +17,7 @@ from api.orders_views import Principal, _find, _sessions, _visible, lifecycle_er
 from api.staff import AuditRecord
 from hotline.core.db import transaction
 from nlp.pii import mask_phone, mask_pii
-from orders import outbox
+from orders import outbox, roles
 from orders.indicators import city_midnight
 from orders.lifecycle import STATE_LABELS, Action, State, timeliness
 from orders.models import RoutingDecision, WorkOrder, utcnow
@@ -28,11 +28,10 @@ router = APIRouter(prefix="/api/v1", tags=["work"])
 
 Reader = Annotated[Principal, Depends(require_scope("orders:read"))]
 Writer = Annotated[Principal, Depends(require_scope("orders:write"))]
-CENTRE_ROLES = {"agent", "dispatcher", "supervisor", "admin", "system"}
 
 
 def centre_only(principal: Principal) -> None:
-    if principal.role not in CENTRE_ROLES:
+    if not roles.in_centre(principal.role):
         raise HTTPException(403, "only the hotline centre's staff and systems may do this")
 
 
@@ -141,7 +140,7 @@ def work_queue(queue: Literal["intake", "review", "department"], request: Reques
         if queue != "department":
             raise HTTPException(403, "department handlers see their department's queue only")
         department = principal.department_code
-    elif principal.role not in CENTRE_ROLES:
+    elif not roles.in_centre(principal.role):
         raise HTTPException(403, "this role has no work queue")
     if queue == "department" and not department:
         raise HTTPException(422, "name the department (department=…)")
@@ -193,7 +192,7 @@ def export_orders(request: Request, principal: Reader, start: Annotated[dt.date,
                   department: Annotated[str | None, Query(max_length=32)] = None,
                   district: Annotated[str | None, Query(max_length=12)] = None) -> StreamingResponse:
     """Orders of a period as CSV for reports. Phones and ID numbers are masked; every export is audited."""
-    if principal.role not in {"supervisor", "official", "admin", "system", "handler"}:
+    if not roles.supervises(principal.role):
         raise HTTPException(403, "exports are for supervisors, officials, admins and department handlers")
     if end <= start or (end - start).days > 366:
         raise HTTPException(422, "end must be after start, within 366 days")

@@ -17,9 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from hotline.core.clock import CITY_TZ
 from nlp.normalize import check_text
 from nlp.pii import mask_pii
-from orders.indicators import CITY_TZ
+from orders import roles
 from orders.lifecycle import (
     ACTION_LABELS,
     OPEN_STATES,
@@ -36,19 +37,8 @@ from orders.outbox import enqueue_for_event
 DEFAULT_TIME_LIMIT_DAYS = 5
 CHANNELS = ("hotline", "wechat", "web", "open311", "grid", "app", "sensor", "110")
 
-# Who may do what. A department handler acts only on orders held by their own department. A department asks for
-# more time (extend_request); only the centre moves a deadline (extend_approve, or extend on its own decision).
-_EXTENSION_REVIEW = {Action.APPROVE_EXTENSION, Action.REFUSE_EXTENSION}
-ROLE_ACTIONS: dict[str, frozenset[Action]] = {
-    "agent": frozenset({Action.ACCEPT, Action.REJECT, Action.DISPATCH, Action.RATE, Action.REOPEN}),
-    "dispatcher": frozenset({Action.ACCEPT, Action.REJECT, Action.DISPATCH, Action.APPROVE, Action.SEND_BACK,
-                             Action.REOPEN, Action.ARCHIVE, Action.SUPERVISE, Action.EXTEND, *_EXTENSION_REVIEW}),
-    "handler": frozenset({Action.SIGN, Action.RETURN, Action.HANDLE, Action.REQUEST_EXTENSION, Action.COMPLETE}),
-    "supervisor": frozenset({Action.SUPERVISE, *_EXTENSION_REVIEW}),
-    "citizen": frozenset({Action.RATE, Action.REOPEN}),
-    "system": frozenset(Action),
-    "admin": frozenset(Action),
-}
+# Who may do what: the table in orders/roles.py.
+ROLE_ACTIONS: dict[str, frozenset[Action]] = {role: rule.actions for role, rule in roles.RULES.items()}
 
 
 class OrderNotFound(LookupError):
@@ -252,11 +242,11 @@ def get_order(session: Session, *, order_id: int) -> WorkOrder:
 
 
 def _check_permission(order: WorkOrder, action: Action, actor: Actor) -> None:
-    if action not in ROLE_ACTIONS.get(actor.role, frozenset()):
+    if not roles.may_act(actor.role, action):
         hint = (f"; ask the centre with {Action.REQUEST_EXTENSION.value} (days, reason)"
                 if action == Action.EXTEND and Action.REQUEST_EXTENSION in ROLE_ACTIONS.get(actor.role, ()) else "")
         raise Forbidden(f"role {actor.role!r} may not {action.value} orders{hint}")
-    if actor.role == "handler" and actor.department_code != order.department_code:
+    if not roles.acts_on(actor.role, actor.department_code, order.department_code):
         raise Forbidden("this order is not held by your department")
 
 
@@ -308,7 +298,7 @@ def _check_order_rules(order: WorkOrder, action: Action, state: State) -> None:
     """Rules that need more than the state: the extension request under review, open co-handler orders."""
     if action == Action.REQUEST_EXTENSION and pending_extension(order) is not None:
         raise IllegalTransition(action, state, "已有一条待审批的延期申请，请等中心审批后再申请")
-    if action in _EXTENSION_REVIEW and pending_extension(order) is None:
+    if action in roles.EXTENSION_REVIEW and pending_extension(order) is None:
         raise IllegalTransition(action, state, f"没有待审批的延期申请，不能{ACTION_LABELS[action]}")
     if action in (Action.COMPLETE, Action.APPROVE):
         # 牵头 closes last: the lead reports done once every 协办 has reported, and is closed once every 协办 is closed.

@@ -20,9 +20,9 @@ from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, and_, fun
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hotline.core.clock import CITY_TZ
 from hotline.core.db import Base, UTCDateTime, transaction
 from knowledge_base.loaders import DataFileError, files_in, parse_rows, read_rows
-from orders.indicators import CITY_TZ
 from orders.models import utcnow
 
 CITY_WIDE = "全市"

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from assistant.actions.periods import CITY_TZ
+from hotline.core.clock import CITY_TZ
 
 BUSY = "系统暂时繁忙，请稍后再试或拨打12345人工服务。"
 

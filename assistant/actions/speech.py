@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from assistant.actions.periods import CITY_TZ
+from hotline.core.clock import CITY_TZ
 
 
 def parse_moment(value: str | None) -> dt.datetime | None:

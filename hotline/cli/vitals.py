@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 
 from hotline.cli.common import database_sessions, err, fail, out, progress_bar
+from hotline.core.clock import CITY_TZ
 from hotline.core.db import transaction
 from knowledge_base.loaders import DataFileError
-from orders.vitals import CITY_TZ, LEVEL_LABELS, files_of, import_file, latest_readings, read_file, threshold_words
+from orders.vitals import LEVEL_LABELS, files_of, import_file, latest_readings, read_file, threshold_words
 
 cli = typer.Typer(help="City vitals (城市体征): import time series and check them against thresholds.", no_args_is_help=True)
 

@@ -289,7 +289,7 @@ def test_indicators_endpoint_uses_the_same_definitions(client, staff):
     headers = {"X-API-Key": client.keys["dispatch"]}
     for text_ in ("岳麓区望月湖街道摊贩占道", "岳麓区望月湖街道垃圾没人收"):
         client.post("/api/v1/orders", json={"text": text_}, headers=headers)
-    from orders.indicators import CITY_TZ
+    from hotline.core.clock import CITY_TZ
 
     today = __import__("datetime").datetime.now(CITY_TZ).date()   # periods are the city's days
     period = {"start": str(today), "end": str(today + __import__("datetime").timedelta(days=1))}

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from api.keys import create_api_key
 from api.staff import AuditRecord, create_staff
+from hotline.core.clock import CITY_TZ
 from hotline.core.db import transaction
 from orders import outbox
-from orders.indicators import CITY_TZ
 from orders.models import RoutingDecision, WorkOrder
 from orders.outbox import HttpWebhookSender, OutboxMessage
 from orders.service import Actor, apply_action, create_order
