@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's headless Chromium and its ChromeDriver for the browser tests (tests/test_browser_chat.py).
+# Install Debian's headless Chromium and its ChromeDriver for the browser tests (tests/api/test_browser_chat.py).
 # Test tools' own browser downloads fail on these machines (no network but the package registries), so the
 # browser comes from Debian's packages: /usr/bin/chromium and /usr/bin/chromedriver. Idempotent.
 # fonts-wqy-microhei (small) so a screenshot of the Chinese page shows characters, not boxes.
