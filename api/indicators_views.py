@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from api.orders_views import Principal, _sessions, require_scope
+from hotline.core.clock import CITY_TZ, as_utc
 from orders import indicators as ind
 from orders import vitals
 from orders.models import utcnow
@@ -215,7 +216,7 @@ def indicator(name: str, request: Request, principal: Reader, scope: ScopeDep,
 
 # -- city vitals -----------------------------------------------------------------------------------------------
 def _city_time(moment: dt.datetime) -> dt.datetime:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=ind.CITY_TZ)).astimezone(dt.UTC)
+    return as_utc(moment, naive_is=CITY_TZ)   # a naive time in the query is the city's clock
 
 
 @vitals_router.get("")

@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline.core.clock import CITY_TZ
+from hotline.core.clock import CITY_TZ, as_utc
 from nlp.lexicons import lexicons
 from nlp.segment import Segmenter
 from orders.lifecycle import OPEN_STATES, STATE_LABELS, State, timeliness
@@ -71,20 +71,13 @@ class Indicator:
     breakdown: dict = field(default_factory=dict)
 
 
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    """SQLite returns naive UTC datetimes; PostgreSQL aware ones."""
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
 def _local(moment: dt.datetime | None) -> str | None:
-    return _aware(moment).astimezone(CITY_TZ).isoformat(timespec="minutes") if moment else None
+    return as_utc(moment).astimezone(CITY_TZ).isoformat(timespec="minutes") if moment else None
 
 
 def _clock(moment: dt.datetime) -> str:
     """Beijing time as a reason says it: 11月18日08:00."""
-    local = _aware(moment).astimezone(CITY_TZ)
+    local = as_utc(moment).astimezone(CITY_TZ)
     return f"{local.month}月{local.day}日{local:%H:%M}"
 
 
@@ -143,7 +136,7 @@ def _finished_timeliness(orders: list[WorkOrder]) -> Counter:
     labels: Counter = Counter()
     for o in orders:
         if o.completed_at and o.dispatched_at and o.deadline_at:
-            labels[timeliness(_aware(o.dispatched_at), _aware(o.deadline_at), finished=_aware(o.completed_at)).label] += 1
+            labels[timeliness(as_utc(o.dispatched_at), as_utc(o.deadline_at), finished=as_utc(o.completed_at)).label] += 1
     return labels
 
 
@@ -162,20 +155,20 @@ def _overdue_of(orders: list[WorkOrder], now: dt.datetime) -> dict[str, Indicato
     counts: Counter = Counter()
     for o in orders:
         if o.state in OPEN_STATES and o.dispatched_at and o.deadline_at:
-            counts[timeliness(_aware(o.dispatched_at), _aware(o.deadline_at), now=now).label] += 1
+            counts[timeliness(as_utc(o.dispatched_at), as_utc(o.deadline_at), now=now).label] += 1
     return {"超期件数": Indicator("超期件数", counts["超期"] + counts["严重超期"], definition=DEF_OVERDUE),
             "严重超期件数": Indicator("严重超期件数", counts["严重超期"], definition=DEF_SEVERE)}
 
 
 def _handling_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
-    spans = [(_aware(o.completed_at) - _aware(o.first_dispatched_at)).total_seconds() / 3600
+    spans = [(as_utc(o.completed_at) - as_utc(o.first_dispatched_at)).total_seconds() / 3600
              for o in orders if o.completed_at and o.first_dispatched_at]
     value = round(sum(spans) / len(spans), 2) if spans else None
     return Indicator("平均处置时长（小时）", value, round(sum(spans), 2), len(spans), DEF_HANDLING)
 
 
 def _dispatch_time_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
-    spans = [(_aware(o.first_dispatched_at) - _aware(o.created_at)).total_seconds() / 60
+    spans = [(as_utc(o.first_dispatched_at) - as_utc(o.created_at)).total_seconds() / 60
              for o in orders if o.first_dispatched_at]
     value = round(sum(spans) / len(spans), 1) if spans else None
     return Indicator("平均分拨时长（分钟）", value, round(sum(spans), 1), len(spans), DEF_DISPATCH_TIME)
@@ -558,7 +551,7 @@ def hot_topics(session: Session, scope: Scope, *, similarity: float = SIMILARITY
     for row, label in enumerate(labels):
         members[int(label)].append(row)
     groups = sorted((rows for rows in members.values() if len(rows) >= min_size),
-                    key=lambda rows: (-len(rows), -max(_aware(orders[r].created_at).timestamp() for r in rows), rows[0]))
+                    key=lambda rows: (-len(rows), -max(as_utc(orders[r].created_at).timestamp() for r in rows), rows[0]))
     segmenter = segmenter or _plain_segmenter()
     texts = [o.text_masked or "" for o in orders]
     words = {r: set(segmenter.content_words(texts[r])) for rows in groups[:top] for r in rows}
@@ -658,13 +651,13 @@ def _long_unresolved(orders: list[WorkOrder], now: dt.datetime, overdue_working_
     for o in orders:
         if o.state not in OPEN_STATES:
             continue
-        days_open = (now - _aware(o.created_at)).total_seconds() / 86400
-        late = _working_days_late(_aware(o.deadline_at), now) if o.deadline_at else 0
+        days_open = (now - as_utc(o.created_at)).total_seconds() / 86400
+        late = _working_days_late(as_utc(o.deadline_at), now) if o.deadline_at else 0
         reasons, severe = [], days_open > 2 * open_days
         if late > overdue_working_days:
             reasons.append(f"已超过办理时限{late}个工作日（时限至{_clock(o.deadline_at)}）")
             if o.dispatched_at:
-                severe |= timeliness(_aware(o.dispatched_at), _aware(o.deadline_at), now=now).label == "严重超期"
+                severe |= timeliness(as_utc(o.dispatched_at), as_utc(o.deadline_at), now=now).label == "严重超期"
         if days_open > open_days:
             reasons.append(f"登记已{int(days_open)}天")
         if reasons:
@@ -708,8 +701,8 @@ def _surges(orders: list[WorkOrder], matrix, size: int, hours: float, similarity
         labels = connected_components(same_matter | similar, directed=False)[1]
         for label in sorted(set(labels.tolist())):
             group = sorted((orders[rows[i]] for i in np.flatnonzero(labels == label)),
-                           key=lambda o: (_aware(o.created_at), o.id))
-            times = [_aware(o.created_at).timestamp() for o in group]
+                           key=lambda o: (as_utc(o.created_at), o.id))
+            times = [as_utc(o.created_at).timestamp() for o in group]
             for first, last in _windows(times, size, hours):
                 burst = group[first:last + 1]
                 communities = Counter(o.community for o in burst if o.community).most_common(1)

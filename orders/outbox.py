@@ -20,6 +20,7 @@ from typing import Protocol
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from hotline.core.clock import as_utc
 from hotline.core.db import Base, UTCDateTime, transaction
 from orders.lifecycle import STATE_LABELS, State
 from orders.models import OrderEvent, WorkOrder, utcnow
@@ -73,10 +74,6 @@ class InboundCallback(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
 # -- registration ----------------------------------------------------------------------------------------------
 def register_endpoint(session: Session, *, department_code: str, url: str) -> tuple[DepartmentEndpoint, str]:
     """(endpoint, secret). Re-registering a department replaces its URL and issues a new secret."""
@@ -110,10 +107,10 @@ def order_payload(order: WorkOrder, event: OrderEvent) -> dict:
             "district_adcode": order.district_adcode, "street_id": order.street_id, "category": order.category_path,
             "kb_item_id": order.kb_item_id, "urgency": order.urgency, "tags": list(order.tags or []),
             "time_limit_days": order.time_limit_days,
-            "deadline_at": _aware(order.deadline_at).isoformat() if order.deadline_at else None,
+            "deadline_at": as_utc(order.deadline_at).isoformat() if order.deadline_at else None,
             "event": {"seq": event.seq, "action": event.action, "from_state": event.from_state,
                       "to_state": event.to_state, "actor": event.actor, "comment": event.comment,
-                      "at": _aware(event.at).isoformat()}}
+                      "at": as_utc(event.at).isoformat()}}
 
 
 def _enqueue(session: Session, endpoint: DepartmentEndpoint, topic: str, order: WorkOrder, payload: dict,

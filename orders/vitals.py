@@ -20,7 +20,7 @@ from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, and_, fun
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hotline.core.clock import CITY_TZ
+from hotline.core.clock import CITY_TZ, as_utc
 from hotline.core.db import Base, UTCDateTime, transaction
 from knowledge_base.loaders import DataFileError, files_in, parse_rows, read_rows
 from orders.models import utcnow
@@ -102,7 +102,7 @@ class PointRow(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _in_utc(cls, value: dt.datetime) -> dt.datetime:
-        return (value if value.tzinfo else value.replace(tzinfo=CITY_TZ)).astimezone(dt.UTC)
+        return as_utc(value, naive_is=CITY_TZ)   # a naive time in the file is the city's clock
 
 
 class ThresholdRow(BaseModel):
@@ -143,11 +143,6 @@ class ImportResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def read_file(path: Path) -> tuple[str, list]:
@@ -215,7 +210,7 @@ def _write_points(session: Session, items: list[PointRow], source: str, result: 
         times = [i.timestamp for i in items if i.metric == metric]
         for point in session.scalars(select(VitalPoint).where(VitalPoint.metric == metric, VitalPoint.at >= min(times),
                                                               VitalPoint.at <= max(times))):
-            existing[(point.metric, point.area, _utc(point.at))] = point
+            existing[(point.metric, point.area, as_utc(point.at))] = point
     now = utcnow()
     for number, item in enumerate(items, start=1):
         point = existing.get((item.metric, item.area, item.timestamp))
@@ -348,7 +343,7 @@ def latest_readings(session: Session, *, metric: str | None = None, area: str | 
         before = session.scalar(select(VitalPoint.value).where(VitalPoint.metric == point.metric,
                                                                VitalPoint.area == point.area, VitalPoint.at < point.at)
                                 .order_by(VitalPoint.at.desc()).limit(1))
-        readings.append(Reading(point.metric, point.name, point.unit, point.domain, point.area, _utc(point.at),
+        readings.append(Reading(point.metric, point.name, point.unit, point.domain, point.area, as_utc(point.at),
                                 point.value, level_of(point.value, applicable), before,
                                 [threshold_json(t) for t in applicable]))
     readings.sort(key=lambda r: (-_LEVEL_RANK[r.level], r.metric, r.area != CITY_WIDE, r.area))
@@ -371,7 +366,7 @@ def series(session: Session, *, metric: str, start: dt.datetime, end: dt.datetim
     by_area: dict[str, list[dict]] = {}
     for point in session.scalars(query.order_by(VitalPoint.area, VitalPoint.at)):
         level = level_of(point.value, _thresholds_for(thresholds, metric, point.area))
-        by_area.setdefault(point.area, []).append({"at": _utc(point.at).astimezone(CITY_TZ).isoformat(),
+        by_area.setdefault(point.area, []).append({"at": as_utc(point.at).astimezone(CITY_TZ).isoformat(),
                                                    "value": point.value, "level": level,
                                                    "level_label": LEVEL_LABELS[level]})
     return {"metric": metric, "name": first.name, "unit": first.unit, "domain": first.domain,

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from hotline.core.clock import as_utc
 from knowledge_base.index_store import VectorIndex
 from nlp.pii import mask_pii
 
@@ -61,8 +62,7 @@ def _now() -> dt.datetime:
 def _parse(value: str | None) -> dt.datetime | None:
     if not value:
         return None
-    parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return as_utc(dt.datetime.fromisoformat(value))
 
 
 @dataclass(frozen=True)

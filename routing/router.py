@@ -227,16 +227,11 @@ class Router:
         entry_ids = self.matcher.model.entry_ids
         district_name = geo.district["name"] if geo.district else None
 
-        # Entries that apply to one district only do not apply elsewhere.
-        probs = probs.copy()
-        if district_name:
-            probs[(self._entry_scope != "全市") & (self._entry_scope != district_name)] *= policy.OUT_OF_SCOPE_ENTRY_WEIGHT
-        probs /= probs.sum()
+        probs, kind_sums = self._in_place(probs, district_name)
 
         # Department distribution: entries → (kind, level) → the unit for this place.
         ranked_entries = np.argsort(-probs)
         order = ranked_entries[:policy.CANDIDATE_ENTRIES]
-        kind_sums = np.bincount(self._kind_of_entry, weights=probs, minlength=len(self._kinds))
         key_prob: dict[tuple[str, str], float] = defaultdict(float, zip(self._kinds, map(float, kind_sums)))
 
         correction = self._correction_for(vectors[0], ranked_entries, key_prob) if use_corrections else None
@@ -333,6 +328,15 @@ class Router:
                 output["decided_by"] = self.history_model.model_id
         return output
 
+    def _in_place(self, probs: np.ndarray, district_name: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """(entry probabilities, probability per kind of unit) for a complaint in this district: entries that apply
+        to one district only do not apply elsewhere."""
+        probs = probs.copy()
+        if district_name:
+            probs[(self._entry_scope != "全市") & (self._entry_scope != district_name)] *= policy.OUT_OF_SCOPE_ENTRY_WEIGHT
+        probs /= probs.sum()
+        return probs, np.bincount(self._kind_of_entry, weights=probs, minlength=len(self._kinds))
+
     def _other_matters(self, other_probs: np.ndarray | None, main_key: tuple[str, str], main_unit,
                        geo: GeocodeResult, district_name: str | None) -> list[dict]:
         """A multi-issue letter's other matters, each the best entry of its part, when its kind of unit differs from
@@ -340,12 +344,8 @@ class Router:
         co-handler candidates, never dispatched on their own."""
         found: list[dict] = []
         seen = {main_key}
-        for probs in other_probs if other_probs is not None else ():
-            probs = probs.copy()
-            if district_name:
-                probs[(self._entry_scope != "全市") & (self._entry_scope != district_name)] *= policy.OUT_OF_SCOPE_ENTRY_WEIGHT
-            probs /= probs.sum()
-            kind_sums = np.bincount(self._kind_of_entry, weights=probs, minlength=len(self._kinds))
+        for part_probs in other_probs if other_probs is not None else ():
+            probs, kind_sums = self._in_place(part_probs, district_name)
             best_kind = int(np.argmax(kind_sums))
             key = self._kinds[best_kind]
             if key in seen or kind_sums[best_kind] < policy.OTHER_MATTER_MIN_PROBABILITY:
