@@ -8,22 +8,19 @@ those folders and no __init__.py files: pytest imports each test file as a top-l
 """
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 from support import (
     CHINA_ADMIN_CENTERS,
     REAL_CITY_DIR,
     clean_postgres_url,
-    free_port,
     fresh_router,
     make_router,
     migrate,
+    serving,
     write_tiny_city,
 )
 
@@ -173,17 +170,8 @@ def client(app_and_keys):
 @pytest.fixture
 def server(app_and_keys):
     app, keys, factory = app_and_keys
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", keys, factory
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base, keys, factory
 
 
 @pytest.fixture

@@ -4,16 +4,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
-from support import FakeRasa, closed_port_url
+from support import FakeRasa, closed_port_url, serving
 
 from api.app import create_app
 from api.assistant_client import AssistantUnavailable, RasaRestClient, ScriptedAssistant
@@ -174,30 +172,20 @@ def test_the_channel_is_off_without_a_token(router):
         assert test_client.get("/wechat/callback", params=_signed(echostr="x")).status_code == 404
 
 
+async def _deliver_three_times(base: str, body: bytes) -> list[httpx.Response]:
+    """The same signed callback three times at once, as WeChat's retries can arrive."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        return await asyncio.gather(*(http.post("/wechat/callback", params=_signed(), content=body) for _ in range(3)))
+
+
 def test_three_concurrent_deliveries_make_one_order_and_one_reply(setup):
     app, sender, factory = setup
     with TestClient(app):
         pass   # lifespan: migrations
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
     body = _xml("text", "<Content><![CDATA[开福区伍家岭街道楼下KTV半夜还在唱]]></Content>", msg_id="8888").encode()
-
-    async def deliver():
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            return await asyncio.gather(*(http.post("/wechat/callback", params=_signed(), content=body)
-                                          for _ in range(3)))
-    try:
-        responses = asyncio.run(deliver())
+    with serving(app) as base:
+        responses = asyncio.run(_deliver_three_times(base, body))
         time.sleep(0.5)   # the background reply runs after the response
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert [r.text for r in responses] == ["success"] * 3
     assert len(_orders(factory)) == 1 and len(sender.sent) == 1
 
@@ -295,29 +283,13 @@ def test_three_concurrent_deliveries_reach_the_assistant_once_and_get_one_reply(
         pass   # lifespan: migrations
     with FakeRasa() as rasa:
         app.state.assistant = RasaRestClient(rasa.url, timeout_s=5.0)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
         body = _xml("text", "<Content><![CDATA[我上周反映的路灯坏了处理得怎么样了]]></Content>", msg_id="9500").encode()
-
-        async def deliver():
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-                return await asyncio.gather(*(http.post("/wechat/callback", params=_signed(), content=body)
-                                              for _ in range(3)))
-        try:
-            responses = asyncio.run(deliver())
+        with serving(app) as base:
+            responses = asyncio.run(_deliver_three_times(base, body))
             deadline = time.monotonic() + 10
             while not sender.sent and time.monotonic() < deadline:   # the reply is sent after the response
                 time.sleep(0.05)
             time.sleep(0.3)   # room for a (wrong) second reply to show up
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
     assert [r.text for r in responses] == ["success"] * 3
     assert len(rasa.turns) == 1 and rasa.turns[0]["sender"] == OPENID
     assert sender.sent == [(OPENID, "收到您的消息：我上周反映的路灯坏了处理得怎么样了")]
