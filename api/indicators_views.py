@@ -1,4 +1,5 @@
-"""HTTP access to the indicators (one definition each, in orders/indicators.py) and the city vitals (orders/vitals.py).
+"""HTTP access to the indicators (listed and dispatched from the one catalogue, orders/indicators/catalogue.py) and
+the city vitals (orders/vitals.py).
 
 Places and units may be given as codes or as the names people use (岳麓区, 望月湖街道, 岳麓区城管局): they are resolved
 through the router's knowledge base and gazetteer, and an unknown or ambiguous name is a 422 saying which.
@@ -12,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from api.orders_views import Principal, _sessions, require_scope
-from hotline.core.clock import CITY_TZ, as_utc
+from hotline.core.clock import CITY_TZ, as_utc, city_midnight
 from orders import indicators as ind
 from orders import vitals
 from orders.models import utcnow
@@ -20,23 +21,6 @@ from orders.service import CHANNELS
 
 router = APIRouter(prefix="/api/v1/indicators", tags=["indicators"])
 vitals_router = APIRouter(prefix="/api/v1/vitals", tags=["vitals"])
-
-SINGLE = {"order_count": ind.order_count, "completion_rate": ind.completion_rate,
-          "average_handling_hours": ind.average_handling_hours, "average_dispatch_minutes": ind.average_dispatch_minutes,
-          "satisfaction_rate": ind.satisfaction_rate, "reopen_rate": ind.reopen_rate,
-          "return_ranking": ind.return_ranking, "dispatch_accuracy": ind.dispatch_accuracy,
-          "auto_dispatch_rate": ind.auto_dispatch_rate, "repeat_requests": ind.repeat_requests}
-GROUPS = {"on_time_rates": ind.on_time_rates, "overdue": ind.overdue}
-# Members of a group, asked for one at a time (they are what `by` ranks).
-MEMBERS = {"on_time_rate": ("on_time_rates", "按时办结率"), "early_completion_rate": ("on_time_rates", "提前办结率"),
-           "due_soon_completion_rate": ("on_time_rates", "临期办结率"), "overdue_count": ("overdue", "超期件数"),
-           "severe_overdue_count": ("overdue", "严重超期件数")}
-GROUP_DESCRIPTIONS = [
-    {"name": "on_time_rates", "label": "按时/提前/临期办结率", "unit": "比例", "kind": "group",
-     "definition": ind.DEF_TIMELY_BASIS, "supports_by": False},
-    {"name": "overdue", "label": "超期/严重超期件数", "unit": "件", "kind": "group", "definition": ind.DEF_OVERDUE,
-     "supports_by": False},
-]
 
 Reader = Annotated[Principal, Depends(require_scope("indicators:read"))]
 
@@ -99,7 +83,7 @@ def scope_of(request: Request,
                                                                           district=district_code))
     department_code = _resolved(request, department, lambda v, r: ind.resolve_department(
         v, kb=r.kb, gazetteer=r.gazetteer, district=district_code))
-    return ind.Scope(ind.city_midnight(start), ind.city_midnight(end), district_code, street_id,
+    return ind.Scope(city_midnight(start), city_midnight(end), district_code, street_id,
                      _category(request, category) if category and category.strip() else None, department_code,
                      _channel(channel) if channel and channel.strip() else None)
 
@@ -121,11 +105,26 @@ def _answer(indicator: ind.Indicator, scope: ind.Scope) -> dict:
 # -- indicators ------------------------------------------------------------------------------------------------
 @router.get("")
 def list_indicators() -> dict:
-    """Every indicator with its Chinese label, unit, 口径, and whether `by` (ranking by a dimension) applies."""
-    described = [{"name": m.name, "label": m.label, "unit": m.unit, "kind": m.kind, "definition": m.definition,
-                  "supports_by": m.supports_by} for m in ind.MEASURES.values()]
-    return {"indicators": described + GROUP_DESCRIPTIONS,
-            "dimensions": [{"name": name, "label": g.label} for name, g in ind.GROUPINGS.items()]}
+    """The catalogue: every indicator with its Chinese label, unit, 口径, whether higher is better, whether `by`
+    (ranking by a dimension) applies, its group, and the words officials use for it; the dimensions and channels."""
+    described = [{"name": e.name, "label": e.label, "unit": e.unit, "kind": e.kind, "definition": e.definition,
+                  "supports_by": e.supports_by, "higher_is_better": e.higher_is_better, "group": e.group,
+                  "words": list(e.words), "ambiguous": list(e.ambiguous)} for e in ind.CATALOGUE.values()]
+    return {"indicators": described,
+            "dimensions": [{"name": name, "label": g.label} for name, g in ind.GROUPINGS.items()],
+            "channels": [{"name": code, "label": label} for code, label in ind.CHANNEL_LABELS.items()]}
+
+
+def _computation(name: str):
+    """(session, scope) → Indicator, or → {member label: Indicator} for a group; None for an unknown name."""
+    entry = ind.CATALOGUE.get(name)
+    if entry is None:
+        return None
+    if entry.kind == "group":
+        return ind.GROUP_FUNCTIONS[name]
+    if entry.group:
+        return lambda session, scope: ind.GROUP_FUNCTIONS[entry.group](session, scope)[entry.label]
+    return ind.SCOPE_FUNCTIONS.get(name)
 
 
 @router.get("/alerts")
@@ -186,10 +185,11 @@ def indicator(name: str, request: Request, principal: Reader, scope: ScopeDep,
         if by is not None:
             if compare:
                 raise HTTPException(422, "by and compare cannot be combined: ask for each period separately")
-            if name in GROUPS:
-                members = ", ".join(k for k, (group, _) in MEMBERS.items() if group == name)
+            entry = ind.CATALOGUE.get(name)
+            if entry is not None and entry.kind == "group":
+                members = ", ".join(m.name for m in ind.members(name))
                 raise HTTPException(422, f"{name} is a group: rank one of its members ({members})")
-            if name not in ind.MEASURES:
+            if entry is None:
                 raise HTTPException(404, f"unknown indicator {name!r}")
             try:
                 result = ind.by_dimension(session, scope, measure=name, dimension=by, order=order, top=top,
@@ -197,16 +197,12 @@ def indicator(name: str, request: Request, principal: Reader, scope: ScopeDep,
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from None
             return _answer(result, scope)
-        if name in GROUPS:
-            return {key: asdict(value) for key, value in GROUPS[name](session, scope).items()} | {
-                "scope": _scope_json(scope)}
-        if name in MEMBERS:
-            group, key = MEMBERS[name]
-            metric = lambda session_, scope_: GROUPS[group](session_, scope_)[key]  # noqa: E731
-        elif name in SINGLE:
-            metric = SINGLE[name]
-        else:
+        metric = _computation(name)
+        if metric is None:
             raise HTTPException(404, f"unknown indicator {name!r}")
+        if ind.CATALOGUE[name].kind == "group":
+            return {key: asdict(value) for key, value in metric(session, scope).items()} | {
+                "scope": _scope_json(scope)}
         if compare:
             result = ind.with_previous(metric, session, scope)
             return {"current": asdict(result["current"]), "previous": asdict(result["previous"]),

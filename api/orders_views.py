@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.keys import verify_api_key
 from api.routing_pool import route_complaint
 from api.staff import AuditRecord, authenticate, current_claims, issue_token, read_token
+from hotline.core.clock import city_midnight
 from hotline.core.db import transaction
 from hotline.core.secrets import ASSISTANT_KEY_NAME
 from nlp.normalize import InputError
 from nlp.pii import mask_phone
 from orders import roles
-from orders.indicators import city_midnight
 from orders.intake import file_complaint
 from orders.lifecycle import ACTION_LABELS, OPEN_STATES, STATE_LABELS, Action, IllegalTransition, State
 from orders.models import WorkOrder

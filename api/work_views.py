@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from api.orders_views import Principal, _find, _sessions, _visible, lifecycle_errors, order_json, require_scope
 from api.staff import AuditRecord
+from hotline.core.clock import city_midnight
 from hotline.core.db import transaction
 from nlp.pii import mask_phone, mask_pii
 from orders import outbox, roles
-from orders.indicators import city_midnight
 from orders.lifecycle import STATE_LABELS, Action, State, timeliness
 from orders.models import RoutingDecision, WorkOrder, utcnow
 from orders.outbox import OutboxMessage

@@ -1,8 +1,9 @@
 """Generate the assistant's vocabulary from the knowledge base: a jieba user dictionary and Rasa lookups/regexes/synonyms.
 
 Nothing here is copied by hand: districts, streets and their aliases come from the gazetteer, departments and their
-aliases from departments.csv, categories from the taxonomy; `assistant/vocabulary.yaml` adds what the knowledge base
-does not hold (indicator names, periods, everyday words for categories, checked against the taxonomy).
+aliases from departments.csv, categories from the taxonomy, indicator names and the words officials use for them from
+the indicator catalogue (orders/indicators/catalogue.py); `assistant/vocabulary.yaml` adds what neither holds
+(periods, everyday words for categories, checked against the taxonomy).
 
 Three outputs, in `assistant/generated/` (gitignored; `hotline assistant generate` rewrites them):
 - `jieba/userdict.txt`: so 望月湖街道 or 按时办结率 stay one token (DIET's entity spans must fall on token edges).
@@ -28,6 +29,7 @@ import yaml
 from hotline.core.config import Settings
 from knowledge_base.gazetteer import Gazetteer, load_gazetteer
 from knowledge_base.kb import KnowledgeBase, load_knowledge_base
+from orders.indicators.catalogue import CATALOGUE
 
 VOCABULARY_FILE = Path(__file__).resolve().parent / "vocabulary.yaml"
 # Entity types in the order that wins when one word could be two of them (岳麓 is the district before the street).
@@ -57,7 +59,7 @@ class Vocabulary:
     terms: list[Term]
     month_regex: str
     jieba_words: list[str]
-    metrics: dict[str, dict]            # label -> {"indicator", "key"?}
+    metrics: dict[str, dict]            # label -> {"indicator", "group"}
     inputs_hash: str
 
     def values(self, entity: str) -> set[str]:
@@ -75,9 +77,10 @@ def load_vocabulary_file(path: Path = VOCABULARY_FILE) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def metric_indicators(path: Path = VOCABULARY_FILE) -> dict[str, dict]:
-    """Metric entity value (e.g. 按时办结率) → {"indicator": API name, "key": group member or None}."""
-    return {m["label"]: {"indicator": m["indicator"], "key": m.get("key")} for m in load_vocabulary_file(path)["metrics"]}
+def metric_indicators() -> dict[str, dict]:
+    """Metric entity value (the catalogue's label, e.g. 按时办结率) → {"indicator": API name, "group": its group or None},
+    for every indicator officials name."""
+    return {e.label: {"indicator": e.name, "group": e.group} for e in CATALOGUE.values() if e.words}
 
 
 def has_number_inside(word: str) -> bool:
@@ -139,13 +142,18 @@ def _category_terms(kb: KnowledgeBase, colloquial: dict[str, str]) -> list[Term]
     return terms
 
 
+def _metric_terms() -> list[Term]:
+    """The catalogue's words for each indicator: precise ones extracted, everyday ones features only; the value is
+    the catalogue's label."""
+    terms: list[Term] = []
+    for entry in CATALOGUE.values():
+        terms.extend(Term("metric", word, entry.label, True, word == entry.label) for word in entry.words)
+        terms.extend(Term("metric", word, entry.label, False, False) for word in entry.ambiguous)
+    return terms
+
+
 def _vocabulary_terms(spec: dict) -> list[Term]:
     terms: list[Term] = []
-    for metric in spec["metrics"]:
-        label = metric["label"]
-        for word in dict.fromkeys([label, *metric.get("words", [])]):
-            terms.append(Term("metric", word, label, True, word == label))
-        terms.extend(Term("metric", word, label, False, False) for word in metric.get("ambiguous", []))
     for canonical, words in spec["periods"].items():
         for word in dict.fromkeys([canonical, *words]):
             terms.append(Term("period", word, canonical, True, word == canonical))
@@ -209,6 +217,7 @@ def _inputs_hash(settings: Settings, kb: KnowledgeBase) -> str:
     digest = hashlib.sha256()
     digest.update(kb.content_hash.encode())
     digest.update(VOCABULARY_FILE.read_bytes())
+    digest.update(repr([(e.name, e.label, e.group, e.words, e.ambiguous) for e in CATALOGUE.values()]).encode())
     digest.update(Path(__file__).read_bytes())
     digest.update(settings.city_name.encode())
     return digest.hexdigest()[:16]
@@ -219,7 +228,7 @@ def build_vocabulary(settings: Settings) -> Vocabulary:
     gazetteer = load_gazetteer(settings.city_dir, city_name=settings.city_name)
     spec = load_vocabulary_file()
     terms = _resolve([*_place_terms(gazetteer), *_department_terms(kb),
-                      *_category_terms(kb, spec.get("category_terms") or {}), *_vocabulary_terms(spec)])
+                      *_category_terms(kb, spec.get("category_terms") or {}), *_metric_terms(), *_vocabulary_terms(spec)])
     words = {t.text for t in terms} | gazetteer.user_words()
     words |= {d.name for d in kb.departments.values()} | {a for d in kb.departments.values() for a in d.aliases}
     words |= {name for node in kb.taxonomy.values() for name in (node.level1, node.level2, node.level3)}
@@ -282,7 +291,8 @@ def write_generated(settings: Settings, vocabulary: Vocabulary | None = None) ->
     known_names |= {n for node in kb.taxonomy.values() for n in (node.level1, node.level2, node.level3)}
     out = generated_dir(settings)
     _write_if_changed(out / "jieba" / "userdict.txt", "".join(f"{w}\n" for w in vocabulary.jieba_words))
-    header = "# Generated by `hotline assistant generate` from the knowledge base and assistant/vocabulary.yaml.\n"
+    header = ("# Generated by `hotline assistant generate` from the knowledge base, the indicator catalogue and "
+              "assistant/vocabulary.yaml.\n")
     body = yaml.dump(_nlu_data(vocabulary, known_names), Dumper=_LiteralDumper, allow_unicode=True, sort_keys=False,
                      width=10_000)
     _write_if_changed(out / "vocabulary.yml", header + body)

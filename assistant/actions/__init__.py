@@ -4,6 +4,7 @@ ActionExecutor at POST /api/v1/assistant/webhook).
 - orders.py      action_order_status (by number + phone digits, or "my orders" by the channel's OpenID)
 - complaint.py   validate_complaint_form, action_submit_complaint, action_reset_complaint
 - indicators.py  action_query_indicator (metric × place × period, rankings, comparisons, follow-ups, charts)
+- catalogue.py   the service's indicator catalogue (labels, units, words, channel labels), read once over HTTP
 - handoff.py     action_human_handoff
 - client.py      the async HTTP client for the service API; context.py its base URL, key and clock
 - periods.py     Chinese period words → [start, end) dates in Asia/Shanghai

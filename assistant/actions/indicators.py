@@ -4,8 +4,8 @@
 
 A question becomes a query — metric × period × district/street/category/department/channel × (ranking by a
 dimension | comparison with the previous period) — read from the message's entities and words:
-- the metric from the `metric` entity or the message, through METRIC_WORDS (the most specific word wins:
-  按时办结率 over 办结率, and any named rate over the generic 投诉/多少件);
+- the metric from the `metric` entity or the message, through the words of the service's indicator catalogue
+  (catalogue.py; the most specific word wins: 按时办结率 over 办结率, and any named rate over the generic 投诉/多少件);
 - the period with periods.py (Asia/Shanghai; the API gets start inclusive, end exclusive); 本月 by default;
 - district / street / category / department names pass through: the API resolves names and says which it does not
   know;
@@ -31,6 +31,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from assistant.actions.catalogue import GENERIC, Catalogue, Metric, indicator_catalogue
 from assistant.actions.client import ServiceClient, ServiceRefused, ServiceUnavailable
 from assistant.actions.context import BUSY, conversation_metadata, current_context, entity_values, latest_text
 from assistant.actions.periods import NUMBER, Period, chinese_number, describe_range, find_period, this_month
@@ -39,65 +40,6 @@ from assistant.actions.speech import chart_unit, chart_value, number
 LOGIN_REQUIRED = "指标查询需要工作人员登录后使用。"
 ASK_METRIC = "您想查询哪个指标？例如：本月诉求量、按时办结率、满意率、超期件数，也可以按区、街道或部门排名。"
 
-
-@dataclass(frozen=True)
-class Metric:
-    name: str                       # the indicators API's name
-    label: str
-    unit: str                       # 件 / 比例 / 小时 / 分钟 / list
-    higher_is_better: bool = True
-    rankable: bool = True           # supports by=…
-
-
-METRICS = {m.name: m for m in [
-    Metric("order_count", "诉求量", "件"),
-    Metric("completion_rate", "办结率", "比例"),
-    Metric("on_time_rate", "按时办结率", "比例"),
-    Metric("early_completion_rate", "提前办结率", "比例"),
-    Metric("due_soon_completion_rate", "临期办结率", "比例", higher_is_better=False),
-    Metric("overdue_count", "超期件数", "件", higher_is_better=False),
-    Metric("severe_overdue_count", "严重超期件数", "件", higher_is_better=False),
-    Metric("average_handling_hours", "平均处置时长", "小时", higher_is_better=False),
-    Metric("average_dispatch_minutes", "平均分拨时长", "分钟", higher_is_better=False),
-    Metric("satisfaction_rate", "满意率", "比例"),
-    Metric("reopen_rate", "重办率", "比例", higher_is_better=False),
-    Metric("dispatch_accuracy", "分拨准确率", "比例"),
-    Metric("auto_dispatch_rate", "自动分拨率", "比例"),
-    Metric("repeat_requests", "重复诉求件数", "件", higher_is_better=False),
-    Metric("return_ranking", "退单数", "件", higher_is_better=False, rankable=False),
-    Metric("hot_topics", "热点诉求", "list", rankable=False),
-    Metric("hot_areas", "高发区域", "list", rankable=False),
-    Metric("alerts", "预警", "list", rankable=False),
-]}
-GENERIC = "order_count"
-
-# Words officials use → indicator. The generic count words lose to any more specific metric in the same message.
-METRIC_WORDS: dict[str, tuple[str, ...]] = {
-    "on_time_rate": ("按时办结率", "按时办结", "准时办结率", "及时办结率", "按期办结率", "按时完成率", "按时率", "及时率"),
-    "early_completion_rate": ("提前办结率", "提前办结"),
-    "due_soon_completion_rate": ("临期办结率", "临期办结", "临期率"),
-    "severe_overdue_count": ("严重超期",),
-    "overdue_count": ("超期", "逾期", "超时", "过期未办"),
-    "completion_rate": ("办结率", "结案率", "完成率", "办结情况", "办完率", "办结比例", "办洁率", "办节率"),
-    "satisfaction_rate": ("满意率", "满意度", "好评率", "满意情况", "满意比例", "满义率", "满意律", "satisfaction"),
-    "reopen_rate": ("重办率", "重办", "返工率"),
-    "return_ranking": ("退单", "退回", "被退"),
-    "dispatch_accuracy": ("分拨准确率", "派单准确率", "分拨准确", "派单准确", "派准率", "分拨正确率", "派单正确率",
-                          "分派准确率"),
-    "auto_dispatch_rate": ("自动分拨率", "自动派单率", "自动分拨", "自动派单", "智能派单率", "智能分拨率"),
-    "average_handling_hours": ("平均处置时长", "处置时长", "处理时长", "办理时长", "处置时间", "处理时间", "办理时间",
-                               "多久办完", "多长时间办完", "办理用时"),
-    "average_dispatch_minutes": ("平均分拨时长", "分拨时长", "派单时长", "分拨时间", "派单时间", "多久派单", "分拨用时", "派单用时"),
-    "repeat_requests": ("重复诉求", "重复投诉", "重复来电", "重复反映", "反复投诉", "重复件"),
-    "hot_topics": ("热点诉求", "热点问题", "热点", "热门", "热词", "集中反映"),
-    "hot_areas": ("高发区域", "高发地区", "高发地", "高发街道", "高发片区"),
-    "alerts": ("预警", "告警"),
-    "order_count": ("诉求量", "投诉量", "工单量", "工单数", "来电量", "件数", "多少件", "几件", "多少单", "多少个投诉",
-                    "多少宗", "受理量", "登记量", "单量", "数量",
-                    "投诉", "诉求", "工单", "反映", "举报", "来电"),
-}
-_WORD_TO_METRIC = sorted(((word, name) for name, words in METRIC_WORDS.items() for word in words),
-                         key=lambda pair: (pair[1] == GENERIC, -len(pair[0])))
 
 DIMENSION_WORDS = {"承办单位": "department", "部门": "department", "单位": "department", "委办局": "department",
                    "区县": "district", "县区": "district", "区": "district", "县": "district",
@@ -124,18 +66,7 @@ _FOLLOW_UP = re.compile(r"^(?:那|那么|那就|换成|换到|换|改成|改为|
 _CHANNEL = re.compile(r"(?:来自|通过|从)?(微信|公众号|网站|网页|热线电话|电话|Open311|open311|网格员?)(?:渠道|来源|端|上报)")
 CHANNEL_WORDS = {"微信": "wechat", "公众号": "wechat", "网站": "web", "网页": "web", "热线电话": "hotline", "电话": "hotline",
                  "Open311": "open311", "open311": "open311", "网格": "grid", "网格员": "grid"}
-CHANNEL_LABELS = {"wechat": "微信", "web": "网站", "hotline": "热线电话", "open311": "Open311", "grid": "网格员上报"}
 FILTERS = ("district", "street", "category", "department", "channel")
-
-
-def metric_of(text: str | None) -> str | None:
-    """The indicator a phrase names (the most specific word in it), or None."""
-    if not text:
-        return None
-    prepared = unicodedata.normalize("NFKC", text).strip()
-    if prepared in METRICS:                               # an entity already mapped to the API's name
-        return prepared
-    return next((name for word, name in _WORD_TO_METRIC if word.lower() in prepared.lower()), None)
 
 
 @dataclass
@@ -153,14 +84,14 @@ class Turn:
     follow_up: bool = False
 
 
-def _direction(word: str, metric: str | None) -> str:
+def _direction(word: str, metric: Metric) -> str:
     if word in ("最好", "最差"):
-        better = METRICS[metric or GENERIC].higher_is_better
+        better = metric.higher_is_better
         return "desc" if (word == "最好") == better else "asc"
     return "desc" if word in _HIGH else "asc"
 
 
-def _ranking(text: str, metric: str | None) -> tuple[str | None, str | None, int | None, str | None]:
+def _ranking(text: str, metric: Metric) -> tuple[str | None, str | None, int | None, str | None]:
     """(by, order, top, direction word) from ranking or breakdown phrasing, or Nones."""
     for pattern, groups in ((_RANK_BEFORE, (3, 1, 2)), (_RANK_AFTER, (1, 2, 3)), (_RANK_WHICH, (1, 2, None))):
         m = pattern.search(text)
@@ -177,11 +108,12 @@ def _ranking(text: str, metric: str | None) -> tuple[str | None, str | None, int
     return None, None, None, None
 
 
-def parse_turn(text: str, entities: dict[str, list[str]], *, today: dt.date) -> Turn:
-    """Read one message (and its entities) into a Turn. Pure: `today` is the city's date."""
+def parse_turn(text: str, entities: dict[str, list[str]], *, today: dt.date, catalogue: Catalogue) -> Turn:
+    """Read one message (and its entities) into a Turn. Pure: `today` is the city's date, `catalogue` the service's."""
     prepared = unicodedata.normalize("NFKC", text or "").replace(" ", "")
     turn = Turn(compare=bool(_COMPARE.search(prepared)), follow_up=bool(_FOLLOW_UP.search(prepared)))
-    turn.metric = next((m for m in map(metric_of, entities.get("metric", [])) if m), None) or metric_of(prepared)
+    turn.metric = (next((m for m in map(catalogue.metric_of, entities.get("metric", [])) if m), None)
+                   or catalogue.metric_of(prepared))
     without_target = _COMPARE_TARGET.sub("", prepared)
     for value in entities.get("period", []):
         hit = find_period(value, today=today)
@@ -198,7 +130,7 @@ def parse_turn(text: str, entities: dict[str, list[str]], *, today: dt.date) -> 
     channel = _CHANNEL.search(prepared)
     if channel:
         turn.filters["channel"] = CHANNEL_WORDS[channel.group(1)]
-    turn.by, turn.order, top, turn.extreme = _ranking(without_target, turn.metric)
+    turn.by, turn.order, top, turn.extreme = _ranking(without_target, catalogue.metrics[turn.metric or GENERIC])
     turn.top = top if top is None else max(1, min(top, 50))
     return turn
 
@@ -247,7 +179,7 @@ def _stored_period(query: dict) -> Period | None:
 
 
 # -- answers --------------------------------------------------------------------------------------------------------
-def scope_words(query: dict) -> str:
+def scope_words(query: dict, channel_labels: dict[str, str]) -> str:
     words = [query.get("period_label") or ""]
     for name in ("district", "street", "department"):
         if query.get(name):
@@ -255,7 +187,7 @@ def scope_words(query: dict) -> str:
     if query.get("category"):
         words.append(f"“{query['category']}”类")
     if query.get("channel"):
-        words.append(f"{CHANNEL_LABELS.get(query['channel'], query['channel'])}渠道")
+        words.append(f"{channel_labels.get(query['channel'], query['channel'])}渠道")
     return "".join(words)
 
 
@@ -272,9 +204,9 @@ def _basis(result: dict, metric: Metric) -> str:
     return f"口径：{result.get('definition', '')}。" if result.get("definition") else ""
 
 
-def answer_single(query: dict, result: dict) -> tuple[str, dict | None]:
-    metric = METRICS[query["metric"]]
-    scope = scope_words(query)
+def answer_single(query: dict, result: dict, catalogue: Catalogue) -> tuple[str, dict | None]:
+    metric = catalogue.metrics[query["metric"]]
+    scope = scope_words(query, catalogue.channel_labels)
     if result.get("value") is None:
         return f"{scope}没有可用于计算{metric.label}的工单（分母为0）。", None
     return f"{scope}{metric.label}为{number(result['value'], metric.unit)}。{_basis(result, metric)}", None
@@ -286,12 +218,12 @@ def _previous_range(query: dict) -> str:
     return describe_range(start - length, start)
 
 
-def answer_compare(query: dict, result: dict) -> tuple[str, dict | None]:
-    metric = METRICS[query["metric"]]
+def answer_compare(query: dict, result: dict, catalogue: Catalogue) -> tuple[str, dict | None]:
+    metric = catalogue.metrics[query["metric"]]
     current, previous = result.get("current") or {}, result.get("previous") or {}
     now_value, before_value = current.get("value"), previous.get("value")
     before_words = f"上一周期（{_previous_range(query)}）"
-    text = (f"{scope_words(query)}{metric.label}为{number(now_value, metric.unit)}，"
+    text = (f"{scope_words(query, catalogue.channel_labels)}{metric.label}为{number(now_value, metric.unit)}，"
             f"{before_words}为{number(before_value, metric.unit)}。")
     if now_value is None or before_value is None:
         text += "其中一期没有可计算的工单，无法比较。"
@@ -310,12 +242,12 @@ def answer_compare(query: dict, result: dict) -> tuple[str, dict | None]:
     return text, chart
 
 
-def answer_by(query: dict, result: dict) -> tuple[str, dict | None]:
-    metric = METRICS[query["metric"]]
+def answer_by(query: dict, result: dict, catalogue: Catalogue) -> tuple[str, dict | None]:
+    metric = catalogue.metrics[query["metric"]]
     dimension = DIMENSION_LABELS.get(query["by"], query["by"])
     rows = [(item.get("label") or key, item.get("value")) for key, item in (result.get("breakdown") or {}).items()
             if isinstance(item, dict)]
-    scope = scope_words(query)
+    scope = scope_words(query, catalogue.channel_labels)
     if not rows:
         extra = "（比例和平均值每组至少需要5件工单才参与排名）" if metric.unit != "件" else ""
         return f"{scope}没有可以按{dimension}排列的{metric.label}数据{extra}。", None
@@ -341,9 +273,9 @@ def answer_by(query: dict, result: dict) -> tuple[str, dict | None]:
     return head + meaning, chart
 
 
-def answer_list(query: dict, result: dict) -> tuple[str, dict | None]:
+def answer_list(query: dict, result: dict, catalogue: Catalogue) -> tuple[str, dict | None]:
     """热点诉求 / 高发区域 / 预警 / 退单 (lists rather than one figure)."""
-    scope = scope_words(query)
+    scope = scope_words(query, catalogue.channel_labels)
     breakdown = result.get("breakdown") or {}
     name = query["metric"]
     if name == "hot_topics":
@@ -382,12 +314,11 @@ def answer_list(query: dict, result: dict) -> tuple[str, dict | None]:
                    [r[1] for r in rows]))
 
 
-def api_request(query: dict) -> tuple[str, dict[str, Any], str]:
-    """(indicator name, query parameters, answer kind) for the API call a query needs."""
-    metric = METRICS[query["metric"]]
+def api_request(query: dict, metric: Metric) -> tuple[str, dict[str, Any], str]:
+    """(indicator name, query parameters, answer kind) for the API call a query about `metric` needs."""
     params: dict[str, Any] = {"start": query["start"], "end": query["end"]}
     params.update({name: query.get(name) for name in FILTERS})
-    if metric.unit == "list" or metric.name == "return_ranking":
+    if metric.kind == "list" or metric.name == "return_ranking":
         return metric.name, params, "list"
     if query.get("by") and metric.rankable:
         params.update(by=query["by"], order=query.get("order") or "desc", top=query.get("top"))
@@ -425,16 +356,22 @@ class ActionQueryIndicator(Action):
         context = current_context()
         entities = {name: entity_values(tracker, name)
                     for name in ("metric", "period", "district", "street", "category", "department")}
-        turn = parse_turn(latest_text(tracker), entities, today=context.today())
+        text = latest_text(tracker)
         last = tracker.get_slot("indicator_query")
-        query = merge(last if isinstance(last, dict) and last.get("metric") in METRICS else None, turn,
-                      today=context.today())
-        if query is None:
-            dispatcher.utter_message(text=ASK_METRIC)
+        last = last if isinstance(last, dict) and last.get("metric") else None
+        if not text.strip() and not any(entities.values()) and last is None:
+            dispatcher.utter_message(text=ASK_METRIC)     # nothing to read and nothing to follow: no call needed
             return []
-        name, params, kind = api_request(query)
         try:
             async with ServiceClient(context) as api:
+                catalogue = await indicator_catalogue(api, token=str(token))
+                turn = parse_turn(text, entities, today=context.today(), catalogue=catalogue)
+                query = merge(last if last and last["metric"] in catalogue.metrics else None, turn,
+                              today=context.today())
+                if query is None:
+                    dispatcher.utter_message(text=ASK_METRIC)
+                    return []
+                name, params, kind = api_request(query, catalogue.metrics[query["metric"]])
                 result = await api.indicator(name, params, token=str(token))
         except ServiceUnavailable:
             dispatcher.utter_message(text=BUSY)
@@ -442,8 +379,8 @@ class ActionQueryIndicator(Action):
         except ServiceRefused as exc:
             dispatcher.utter_message(text=refusal_text(exc))
             return []            # the last good query stays the context for the next follow-up
-        text, chart = ANSWERS[kind](query, result)
-        dispatcher.utter_message(text=text)
+        answer, chart = ANSWERS[kind](query, result, catalogue)
+        dispatcher.utter_message(text=answer)
         if chart:
             dispatcher.utter_message(json_message=chart)
         return [SlotSet("indicator_query", query)]

@@ -15,6 +15,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def city_midnight(day: dt.date) -> dt.datetime:
+    """The start of a calendar day in the city (periods given as dates are the city's days, not UTC days)."""
+    # In UTC: SQLite compares stored UTC timestamps as text and would ignore a +08:00 offset on the parameter.
+    return dt.datetime(day.year, day.month, day.day, tzinfo=CITY_TZ).astimezone(dt.UTC)
+
+
 def as_utc(moment: dt.datetime | None, *, naive_is: dt.tzinfo = dt.UTC) -> dt.datetime | None:
     """An aware UTC moment; a naive one is taken to be in `naive_is` (UTC, as stored; CITY_TZ for what people type)."""
     if moment is None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from api.keys import create_api_key
 from api.staff import AuditRecord, create_staff
-from hotline.core.clock import CITY_TZ
+from hotline.core.clock import CITY_TZ, city_midnight
 from hotline.core.db import transaction
 from orders import outbox
 from orders.models import RoutingDecision, WorkOrder
@@ -394,7 +394,7 @@ def test_a_city_day_starts_at_midnight_beijing_time_on_both_databases(work):
     with transaction(factory) as session:
         create_order(session, text=STALL, channel="hotline", actor=SYSTEM,
                      now=dt.datetime(2026, 11, 21, 17, 0, tzinfo=dt.UTC))
-    day = lambda d: ind.Scope(ind.city_midnight(d), ind.city_midnight(d + dt.timedelta(days=1)))  # noqa: E731
+    day = lambda d: ind.Scope(city_midnight(d), city_midnight(d + dt.timedelta(days=1)))  # noqa: E731
     with factory() as session:
         assert ind.order_count(session, day(dt.date(2026, 11, 22))).value == 1
         assert ind.order_count(session, day(dt.date(2026, 11, 21))).value == 0

@@ -20,6 +20,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import func, select, update
 from support import REPO_ROOT, free_port
 
+from api.indicators_views import list_indicators
+from assistant.actions.catalogue import Catalogue, indicator_catalogue
+from assistant.actions.client import ServiceClient, ServiceUnavailable
 from assistant.actions.complaint import (
     BAD_PHONE,
     NO_PHONE,
@@ -41,7 +44,14 @@ from assistant.actions.complaint import (
 )
 from assistant.actions.context import BUSY, ActionContext, use_context
 from assistant.actions.handoff import ActionHumanHandoff
-from assistant.actions.indicators import ASK_METRIC, LOGIN_REQUIRED, ActionQueryIndicator, merge, metric_of, parse_turn
+from assistant.actions.indicators import (
+    ASK_METRIC,
+    LOGIN_REQUIRED,
+    ActionQueryIndicator,
+    merge,
+    parse_turn,
+    scope_words,
+)
 from assistant.actions.orders import ASK_LAST4, ASK_ORDER_NO, NOT_FOUND, ActionOrderStatus, normalize_order_no
 from assistant.actions.periods import CITY_TZ, chinese_number, parse_period, today_in_city
 from hotline.core.secrets import webhook_token, webhook_token_for
@@ -63,6 +73,8 @@ DOMAIN = {
 }
 ALL_SLOTS = ("complaint_text", "complaint_place", "complaint_phone", "place_confirmed", "order_id", "phone",
              "indicator_query", "requested_slot", "metric", "district", "street", "category", "department", "period")
+# What the action reads from GET /api/v1/indicators (the service's one catalogue), for the tests without a service.
+CATALOGUE = Catalogue.from_listing(list_indicators())
 
 
 # == pure: periods ====================================================================================================
@@ -187,7 +199,7 @@ def test_order_numbers_are_normalized():
     ("重复投诉", "repeat_requests"), ("这周有什么热点", "hot_topics"), ("那雨花区呢", None), ("按街道拆分", None),
 ])
 def test_metric_words(text, metric):
-    assert metric_of(text) == metric
+    assert CATALOGUE.metric_of(text) == metric
 
 
 def test_every_metric_and_period_word_of_the_nlu_vocabulary_is_understood():
@@ -199,7 +211,7 @@ def test_every_metric_and_period_word_of_the_nlu_vocabulary_is_understood():
     items = items.get("nlu", items) if isinstance(items, dict) else items
     lookups = {item["lookup"]: [line[2:].strip() for line in item["examples"].splitlines() if line.strip()]
                for item in items if "lookup" in item}
-    assert [word for word in lookups["metric"] if metric_of(word) is None] == []
+    assert [word for word in lookups["metric"] if CATALOGUE.metric_of(word) is None] == []
     assert [word for word in lookups["period"] if parse_period(word, today=TODAY) is None] == []
 
 
@@ -211,32 +223,32 @@ def test_empty_and_very_long_messages():
     assert texts(messages) == ASK_METRIC
     long_text = "楼下烧烤店油烟太大，" * 3000
     assert "太长" in text_problem(long_text)
-    turn = parse_turn("本月" + "岳麓区按时办结率怎么样？" * 2000, {}, today=TODAY)
+    turn = parse_turn("本月" + "岳麓区按时办结率怎么样？" * 2000, {}, today=TODAY, catalogue=CATALOGUE)
     assert turn.metric == "on_time_rate" and turn.period.label == "本月（2026年11月）"
     assert parse_period("😀" * 5000 + "上个月", today=TODAY).as_params() == {"start": "2026-10-01", "end": "2026-11-01"}
 
 
 def test_rankings_comparisons_and_follow_ups_are_read_from_words():
-    turn = parse_turn("按时办结率最低的三个部门", {}, today=TODAY)
+    turn = parse_turn("按时办结率最低的三个部门", {}, today=TODAY, catalogue=CATALOGUE)
     assert (turn.metric, turn.by, turn.order, turn.top) == ("on_time_rate", "department", "asc", 3)
-    turn = parse_turn("平均处置时长最快的5个街道", {}, today=TODAY)
+    turn = parse_turn("平均处置时长最快的5个街道", {}, today=TODAY, catalogue=CATALOGUE)
     assert (turn.by, turn.order, turn.top) == ("street", "asc", 5)                  # fastest = fewest hours
-    turn = parse_turn("重办率最差的两个区", {}, today=TODAY)
+    turn = parse_turn("重办率最差的两个区", {}, today=TODAY, catalogue=CATALOGUE)
     assert (turn.by, turn.order, turn.top) == ("district", "desc", 2)               # worst reopen rate = highest
-    assert parse_turn("各区诉求量", {}, today=TODAY).by == "district"
-    assert parse_turn("哪个街道投诉最多", {}, today=TODAY).by == "street"
-    compared = parse_turn("本月满意率比上个月怎么样", {}, today=TODAY)
+    assert parse_turn("各区诉求量", {}, today=TODAY, catalogue=CATALOGUE).by == "district"
+    assert parse_turn("哪个街道投诉最多", {}, today=TODAY, catalogue=CATALOGUE).by == "street"
+    compared = parse_turn("本月满意率比上个月怎么样", {}, today=TODAY, catalogue=CATALOGUE)
     assert compared.compare and compared.period.as_params() == {"start": "2026-11-01", "end": "2026-12-01"}
-    first = merge(None, parse_turn("上个月岳麓区诉求量", {"district": ["岳麓区"]}, today=TODAY), today=TODAY)
-    again = merge(first, parse_turn("那雨花区呢", {"district": ["雨花区"]}, today=TODAY), today=TODAY)
+    first = merge(None, parse_turn("上个月岳麓区诉求量", {"district": ["岳麓区"]}, today=TODAY, catalogue=CATALOGUE), today=TODAY)
+    again = merge(first, parse_turn("那雨花区呢", {"district": ["雨花区"]}, today=TODAY, catalogue=CATALOGUE), today=TODAY)
     assert again | {"district": "岳麓区"} == first and again["district"] == "雨花区"
-    split = merge(again, parse_turn("按街道拆分", {}, today=TODAY), today=TODAY)
+    split = merge(again, parse_turn("按街道拆分", {}, today=TODAY, catalogue=CATALOGUE), today=TODAY)
     assert split["by"] == "street" and split["district"] == "雨花区" and split["start"] == "2026-10-01"
-    moved = merge(split, parse_turn("换成本月", {}, today=TODAY), today=TODAY)
+    moved = merge(split, parse_turn("换成本月", {}, today=TODAY, catalogue=CATALOGUE), today=TODAY)
     assert moved["by"] == "street" and moved["start"] == "2026-11-01"
-    fresh = merge(moved, parse_turn("满意率", {}, today=TODAY), today=TODAY)
+    fresh = merge(moved, parse_turn("满意率", {}, today=TODAY, catalogue=CATALOGUE), today=TODAY)
     assert fresh["metric"] == "satisfaction_rate" and fresh["district"] is None and fresh["by"] is None
-    assert merge(None, parse_turn("你好", {}, today=TODAY), today=TODAY) is None
+    assert merge(None, parse_turn("你好", {}, today=TODAY, catalogue=CATALOGUE), today=TODAY) is None
 
 
 # == tracker plumbing =================================================================================================
@@ -600,7 +612,7 @@ def test_indicator_with_period_words_and_a_follow_up(service, official, october)
     events, messages = run(context, ActionQueryIndicator(),
                            make_tracker("上个月岳麓区投诉多少件", entities={"district": ["岳麓区"]}, metadata=official))
     reply = texts(messages)
-    assert reply.startswith("上个月（2026年10月）岳麓区诉求量为3件。") and "口径" in reply
+    assert reply.startswith("上个月（2026年10月）岳麓区工单数为3件。") and "口径" in reply
     query = slot_values(events)["indicator_query"]
     assert (query["start"], query["end"], query["district"]) == ("2026-10-01", "2026-11-01", "岳麓区")
     with httpx.Client(base_url=service.base, timeout=30) as http:   # the same number as the indicators API
@@ -611,23 +623,23 @@ def test_indicator_with_period_words_and_a_follow_up(service, official, october)
     events, messages = run(context, ActionQueryIndicator(),
                            make_tracker("那雨花区呢", entities={"district": ["雨花区"]}, metadata=official,
                                         slots={"indicator_query": query}))
-    assert texts(messages).startswith("上个月（2026年10月）雨花区诉求量为2件。")
+    assert texts(messages).startswith("上个月（2026年10月）雨花区工单数为2件。")
     assert slot_values(events)["indicator_query"] | {"district": "岳麓区"} == query
     _, messages = run(context, ActionQueryIndicator(), make_tracker("换成本月", metadata=official,
                                                                     slots={"indicator_query": query}))
-    assert texts(messages).startswith("本月（2026年11月）岳麓区诉求量为1件。")
+    assert texts(messages).startswith("本月（2026年11月）岳麓区工单数为1件。")
 
 
 def test_indicator_ranking_comparison_and_chart(service, official, october):
     context = _frozen(service)
     _, messages = run(context, ActionQueryIndicator(), make_tracker("上个月诉求量最多的两个区", metadata=official))
-    assert texts(messages).startswith("上个月（2026年10月）诉求量最多的2个区县：岳麓区 3件、雨花区 2件。")
+    assert texts(messages).startswith("上个月（2026年10月）工单数最多的2个区县：岳麓区 3件、雨花区 2件。")
     chart = next(m["custom"]["chart"] for m in messages if m.get("custom"))
-    assert chart == {"type": "bar", "title": "上个月（2026年10月）诉求量（按区县）", "unit": "件",
+    assert chart == {"type": "bar", "title": "上个月（2026年10月）工单数（按区县）", "unit": "件",
                      "labels": ["岳麓区", "雨花区"], "values": [3.0, 2.0]}
     _, messages = run(context, ActionQueryIndicator(), make_tracker("本月诉求量环比怎么样", metadata=official))
     reply = texts(messages)
-    assert "本月（2026年11月）诉求量为1件" in reply and "上一周期（2026年10月2日至10月31日）为5件" in reply
+    assert "本月（2026年11月）工单数为1件" in reply and "上一周期（2026年10月2日至10月31日）为5件" in reply
     assert "减少80.0%" in reply
     chart = next(m["custom"]["chart"] for m in messages if m.get("custom"))
     assert chart["labels"] == ["上一周期", "本期"] and chart["values"] == [5.0, 1.0]
@@ -665,6 +677,29 @@ def test_on_time_rate_lowest_departments_with_a_chart(service, official):
     assert "最低的是岳麓区城市管理和综合执法局（60.0%），总体为80.0%。" in reply
     chart = next(m["custom"]["chart"] for m in messages if m.get("custom"))
     assert chart["unit"] == "%" and chart["values"] == [60.0, 100.0] and len(late) == 2
+
+
+def test_the_catalogue_is_read_once_per_service(service, official):
+    async def twice():
+        async with ServiceClient(service.context) as api:
+            return (await indicator_catalogue(api, token=official["auth_token"]),
+                    await indicator_catalogue(api, token=official["auth_token"]))
+
+    first, second = asyncio.run(twice())
+    assert first is second and first.metrics == CATALOGUE.metrics and first.words == CATALOGUE.words
+
+
+def test_a_listing_that_is_no_catalogue_is_a_service_failure():
+    for listing in ({}, {"indicators": [{"name": "x"}], "channels": []}, {"indicators": [], "channels": []}):
+        with pytest.raises(ServiceUnavailable):
+            Catalogue.from_listing(listing)
+
+
+def test_channels_are_named_with_the_catalogues_labels():
+    turn = parse_turn("上个月来自微信渠道的诉求量", {}, today=TODAY, catalogue=CATALOGUE)
+    query = merge(None, turn, today=TODAY)
+    assert query["channel"] == "wechat" and query["metric"] == "order_count"
+    assert scope_words(query, CATALOGUE.channel_labels) == "上个月（2026年10月）微信公众号渠道"
 
 
 def test_indicators_need_a_logged_in_official(service, official, october):

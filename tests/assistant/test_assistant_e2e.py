@@ -208,8 +208,8 @@ def _this_month() -> tuple[str, str]:
 
 
 def _count_in_reply(reply: str) -> int:
-    found = re.search(r"诉求量为\s*(\d+)\s*件", reply)
-    assert found, f"no 诉求量 figure in the reply: {reply}"
+    found = re.search(r"工单数为\s*(\d+)\s*件", reply)
+    assert found, f"no 工单数 figure in the reply: {reply}"
     return int(found.group(1))
 
 

@@ -477,10 +477,15 @@ def test_api_lists_every_indicator_with_its_label(cockpit):
     listed = cockpit.get("/api/v1/indicators").json()
     by_name = {i["name"]: i for i in listed["indicators"]}
     assert by_name["completion_rate"] == {"name": "completion_rate", "label": "办结率", "unit": "比例", "kind": "rate",
-                                          "definition": ind.DEF_COMPLETION, "supports_by": True}
+                                          "definition": ind.CATALOGUE["completion_rate"].definition,
+                                          "supports_by": True, "higher_is_better": True, "group": None,
+                                          "words": list(ind.CATALOGUE["completion_rate"].words),
+                                          "ambiguous": ["完成率", "办结情况"]}
+    assert by_name["on_time_rate"]["group"] == "on_time_rates" and by_name["reopen_rate"]["higher_is_better"] is False
     assert by_name["alerts"]["supports_by"] is False and by_name["hot_topics"]["label"] == "热点诉求"
     assert all(i["label"] and i["definition"] and i["unit"] for i in listed["indicators"])
     assert {"name": "department", "label": "承办单位"} in listed["dimensions"]
+    assert {"name": "wechat", "label": "微信公众号"} in listed["channels"]
 
 
 def test_api_hot_topics_areas_and_alerts(cockpit):
