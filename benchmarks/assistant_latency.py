@@ -161,7 +161,7 @@ def prepare_database(url: str, *, orders: int, env: dict) -> dict:
     """Migrate, seed `orders` routed orders over 30 days (`hotline seed`), add an official; sample seeded orders."""
     from sqlalchemy import select
 
-    from api.staff import create_staff
+    from api.auth.staff import create_staff
     from hotline.core.db import make_engine, session_factory, transaction
     from hotline.core.migrate import upgrade
     from orders.models import WorkOrder

@@ -1,12 +1,10 @@
 """Alembic environment: the URL is the service's own setting (or `-x url=…`), the metadata the models'."""
 from alembic import context
 
-import api.keys  # noqa: F401  (registers the tables on Base.metadata)
-import api.staff  # noqa: F401
-import api.wechat  # noqa: F401
+import api.auth.models  # noqa: F401  (registers the tables on Base.metadata)
+import api.channels.wechat.models  # noqa: F401
 import orders.models  # noqa: F401
-import orders.outbox  # noqa: F401
-import orders.vitals  # noqa: F401
+import orders.vitals.models  # noqa: F401
 from hotline.core.config import get_settings
 from hotline.core.db import Base, make_engine
 

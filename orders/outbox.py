@@ -17,61 +17,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from hotline.core.clock import as_utc
-from hotline.core.db import Base, UTCDateTime, transaction
+from hotline.core.db import transaction
 from orders.lifecycle import STATE_LABELS, State
-from orders.models import OrderEvent, WorkOrder, utcnow
+from orders.models import DepartmentEndpoint, InboundCallback, OrderEvent, OutboxMessage, WorkOrder, utcnow
 
 SIGNATURE_HEADER = "X-Hotline-Signature"
-
-
-class DepartmentEndpoint(Base):
-    """Where a department's own system wants to hear about its orders."""
-
-    __tablename__ = "department_endpoints"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    department_code: Mapped[str] = mapped_column(String(32), unique=True)
-    url: Mapped[str] = mapped_column(String(512))
-    secret: Mapped[str] = mapped_column(String(128))      # HMAC key for the signature header (shown once)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class OutboxMessage(Base):
-    __tablename__ = "outbox_messages"
-    __table_args__ = (Index("ix_outbox_due", "delivered_at", "dead_at", "next_attempt_at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    message_id: Mapped[str] = mapped_column(String(36), unique=True)
-    endpoint_id: Mapped[int] = mapped_column(ForeignKey("department_endpoints.id"))
-    topic: Mapped[str] = mapped_column(String(32))         # order.dispatched / order.status_changed / order.withdrawn
-    order_no: Mapped[str] = mapped_column(String(32), index=True)
-    payload: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    dead_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())   # gave up after the last attempt
-    last_error: Mapped[str | None] = mapped_column(Text)
-
-
-class InboundCallback(Base):
-    """A department system's status report, remembered by its own event id so a retry is applied once."""
-
-    __tablename__ = "inbound_callbacks"
-    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_inbound_callback"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    source: Mapped[str] = mapped_column(String(64))        # the API key's name
-    event_id: Mapped[str] = mapped_column(String(128))
-    order_no: Mapped[str] = mapped_column(String(32))
-    action: Mapped[str] = mapped_column(String(16))
-    result: Mapped[dict] = mapped_column(JSON, default=dict)
-    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 # -- registration ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Who may do, see and act on what: one table for every role, read by the lifecycle (`orders.service`), the API's
-authorisation (`api.orders_views.require_scope`, the work views) and staff accounts (`api.staff`).
+authorisation (`api.routes.orders.require_scope`, the work views) and staff accounts (`api.auth.staff`).
 
 A role rule says:
 - `scopes`: what a staff member of that role may call through the API (machine clients get their key's scopes);

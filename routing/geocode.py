@@ -56,6 +56,13 @@ class GeoPoint:
         return coords.lat, coords.lon
 
 
+def usable_coordinates(lat: object, lng: object) -> bool:
+    """A real point on the globe: numbers, finite, latitude within ±90, longitude within ±180 (the one rule every
+    channel's location follows; api/schemas.py states it for JSON bodies)."""
+    return (isinstance(lat, (int, float)) and isinstance(lng, (int, float)) and math.isfinite(lat)
+            and math.isfinite(lng) and -90 <= lat <= 90 and -180 <= lng <= 180)
+
+
 def gcj02_to_wgs84(lat: float, lng: float) -> tuple[float, float]:
     return GeoPoint(lat, lng, "gcj02").to_wgs84()
 

@@ -138,7 +138,7 @@ def app_and_keys(request, router):
     """The app over the tiny-city router, on the embedded SQLite or on PostgreSQL (same tests, both backends)."""
     # These tests walk every step by hand; intake auto-dispatch has its own tests (test_work.py and below).
     from api.app import create_app
-    from api.keys import create_api_key
+    from api.auth.keys import create_api_key
     from hotline.core.migrate import upgrade
 
     settings = router.settings.model_copy(update={"auto_dispatch": False})
@@ -176,7 +176,7 @@ def server(app_and_keys):
 
 @pytest.fixture
 def staff(app_and_keys):
-    from api.staff import create_staff
+    from api.auth.staff import create_staff
 
     _, _, factory = app_and_keys
     people = {"agent": ("agent", None), "dispatcher": ("dispatcher", None), "yuelu": ("handler", "430104001"),

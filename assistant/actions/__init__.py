@@ -1,4 +1,4 @@
-"""The Rasa assistant's custom actions, hosted inside the app (api/assistant_actions.py runs them with rasa_sdk's
+"""The Rasa assistant's custom actions, hosted inside the app (api/routes/assistant_webhook.py runs them with rasa_sdk's
 ActionExecutor at POST /api/v1/assistant/webhook).
 
 - orders.py      action_order_status (by number + phone digits, or "my orders" by the channel's OpenID)

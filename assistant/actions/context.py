@@ -1,6 +1,6 @@
 """What every action needs besides the tracker: where the service is, its credentials, the clock.
 
-The webhook view (api/assistant_actions.py) sets an `ActionContext` for the duration of one action call; tests set
+The webhook view (api/routes/assistant_webhook.py) sets an `ActionContext` for the duration of one action call; tests set
 their own with `use_context`. A context variable (not a global) keeps two apps in one process — the tests run
 several — from seeing each other's service URL or key. Without a context (e.g. the actions served by rasa_sdk's own
 action server) the settings from the environment are used.

@@ -326,7 +326,7 @@ def serve(
     from api.observability import configure_json_logging
 
     settings = get_settings()
-    from api.staff import WeakSecretError, secret_key
+    from api.auth.staff import WeakSecretError, secret_key
 
     try:   # before anything slow: a weak HOTLINE_JWT_SECRET stops the start-up with the reason (L10)
         secret_key(settings.jwt_secret, settings.state_dir)
@@ -430,7 +430,7 @@ def _seed_if_empty(router) -> None:
     finally:
         router.feedback = feedback
     try:
-        from orders.vitals import import_sample_if_empty
+        from orders.vitals.files import import_sample_if_empty
     except ImportError:
         return
     import_sample_if_empty(sessions, get_settings())
@@ -658,7 +658,7 @@ def apikey_create(
         help="bind the key to a department's own system (it then acts as that department's handler)")] = None,
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
-    from api.keys import create_api_key
+    from api.auth.keys import create_api_key
     from hotline.core.db import transaction
 
     try:
@@ -672,7 +672,7 @@ def apikey_create(
 
 @apikey_app.command("revoke")
 def apikey_revoke(name: Annotated[str, typer.Option(help="the key's name")]) -> None:
-    from api.keys import revoke_api_key
+    from api.auth.keys import revoke_api_key
     from hotline.core.db import transaction
 
     with transaction(_database_sessions()) as session:
@@ -748,7 +748,7 @@ def staff_create(
     department: Annotated[str | None, typer.Option(help="department code (required for handlers)")] = None,
 ) -> None:
     """Create a staff account; the password is read from standard input (never from the command line)."""
-    from api.staff import create_staff
+    from api.auth.staff import create_staff
     from hotline.core.db import transaction
 
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
@@ -764,7 +764,7 @@ def staff_create(
 @staff_app.command("disable")
 def staff_disable(username: Annotated[str, typer.Argument(help="login name")]) -> None:
     """Disable a staff account: no more logins, and its tokens already issued are refused at once."""
-    from api.staff import disable_staff
+    from api.auth.staff import disable_staff
     from hotline.core.db import transaction
 
     try:
@@ -782,7 +782,7 @@ def staff_set_role(
     department: Annotated[str | None, typer.Option(help="department code (handlers)")] = None,
 ) -> None:
     """Change a staff account's role (and department for handlers); its tokens act with the new role at once."""
-    from api.staff import set_staff_role
+    from api.auth.staff import set_staff_role
     from hotline.core.db import transaction
 
     try:

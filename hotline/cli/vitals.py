@@ -1,5 +1,5 @@
 """`hotline vitals …`: import city vitals (城市体征) and read them against their thresholds.
-The work is `orders.vitals`; this module is only the commands."""
+The work is `orders/vitals/`; this module is only the commands."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +12,9 @@ from hotline.cli.common import database_sessions, err, fail, out, progress_bar
 from hotline.core.clock import CITY_TZ
 from hotline.core.db import transaction
 from knowledge_base.loaders import DataFileError
-from orders.vitals import LEVEL_LABELS, files_of, import_file, latest_readings, read_file, threshold_words
+from orders.vitals.files import files_of, import_file, read_file
+from orders.vitals.models import LEVEL_LABELS
+from orders.vitals.readings import latest_readings, threshold_words
 
 cli = typer.Typer(help="City vitals (城市体征): import time series and check them against thresholds.", no_args_is_help=True)
 

@@ -9,7 +9,7 @@
 
 A new indicator is one entry in `catalogue.py` plus its computation: a function over orders in
 `measures.OF_ORDERS` (then `by` ranks it too) and in `measures.SCOPE_FUNCTIONS`, or a list of its own with an
-endpoint in api/indicators_views.py. tests/orders/test_indicator_catalogue.py checks that each entry is answerable.
+endpoint in api/routes/indicators.py. tests/orders/test_indicator_catalogue.py checks that each entry is answerable.
 """
 from orders.indicators.alerts import alerts
 from orders.indicators.catalogue import (

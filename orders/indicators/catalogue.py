@@ -1,6 +1,6 @@
 """The one catalogue of indicators: what each is called, measured in and means (口径), and the words officials use.
 
-The API's listing and dispatch (api/indicators_views.py), the assistant's generated NLU vocabulary
+The API's listing and dispatch (api/routes/indicators.py), the assistant's generated NLU vocabulary
 (assistant/generate.py) and, through GET /api/v1/indicators, the assistant's actions all read this table; nothing
 else lists indicators. Each entry's computation lives beside it in measures.py, rankings.py, topics.py or alerts.py.
 

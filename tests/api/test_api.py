@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.keys import create_api_key
+from api.auth.keys import create_api_key
 from hotline.core.db import transaction
 from routing.geocode import gcj02_to_wgs84
 
@@ -318,3 +318,25 @@ def test_open311_discovery_publishes_the_configured_public_address(router):
         discovered = client.get("/open311/v2/discovery.json", headers={"Host": "127.0.0.1:8000"})
         assert discovered.json()["endpoints"][0]["url"] == "https://12345.changsha.gov.cn/open311/v2"
         assert client.get("/healthz", headers={"Host": "12345.changsha.gov.cn"}).status_code == 200
+
+
+@pytest.mark.parametrize("location, accepted", [
+    ({"lat": 28.2, "lng": 112.93, "datum": "GCJ02"}, True),     # any letter case, on every endpoint
+    ({"lat": 28.2, "lng": 112.93}, True),                       # WGS-84 by default
+    ({"lat": 91, "lng": 112.93}, False),
+    ({"lat": 28.2, "lng": -181}, False),
+    ({"lat": 28.2, "lng": 112.93, "datum": "mars"}, False),
+])
+def test_a_location_follows_one_rule_for_routing_and_for_filing(client, location, accepted):
+    """api/schemas.Location is the one shape of a point: routing and filing an order answer alike (they had two
+    copies with different datum rules)."""
+    with transaction(client.app.state.sessions) as session:
+        writer = create_api_key(session, name="intake-system", scopes=["orders:write"])[1]
+    routed = client.post("/api/v1/route", json={"text": "岳麓区望月湖街道" + STALL, "location": location})
+    filed = client.post("/api/v1/orders", json={"text": "岳麓区望月湖街道" + STALL, "location": location},
+                        headers={"X-API-Key": writer})
+    if accepted:
+        assert routed.status_code == 200 and filed.status_code == 201
+    else:
+        assert routed.status_code == 422 and filed.status_code == 422
+        assert "location" in routed.text and "location" in filed.text

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from api.keys import create_api_key
+from api.auth.keys import create_api_key
 from hotline.core.db import make_engine, session_factory, transaction
 
 LOOKUP = "/api/v1/public/orders/CS1"
@@ -62,7 +62,7 @@ def test_a_relaying_key_gets_per_user_buckets_but_a_ceiling_of_its_own(router):
 
 
 def test_the_assistant_key_carries_the_relay_scope(app_and_factory):
-    from api.keys import ApiKey
+    from api.auth.models import ApiKey
 
     _, factory = app_and_factory
     with factory() as session:
@@ -96,7 +96,7 @@ def test_serve_turns_uvicorns_loopback_trust_off():
 # -- M6/L13: login throttling, lockout, no username oracle -------------------------------------------------
 @pytest.fixture
 def staff(app_and_factory):
-    from api.staff import create_staff
+    from api.auth.staff import create_staff
 
     _, factory = app_and_factory
     with transaction(factory) as session:
@@ -110,7 +110,7 @@ def _login(client, username, password):
 
 
 def test_repeated_failures_lock_the_username_out_with_retry_after(app_and_factory, staff):
-    from api.staff import AuditRecord
+    from api.auth.models import AuditRecord
 
     app, factory = app_and_factory
     with TestClient(app) as client:
@@ -144,7 +144,7 @@ def test_a_success_resets_the_usernames_count(app_and_factory, staff):
 
 
 def test_unknown_users_cost_one_password_check_against_a_precomputed_hash(app_and_factory, staff, monkeypatch):
-    from api import staff as staff_module
+    from api.auth import staff as staff_module
 
     staff_module._dummy_hash()   # precomputed before the attempts
     checks, hashes = [], []
@@ -167,7 +167,7 @@ def _token(client, username, password) -> dict:
 
 
 def test_a_disabled_account_s_token_is_refused_at_once(app_and_factory, staff):
-    from api.staff import disable_staff
+    from api.auth.staff import disable_staff
 
     app, factory = app_and_factory
     with TestClient(app) as client:
@@ -183,7 +183,7 @@ def test_a_disabled_account_s_token_is_refused_at_once(app_and_factory, staff):
 
 
 def test_a_demoted_account_s_token_acts_with_the_new_role(app_and_factory, staff):
-    from api.staff import set_staff_role
+    from api.auth.staff import set_staff_role
 
     app, factory = app_and_factory
     with TestClient(app) as client:
@@ -199,7 +199,7 @@ def test_a_demoted_account_s_token_acts_with_the_new_role(app_and_factory, staff
 def test_staff_disable_and_set_role_commands(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from api.staff import StaffUser
+    from api.auth.models import StaffUser
     from hotline.cli import app
     from hotline.core.config import get_settings
 
@@ -263,7 +263,7 @@ def _check_private_sqlite(tmp_path):
 def test_a_short_jwt_secret_is_refused_at_start_up(router, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from api.staff import WeakSecretError
+    from api.auth.staff import WeakSecretError
     from hotline import cli
     from hotline.core.config import get_settings
 

@@ -19,8 +19,8 @@ import yaml
 from support import REPO_ROOT, FakeRasa, closed_port_url, free_port
 
 from api.app import create_app
-from api.assistant_client import UNAVAILABLE_MESSAGE
-from api.staff import create_staff
+from api.auth.staff import create_staff
+from api.channels.assistant_client import UNAVAILABLE_MESSAGE
 from assistant.manage import start_rasa, stop_process, wait_until_ready, why_rasa_cannot_run
 from hotline.core.config import get_settings
 from hotline.core.db import transaction

@@ -19,15 +19,16 @@ from fastapi.testclient import TestClient
 from support import FakeRasa, closed_port_url, fake_rasa_answer
 
 from api.app import create_app
-from api.assistant_client import (
+from api.auth.models import StaffUser
+from api.auth.staff import create_staff, issue_token
+from api.channels.assistant_client import (
     UNAVAILABLE_MESSAGE,
     AssistantUnavailable,
     RasaRestClient,
     ScriptedAssistant,
     clean_messages,
 )
-from api.chat import COOKIE, session_cookie
-from api.staff import StaffUser, create_staff, issue_token
+from api.channels.chat import COOKIE, session_cookie
 from hotline.core.db import transaction
 
 OFFICIAL_PASSWORD = "长沙12345-official"

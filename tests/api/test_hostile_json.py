@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from support import STALL
 
-from api.keys import create_api_key
+from api.auth.keys import create_api_key
 from hotline.core.db import transaction
 from orders.models import WorkOrder
 from orders.service import Actor, create_order
@@ -145,7 +145,7 @@ def test_an_error_message_quoting_the_callers_value_is_cut(hostile):
 def test_the_web_chat_still_drops_half_an_emoji_from_what_a_person_typed(hostile):
     """The one place a lone surrogate is cleaned instead of refused: the chat message (the page's textarea can cut
     an emoji in half). Anywhere else in the same body it is refused."""
-    from api.assistant_client import ScriptedAssistant
+    from api.channels.assistant_client import ScriptedAssistant
 
     client, *_ = hostile
     assistant = ScriptedAssistant(lambda sender, message, metadata: [{"recipient_id": sender, "text": "收到"}])

@@ -12,9 +12,10 @@ from sqlalchemy import select
 from support import STALL, closed_port_url
 
 from api.app import create_app
-from api.assistant_client import RasaRestClient
-from api.keys import create_api_key
-from api.wechat import RecordingSender, signature
+from api.auth.keys import create_api_key
+from api.channels.assistant_client import RasaRestClient
+from api.channels.wechat.crypto import signature
+from api.channels.wechat.sender import RecordingSender
 from hotline.core.db import make_engine, session_factory, transaction
 from orders.models import RoutingDecision, WorkOrder
 

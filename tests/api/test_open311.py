@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from api.keys import create_api_key, revoke_api_key
+from api.auth.keys import create_api_key, revoke_api_key
 from api.ratelimit import RateLimiter
 from hotline.core.db import transaction
 from orders.models import WorkOrder, utcnow

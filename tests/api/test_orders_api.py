@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from support import STALL
 
-from api.keys import create_api_key, revoke_api_key
+from api.auth.keys import create_api_key, revoke_api_key
 from hotline.core.db import transaction
 from orders.models import WorkOrder
 
@@ -123,7 +123,9 @@ def test_idempotency_keys_are_scoped_to_their_sender_and_departments_do_not_file
     """Review 2026-12-06, L12: a department-bound key sent the dispatch system's Idempotency-Key with the same body
     and got the dispatch system's order back (200, Idempotent-Replayed), an order not in its department; the same key
     could file orders (201); and any orders:write client could squat WeChat's predictable `msg:<MsgId>` keys."""
-    from api.wechat import Incoming, RecordingSender, _file_order
+    from api.channels.wechat.filing import file_incoming
+    from api.channels.wechat.messages import Incoming
+    from api.channels.wechat.sender import RecordingSender
 
     app, keys, factory = app_and_keys
     with transaction(factory) as session:
@@ -156,7 +158,7 @@ def test_idempotency_keys_are_scoped_to_their_sender_and_departments_do_not_file
                         headers={"X-API-Key": keys["portal"], "Idempotency-Key": "msg:24680135792468013579"})
     assert squat.status_code == 201
     app.state.wechat_sender = sender = RecordingSender()
-    _file_order(app, Incoming(openid="oWx_citizen_0042", msg_type="text", create_time="1795000000",
+    file_incoming(app, Incoming(openid="oWx_citizen_0042", msg_type="text", create_time="1795000000",
                               msg_id="24680135792468013579", text="岳麓区桔子洲街道小区门口流动摊贩占道，晚上吵到十二点"))
     with factory() as session:
         [filed] = session.scalars(select(WorkOrder).where(WorkOrder.caller_openid == "oWx_citizen_0042")).all()
@@ -165,7 +167,7 @@ def test_idempotency_keys_are_scoped_to_their_sender_and_departments_do_not_file
 
 
 def test_login_is_audited_and_a_wrong_password_refused(client, staff, app_and_keys):
-    from api.staff import AuditRecord
+    from api.auth.models import AuditRecord
 
     assert client.post("/api/v1/auth/token", json={"username": "agent", "password": "wrong-password"}).status_code == 401
     assert client.post("/api/v1/auth/token", json={"username": "nobody", "password": "x"}).status_code == 401

@@ -14,9 +14,12 @@ from sqlalchemy.exc import OperationalError
 from support import FakeRasa, closed_port_url, serving
 
 from api.app import create_app
-from api.assistant_client import AssistantUnavailable, RasaRestClient, ScriptedAssistant
-from api.staff import create_staff
-from api.wechat import WECHAT_TEXT_BYTES, RecordingSender, WeChatMessage, decrypt, encrypt, signature
+from api.auth.staff import create_staff
+from api.channels.assistant_client import AssistantUnavailable, RasaRestClient, ScriptedAssistant
+from api.channels.wechat.crypto import decrypt, encrypt, signature
+from api.channels.wechat.messages import WECHAT_TEXT_BYTES, parse_message
+from api.channels.wechat.models import WeChatMessage
+from api.channels.wechat.sender import RecordingSender
 from hotline.core.db import make_engine, session_factory, transaction
 from orders.models import WorkOrder, utcnow
 
@@ -359,7 +362,7 @@ def _agent_token(client) -> str:
 
 
 def test_a_filing_that_fails_is_kept_answered_retried_and_shown_to_staff(client, monkeypatch):
-    import api.wechat as wechat
+    import api.channels.wechat.filing as wechat
 
     client.app.state.assistant = ScriptedAssistant(_down)
     real_create = wechat.file_complaint
@@ -405,7 +408,7 @@ def test_a_filing_that_fails_is_kept_answered_retried_and_shown_to_staff(client,
 
 
 def test_a_filing_that_keeps_failing_is_given_up_and_staff_retry_it(client, monkeypatch):
-    import api.wechat as wechat
+    import api.channels.wechat.filing as wechat
 
     client.app.state.assistant = ScriptedAssistant(_down)
     real_create = wechat.file_complaint
@@ -432,10 +435,10 @@ def test_a_filing_that_keeps_failing_is_given_up_and_staff_retry_it(client, monk
 def test_a_message_left_unsettled_by_a_dead_process_is_filed_by_the_worker(client):
     """The message is stored before "success"; if the process dies before relaying or filing it, the worker files
     it once it is overdue."""
-    import api.wechat as wechat
+    import api.channels.wechat.filing as wechat
 
     client.app.state.assistant = ScriptedAssistant(_down)
-    incoming = wechat.parse_message(_xml("text", "<Content><![CDATA[岳麓区望月湖街道路灯坏了]]></Content>",
+    incoming = parse_message(_xml("text", "<Content><![CDATA[岳麓区望月湖街道路灯坏了]]></Content>",
                                          msg_id="9650000000000000001").encode())
     with transaction(client.factory) as session:   # what _accept stores; the background task never ran
         session.add(wechat.stored_message(incoming, now=utcnow()))

@@ -13,13 +13,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.keys import create_api_key
-from api.staff import AuditRecord, create_staff
+from api.auth.keys import create_api_key
+from api.auth.models import AuditRecord
+from api.auth.staff import create_staff
 from hotline.core.clock import CITY_TZ, city_midnight
 from hotline.core.db import transaction
 from orders import outbox
-from orders.models import RoutingDecision, WorkOrder
-from orders.outbox import HttpWebhookSender, OutboxMessage
+from orders.models import OutboxMessage, RoutingDecision, WorkOrder
+from orders.outbox import HttpWebhookSender
 from orders.service import Actor, apply_action, create_order
 
 STALL = "岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤，人行道都过不去😡，电话13812345678"
@@ -171,7 +172,7 @@ def test_export_neutralises_spreadsheet_formulas(work):
     import csv
     import io
 
-    from api.work_views import csv_cell
+    from orders.export import csv_cell
 
     client, keys, factory, new = work
     for text in FORMULAS:

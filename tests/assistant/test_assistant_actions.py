@@ -20,7 +20,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import func, select, update
 from support import REPO_ROOT, free_port
 
-from api.indicators_views import list_indicators
+from api.routes.indicators import list_indicators
 from assistant.actions.catalogue import Catalogue, indicator_catalogue
 from assistant.actions.client import ServiceClient, ServiceUnavailable
 from assistant.actions.complaint import (
@@ -788,7 +788,9 @@ def test_read_back_without_a_standard_address_keeps_what_was_said():
 def test_a_wechat_message_filed_by_the_form_is_not_filed_again_by_the_relays_fallback(service):
     """Rasa's form files on the citizen's last WeChat message and then answers too late: the relay's direct filing
     of that same message (same MsgId) makes no second order and tells the citizen the first one's number."""
-    from api.wechat import Incoming, RecordingSender, _file_order
+    from api.channels.wechat.filing import file_incoming
+    from api.channels.wechat.messages import Incoming
+    from api.channels.wechat.sender import RecordingSender
 
     metadata = {"channel": "wechat", "openid": "oWx_late", "role": "citizen", "message_key": "msg:9700000000000000001"}
     slots = {"complaint_text": "芙蓉区五里牌街道晚上KTV唱歌太吵了🎤，吵得孩子睡不着", "place_confirmed": True,
@@ -802,7 +804,7 @@ def test_a_wechat_message_filed_by_the_form_is_not_filed_again_by_the_relays_fal
     assert order.order_no in texts(messages)
 
     sender = service.app.state.wechat_sender = RecordingSender()
-    _file_order(service.app, Incoming(openid="oWx_late", msg_type="text", create_time="1795000000",
+    file_incoming(service.app, Incoming(openid="oWx_late", msg_type="text", create_time="1795000000",
                                       msg_id="9700000000000000001", text="13900001234"))
     with service.factory() as session:
         assert session.scalar(select(func.count()).select_from(WorkOrder)

@@ -35,9 +35,9 @@ from sqlalchemy import select
 from support import clean_postgres_url, free_port, fresh_router
 
 from api.app import create_app
-from api.chat import COOKIE, read_session_cookie
-from api.keys import create_api_key
-from api.staff import create_staff
+from api.auth.keys import create_api_key
+from api.auth.staff import create_staff
+from api.channels.chat import COOKIE, read_session_cookie
 from assistant.manage import start_rasa, stop_process, wait_until_ready, why_rasa_cannot_run
 from hotline.core.config import get_settings
 from hotline.core.db import transaction

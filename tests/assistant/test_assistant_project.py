@@ -312,7 +312,7 @@ def test_category_terms_must_name_taxonomy_entries():
 
 
 def test_metrics_name_real_indicators():
-    from api.indicators_views import list_indicators
+    from api.routes.indicators import list_indicators
 
     known = {i["name"] for i in list_indicators()["indicators"]}   # what GET /api/v1/indicators lists
     metrics = metric_indicators()

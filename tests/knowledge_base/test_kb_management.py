@@ -9,7 +9,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.keys import create_api_key
+from api.auth.keys import create_api_key
 from hotline.core.db import transaction
 from knowledge_base import management
 from knowledge_base.kb import load_knowledge_base

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from api.indicators_views import list_indicators
+from api.routes.indicators import list_indicators
 from assistant.actions.catalogue import Catalogue
 from assistant.datacheck import read_regexes, read_synonyms, regex_entities
 from assistant.generate import metric_indicators, write_generated

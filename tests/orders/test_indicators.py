@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from api.keys import create_api_key
+from api.auth.keys import create_api_key
 from hotline.core.db import transaction
 from orders import indicators as ind
 from orders.service import Actor, apply_action, create_order

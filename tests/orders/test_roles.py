@@ -1,7 +1,7 @@
 """orders/roles.py: one table of what each role may do, see and act on; the lifecycle and the API read it."""
 from __future__ import annotations
 
-from api.staff import ROLES
+from api.auth.staff import ROLES
 from orders import roles
 from orders.lifecycle import Action
 from orders.service import ROLE_ACTIONS

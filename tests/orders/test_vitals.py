@@ -12,12 +12,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
-from api.keys import create_api_key
+from api.auth.keys import create_api_key
 from hotline.core.config import REPO_ROOT, get_settings
 from hotline.core.db import session_factory, transaction
 from knowledge_base.loaders import DataFileError
-from orders import vitals
-from orders.vitals import VitalPoint, VitalThreshold
+from orders.vitals import files as vital_files
+from orders.vitals import readings as vital_readings
+from orders.vitals.models import VitalPoint, VitalThreshold
 
 SAMPLE = REPO_ROOT / "knowledge_base" / "data" / "changsha" / "vitals"
 UTC = dt.UTC
@@ -44,9 +45,9 @@ def sessions(engine):  # noqa: F811
     return session_factory(engine)
 
 
-def _import(sessions, path: Path) -> vitals.ImportResult:
+def _import(sessions, path: Path) -> vital_files.ImportResult:
     with transaction(sessions) as session:
-        return vitals.import_file(session, path=path)
+        return vital_files.import_file(session, path=path)
 
 
 def _count(sessions, table=VitalPoint) -> int:
@@ -76,7 +77,7 @@ def test_import_levels_and_reimport_without_duplicates(sessions, tmp_path):
     again = _import(sessions, points)
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 8) and _count(sessions) == 8
     with sessions() as session:
-        readings = {(r.metric, r.area): r for r in vitals.latest_readings(session)}
+        readings = {(r.metric, r.area): r for r in vital_readings.latest_readings(session)}
     # By hand: 芙蓉 120 ≥ 115 告警; 雨花 80 ≥ 75 预警 (its earlier 70 is only the previous value); 岳麓 62 ≥ its own
     # 60 预警 though under the city line; 开福 30 正常; pressure 0.15 ≤ 0.16 告警, 0.65 ≥ 0.6 预警; AQI has no lines.
     assert {key: r.level for key, r in readings.items()} == {
@@ -89,7 +90,7 @@ def test_import_levels_and_reimport_without_duplicates(sessions, tmp_path):
     assert readings[("water_pressure", "开福区")].at == dt.datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
     assert readings[("pm25", "岳麓区")].thresholds[0]["warn"] == 60                       # the area's own line wins
     with sessions() as session:
-        ordered = vitals.latest_readings(session)
+        ordered = vital_readings.latest_readings(session)
     assert [r.level for r in ordered] == ["alarm", "alarm", "warn", "warn", "warn", "normal", "none"]
 
 
@@ -161,21 +162,21 @@ def test_excel_files_import_too(sessions, tmp_path):
     book.save(tmp_path / "calls.xlsx")
     assert _import(sessions, tmp_path / "calls.xlsx").inserted == 1
     with sessions() as session:
-        reading = vitals.latest_readings(session, metric="hotline_calls")[0]
+        reading = vital_readings.latest_readings(session, metric="hotline_calls")[0]
     assert (reading.value, reading.area, reading.at) == (15100, "全市", dt.datetime(2026, 11, 19, 16, tzinfo=UTC))
 
 
 def test_the_shipped_changsha_sample_imports_and_tells_its_story(sessions):
     results = []
-    for path in vitals.files_of([SAMPLE]):
+    for path in vital_files.files_of([SAMPLE]):
         results.append(_import(sessions, path))
-    assert [p.name for p in vitals.files_of([SAMPLE])][-1] == "thresholds.csv"
+    assert [p.name for p in vital_files.files_of([SAMPLE])][-1] == "thresholds.csv"
     points = sum(r.rows for r in results if r.kind == "points")
     assert points == _count(sessions) and points >= 5 * 30                    # ~30 days of several metrics
     with sessions() as session:
-        readings = {(r.metric, r.area): r for r in vitals.latest_readings(session)}
+        readings = {(r.metric, r.area): r for r in vital_readings.latest_readings(session)}
         start = dt.datetime(2026, 10, 21, 16, tzinfo=UTC)                    # 10-22 00:00 Beijing time
-        month = vitals.series(session, metric="hotline_calls", start=start, end=start + dt.timedelta(days=30))
+        month = vital_readings.series(session, metric="hotline_calls", start=start, end=start + dt.timedelta(days=30))
     assert readings[("water_pressure", "雨花区")].level == "alarm"            # the 11-20 main burst
     assert readings[("hotline_calls", "全市")].level == "warn"                # and the calls it brought
     assert readings[("xiangjiang_level", "湘江长沙站")].level == "normal"
@@ -188,10 +189,10 @@ def test_series_is_a_half_open_period_by_area(sessions, tmp_path):
     _import(sessions, write(tmp_path / "thresholds.csv", THRESHOLDS[:1], THRESHOLD_HEADER))
     start, end = dt.datetime(2026, 11, 18, 16, tzinfo=UTC), dt.datetime(2026, 11, 19, 16, tzinfo=UTC)  # 11-19 only
     with sessions() as session:
-        both = vitals.series(session, metric="pm25", start=start, end=end)
-        one = vitals.series(session, metric="pm25", start=start - dt.timedelta(days=1), end=end, area="雨花区")
-        with pytest.raises(vitals.UnknownMetric):
-            vitals.series(session, metric="pm10", start=start, end=end)
+        both = vital_readings.series(session, metric="pm25", start=start, end=end)
+        one = vital_readings.series(session, metric="pm25", start=start - dt.timedelta(days=1), end=end, area="雨花区")
+        with pytest.raises(vital_readings.UnknownMetric):
+            vital_readings.series(session, metric="pm10", start=start, end=end)
     assert {area: [(p["value"], p["level"]) for p in points] for area, points in both["series"].items()} == {
         "岳麓区": [(90, "warn")], "雨花区": [(79, "warn")]}
     assert [p["at"] for p in one["series"]["雨花区"]] == ["2026-11-18T00:00:00+08:00", "2026-11-19T00:00:00+08:00"]
@@ -206,7 +207,7 @@ def test_series_is_a_half_open_period_by_area(sessions, tmp_path):
 ])
 def test_levels_by_hand(value, lines, level):
     thresholds = [VitalThreshold(metric="m", area="", direction=d, warn=w, alarm=a) for d, w, a in lines]
-    assert vitals.level_of(value, thresholds) == level
+    assert vital_readings.level_of(value, thresholds) == level
 
 
 # -- the command line (embedded SQLite) ------------------------------------------------------------------------
@@ -241,8 +242,8 @@ def test_api_latest_and_series(app_and_keys):  # noqa: F811
     app, keys, factory = app_and_keys
     with transaction(factory) as session:
         key = create_api_key(session, name="cockpit", scopes=["indicators:read"])[1]
-        for path in vitals.files_of([SAMPLE]):
-            vitals.import_file(session, path=path)
+        for path in vital_files.files_of([SAMPLE]):
+            vital_files.import_file(session, path=path)
     headers = {"X-API-Key": key}
     with TestClient(app) as client:
         latest = client.get("/api/v1/vitals", headers=headers)
@@ -278,7 +279,7 @@ def test_the_embedded_demo_loads_the_sample_once(tmp_path):
     upgrade(url)
     sessions = session_factory(make_engine(url))
     settings = Settings(database_url=url)   # the bundled 长沙 data
-    assert vitals.import_sample_if_empty(sessions, settings) > 0
-    assert vitals.import_sample_if_empty(sessions, settings) == 0
+    assert vital_files.import_sample_if_empty(sessions, settings) > 0
+    assert vital_files.import_sample_if_empty(sessions, settings) == 0
     with sessions() as session:
-        assert {r.metric for r in vitals.latest_readings(session)} >= {"aqi", "pm25"}
+        assert {r.metric for r in vital_readings.latest_readings(session)} >= {"aqi", "pm25"}

@@ -9,7 +9,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.orders_views import Principal, require_scope
+from api.deps import (
+    LoadedRouterDep,
+    Principal,
+    RouterDep,
+    SettingsDep,
+    require_scope,
+)
 from knowledge_base import management
 from routing.service import RouterReloader
 
@@ -17,13 +23,6 @@ router = APIRouter(prefix="/api/v1/kb", tags=["knowledge base"])
 
 Reader = Annotated[Principal, Depends(require_scope("orders:read"))]
 Editor = Annotated[Principal, Depends(require_scope("kb:write"))]
-
-
-def _router(request: Request):
-    current = request.app.state.router
-    if current is None:
-        raise HTTPException(503, "router is still loading")
-    return current
 
 
 def _reloader(request: Request) -> RouterReloader:
@@ -40,12 +39,12 @@ def entry_json(entry) -> dict:
 
 
 @router.get("/entries")
-def list_entries(request: Request, principal: Reader,
+def list_entries(router_: RouterDep, principal: Reader,
                  q: Annotated[str | None, Query(max_length=50, description="words in the name or keywords")] = None,
                  category: Annotated[str | None, Query(max_length=6, pattern=r"^\d{2,6}$")] = None,
                  include_retired: bool = False,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
-    kb = _router(request).kb
+    kb = router_.kb
     entries = [e for e in kb.entries.values() if include_retired or e.in_force()]
     if category:
         entries = [e for e in entries if e.category.startswith(category)]
@@ -55,8 +54,8 @@ def list_entries(request: Request, principal: Reader,
 
 
 @router.get("/entries/{entry_id}")
-def get_entry(entry_id: str, request: Request, principal: Reader) -> dict:
-    entry = _router(request).kb.entries.get(entry_id)
+def get_entry(entry_id: str, router_: RouterDep, principal: Reader) -> dict:
+    entry = router_.kb.entries.get(entry_id)
     if entry is None:
         raise HTTPException(404, f"no entry {entry_id}")
     return entry_json(entry)
@@ -110,43 +109,43 @@ def _changed(request: Request, call) -> dict:
 
 
 @router.post("/entries", status_code=202)
-async def add_entry(body: EntryIn, request: Request, principal: Editor) -> dict:
+async def add_entry(body: EntryIn, request: Request, settings: SettingsDep, principal: Editor) -> dict:
     fields = body.model_dump(exclude={"note"}, exclude_none=True)
-    city_dir = request.app.state.settings.city_dir
+    city_dir = settings.city_dir
     return await run_in_threadpool(_changed, request, lambda: management.add_entry(
         city_dir, fields=fields, author=principal.name, note=body.note))
 
 
 @router.patch("/entries/{entry_id}", status_code=202)
-async def modify_entry(entry_id: str, body: EntryPatch, request: Request, principal: Editor) -> dict:
-    city_dir = request.app.state.settings.city_dir
+async def modify_entry(entry_id: str, body: EntryPatch, request: Request, settings: SettingsDep, principal: Editor) -> dict:
+    city_dir = settings.city_dir
     return await run_in_threadpool(_changed, request, lambda: management.modify_entry(
         city_dir, entry_id=entry_id, changes=body.changes, author=principal.name, note=body.note))
 
 
 @router.post("/entries/{entry_id}/retire", status_code=202)
-async def retire_entry(entry_id: str, body: RetireIn, request: Request, principal: Editor) -> dict:
-    city_dir = request.app.state.settings.city_dir
+async def retire_entry(entry_id: str, body: RetireIn, request: Request, settings: SettingsDep, principal: Editor) -> dict:
+    city_dir = settings.city_dir
     return await run_in_threadpool(_changed, request, lambda: management.retire_entry(
         city_dir, entry_id=entry_id, author=principal.name, reason=body.reason))
 
 
 @router.get("/status")
-def index_status(request: Request, principal: Reader) -> dict:
+def index_status(request: Request, router_: LoadedRouterDep, principal: Reader) -> dict:
     """The list version being served and the state of the last rebuild."""
-    current = request.app.state.router
-    reloader = getattr(request.app.state, "router_reloader", None)
+    current = router_
+    reloader = getattr(request.app.state, "router_reloader", None)   # none until the first change
     return {"serving_kb_version": current.kb.version if current else None,
             "serving_entries": len(current.matcher.model.entry_ids) if current else 0,
             "rebuild": dict(reloader.status) if reloader else {"state": "idle"}}
 
 
 @router.get("/changelog")
-def changelog(request: Request, principal: Reader,
+def changelog(settings: SettingsDep, principal: Reader,
               limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[dict]:
     """The newest changes first (as recorded on disk, including ones still being indexed)."""
     from ruamel.yaml import YAML
 
-    path = request.app.state.settings.city_dir / "changelog.yaml"
+    path = settings.city_dir / "changelog.yaml"
     items = YAML(typ="safe").load(path.read_text(encoding="utf-8")) if path.exists() else []
     return list(reversed(items or []))[:limit]

@@ -18,14 +18,15 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.assistant_client import UNAVAILABLE_MESSAGE, AssistantUnavailable, clean_message, get_assistant
-from api.orders_views import LocationIn
-from api.staff import current_claims, read_token
+from api.auth.staff import current_claims, read_token
+from api.channels.assistant_client import UNAVAILABLE_MESSAGE, AssistantUnavailable, clean_message, get_assistant
+from api.deps import ClientDep, JwtKeyDep, PublicLimiterDep, SessionsDep
+from api.schemas import Location
 
 log = logging.getLogger("hotline.chat")
 router = APIRouter(tags=["assistant"])
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"   # api/static: the pages and their assets
 ASSET_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                ".svg": "image/svg+xml"}
 COOKIE = "hotline_chat"
@@ -42,7 +43,7 @@ class ChatMetadataIn(BaseModel):
     server; anything else is ignored."""
 
     model_config = ConfigDict(extra="ignore")
-    location: LocationIn | None = None
+    location: Location | None = None
 
 
 class ChatIn(BaseModel):
@@ -75,9 +76,8 @@ def read_session_cookie(value: str | None, key: str) -> str | None:
     return session_id
 
 
-def chat_session(request: Request, response: Response) -> str:
+def chat_session(request: Request, response: Response, key: JwtKeyDep) -> str:
     """The visitor's anonymous session id, issuing a new one (HttpOnly cookie) when there is none or it is forged."""
-    key = request.app.state.jwt_key
     session_id = read_session_cookie(request.cookies.get(COOKIE), key)
     if session_id is None:
         session_id = secrets.token_urlsafe(16)
@@ -88,15 +88,16 @@ def chat_session(request: Request, response: Response) -> str:
     return session_id
 
 
-def staff_claims(request: Request, authorization: Annotated[str | None, Header()] = None) -> tuple[str, dict] | None:
+def staff_claims(sessions: SessionsDep, jwt_key: JwtKeyDep,
+                 authorization: Annotated[str | None, Header()] = None) -> tuple[str, dict] | None:
     """The official's token and its verified claims, None for an anonymous visitor; a bad token is refused (401)
     rather than silently downgraded, so the page knows to log in again."""
     if authorization is None:
         return None
     scheme, _, token = authorization.partition(" ")
-    claims = read_token(token.strip(), request.app.state.jwt_key) if scheme.lower() == "bearer" else None
+    claims = read_token(token.strip(), jwt_key) if scheme.lower() == "bearer" else None
     if claims is not None:   # the account's current state (disabled: refused; re-roled: the new role)
-        with request.app.state.sessions() as session:
+        with sessions() as session:
             claims = current_claims(session, claims)
     if claims is None:
         raise HTTPException(401, "登录已失效，请重新登录 (invalid or expired staff token)",
@@ -104,13 +105,12 @@ def staff_claims(request: Request, authorization: Annotated[str | None, Header()
     return token.strip(), claims
 
 
-def chat_rate_limit(request: Request) -> None:
+def chat_rate_limit(request: Request, limiter: PublicLimiterDep, client: ClientDep) -> None:
     """Per client address, on the app's public limiter (its own bucket, apart from the status lookups)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise HTTPException(413, "消息过长 (request body too large)")
-    client = request.client.host if request.client else "unknown"
-    wait = request.app.state.public_limiter.check(f"chat:{client}")
+    wait = limiter.check(f"chat:{client or 'unknown'}")
     if wait is not None:
         raise HTTPException(429, "发送太频繁，请稍后再试 (too many messages)",
                             headers={"Retry-After": str(int(wait) + 1)})
@@ -119,10 +119,11 @@ def chat_rate_limit(request: Request) -> None:
 # -- the relay -----------------------------------------------------------------------------------------------
 @router.post("/api/v1/chat", dependencies=[Depends(chat_rate_limit)])
 async def chat(body: ChatIn, request: Request, response: Response,
-               staff: Annotated[tuple[str, dict] | None, Depends(staff_claims)]) -> list[dict[str, Any]]:
+               staff: Annotated[tuple[str, dict] | None, Depends(staff_claims)],
+               visitor: Annotated[str, Depends(chat_session)]) -> list[dict[str, Any]]:
     """One turn of the web chat: relayed to the assistant; the answer is Rasa's list of messages
     (`text`, `buttons`, `custom.chart`). 503 with a message to show when the assistant is unavailable."""
-    openid = f"web:{chat_session(request, response)}"
+    openid = f"web:{visitor}"
     metadata: dict[str, Any] = {"channel": "web", "openid": openid, "role": "citizen"}
     if staff is not None:
         token, claims = staff
@@ -147,9 +148,9 @@ def _protect(response: Response) -> Response:
 
 
 @router.get("/chat", include_in_schema=False)
-def chat_page(request: Request) -> Response:
+def chat_page(request: Request, key: JwtKeyDep) -> Response:
     response = FileResponse(STATIC_DIR / "chat.html", media_type="text/html; charset=utf-8")
-    chat_session(request, response)
+    chat_session(request, response, key)   # the page's visit starts the anonymous session
     return _protect(response)
 
 

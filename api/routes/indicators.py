@@ -1,5 +1,4 @@
-"""HTTP access to the indicators (listed and dispatched from the one catalogue, orders/indicators/catalogue.py) and
-the city vitals (orders/vitals.py).
+"""HTTP access to the indicators, listed and dispatched from the one catalogue (orders/indicators/catalogue.py).
 
 Places and units may be given as codes or as the names people use (岳麓区, 望月湖街道, 岳麓区城管局): they are resolved
 through the router's knowledge base and gazetteer, and an unknown or ambiguous name is a 422 saying which.
@@ -10,28 +9,22 @@ import datetime as dt
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query
 
-from api.orders_views import Principal, _sessions, require_scope
-from hotline.core.clock import CITY_TZ, as_utc, city_midnight
+from api.deps import IndicatorsReader as Reader
+from api.deps import LoadedRouterDep, SessionsDep
+from hotline.core.clock import city_midnight
 from orders import indicators as ind
-from orders import vitals
-from orders.models import utcnow
 from orders.service import CHANNELS
 
 router = APIRouter(prefix="/api/v1/indicators", tags=["indicators"])
-vitals_router = APIRouter(prefix="/api/v1/vitals", tags=["vitals"])
-
-Reader = Annotated[Principal, Depends(require_scope("indicators:read"))]
-
 
 # -- scope: codes or names -------------------------------------------------------------------------------------
-def _resolved(request: Request, value: str | None, resolve) -> str | None:
+def _resolved(current, value: str | None, resolve) -> str | None:
     """A code for a place/unit given by code or name, through the loaded router's knowledge base and gazetteer.
     While the router loads, a code (ASCII) passes as given and a name is a 503."""
     if not value or not value.strip():
         return None
-    current = request.app.state.router
     if current is None:
         if value.strip().isascii():
             return value.strip()
@@ -42,15 +35,13 @@ def _resolved(request: Request, value: str | None, resolve) -> str | None:
         raise HTTPException(422, str(exc)) from None
 
 
-def _names(request: Request) -> ind.Names:
-    current = request.app.state.router
+def _names(current) -> ind.Names:
     return ind.Names.from_kb(current.kb, current.gazetteer) if current is not None else ind.NO_NAMES
 
 
-def _category(request: Request, value: str) -> str:
+def _category(current, value: str) -> str:
     prefix = value.strip().strip("/")
-    current = request.app.state.router   # checked against the taxonomy whenever it is loaded
-    if current is not None:
+    if current is not None:   # checked against the taxonomy whenever it is loaded
         paths = {"/".join(node.path[:level]) for node in current.kb.taxonomy.values() for level in (1, 2, 3)}
         if prefix not in paths:
             raise HTTPException(422, f"不认识的事项分类“{value}”：请给出大类（如“城市管理”）或“大类/子类”")
@@ -66,7 +57,7 @@ def _channel(value: str) -> str:
     return channel
 
 
-def scope_of(request: Request,
+def scope_of(current: LoadedRouterDep,
              start: Annotated[dt.date, Query(description="first day (inclusive, UTC)")],
              end: Annotated[dt.date, Query(description="last day (exclusive, UTC)")],
              district: Annotated[str | None, Query(max_length=64, description="adcode or name: 430104, 岳麓区")] = None,
@@ -78,13 +69,13 @@ def scope_of(request: Request,
         raise HTTPException(422, "end must be after start")
     if (end - start).days > 366:
         raise HTTPException(422, "a period may span at most 366 days")
-    district_code = _resolved(request, district, lambda v, r: ind.resolve_district(v, gazetteer=r.gazetteer))
-    street_id = _resolved(request, street, lambda v, r: ind.resolve_street(v, gazetteer=r.gazetteer,
+    district_code = _resolved(current, district, lambda v, r: ind.resolve_district(v, gazetteer=r.gazetteer))
+    street_id = _resolved(current, street, lambda v, r: ind.resolve_street(v, gazetteer=r.gazetteer,
                                                                           district=district_code))
-    department_code = _resolved(request, department, lambda v, r: ind.resolve_department(
+    department_code = _resolved(current, department, lambda v, r: ind.resolve_department(
         v, kb=r.kb, gazetteer=r.gazetteer, district=district_code))
     return ind.Scope(city_midnight(start), city_midnight(end), district_code, street_id,
-                     _category(request, category) if category and category.strip() else None, department_code,
+                     _category(current, category) if category and category.strip() else None, department_code,
                      _channel(channel) if channel and channel.strip() else None)
 
 
@@ -128,45 +119,44 @@ def _computation(name: str):
 
 
 @router.get("/alerts")
-def alerts(request: Request, principal: Reader, scope: ScopeDep,
+def alerts(sessions: SessionsDep, router_: LoadedRouterDep, principal: Reader, scope: ScopeDep,
            overdue_working_days: Annotated[int, Query(ge=0, le=60)] = 3,
            open_days: Annotated[int, Query(ge=1, le=366)] = 30,
            cluster_size: Annotated[int, Query(ge=2, le=1000)] = 5,
            cluster_hours: Annotated[float, Query(gt=0, le=24 * 31)] = 24,
            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict:
     """预警: 久而未决, 群体高发, 敏感诉求 among the orders of the scope (thresholds as documented in the definition)."""
-    with _sessions(request)() as session:
+    with sessions() as session:
         result = ind.alerts(session, scope, overdue_working_days=overdue_working_days, open_days=open_days,
-                            cluster_size=cluster_size, cluster_hours=cluster_hours, limit=limit, names=_names(request))
+                            cluster_size=cluster_size, cluster_hours=cluster_hours, limit=limit, names=_names(router_))
     return _answer(result, scope)
 
 
 @router.get("/hot_topics")
-def hot_topics(request: Request, principal: Reader, scope: ScopeDep,
+def hot_topics(sessions: SessionsDep, router_: LoadedRouterDep, principal: Reader, scope: ScopeDep,
                similarity: Annotated[float, Query(gt=0, le=1)] = ind.SIMILARITY,
                min_size: Annotated[int, Query(ge=2, le=1000)] = 3,
                top: Annotated[int, Query(ge=1, le=100)] = 10) -> dict:
     """热点诉求: groups of similar orders, largest first."""
-    with _sessions(request)() as session:
-        current = request.app.state.router   # its segmenter knows the city's place names (桃子湖路 stays one word)
-        result = ind.hot_topics(session, scope, similarity=similarity, min_size=min_size, top=top, names=_names(request),
-                                segmenter=current.segmenter if current is not None else None)
+    with sessions() as session:
+        result = ind.hot_topics(session, scope, similarity=similarity, min_size=min_size, top=top, names=_names(router_),
+                                segmenter=router_.segmenter if router_ is not None else None)
     return _answer(result, scope)
 
 
 @router.get("/hot_areas")
-def hot_areas(request: Request, principal: Reader, scope: ScopeDep,
+def hot_areas(sessions: SessionsDep, router_: LoadedRouterDep, principal: Reader, scope: ScopeDep,
               min_count: Annotated[int, Query(ge=1, le=100_000)] = 5,
               growth: Annotated[float, Query(ge=1, le=100)] = 1.5,
               top: Annotated[int, Query(ge=1, le=500)] = 10) -> dict:
     """高发区域: streets and communities with many orders and more than the previous period."""
-    with _sessions(request)() as session:
-        result = ind.hot_areas(session, scope, min_count=min_count, growth=growth, top=top, names=_names(request))
+    with sessions() as session:
+        result = ind.hot_areas(session, scope, min_count=min_count, growth=growth, top=top, names=_names(router_))
     return _answer(result, scope)
 
 
 @router.get("/{name}")
-def indicator(name: str, request: Request, principal: Reader, scope: ScopeDep,
+def indicator(name: str, sessions: SessionsDep, router_: LoadedRouterDep, principal: Reader, scope: ScopeDep,
               by: Annotated[str | None, Query(description="rank by a dimension: " + ", ".join(ind.GROUPINGS))] = None,
               order: Annotated[Literal["asc", "desc"], Query(description="with by: asc = lowest first")] = "desc",
               top: Annotated[int, Query(ge=1, le=500)] = 10,
@@ -176,7 +166,7 @@ def indicator(name: str, request: Request, principal: Reader, scope: ScopeDep,
               ) -> dict:
     """One indicator for a period and filters: value, numerator, denominator, definition (口径), breakdown.
     With `by`, the indicator for each value of a dimension, ranked (e.g. on_time_rate?by=department&order=asc&top=3)."""
-    with _sessions(request)() as session:
+    with sessions() as session:
         if name == "ranking":
             dimension = dimension or by
             if dimension not in ind.GROUPINGS:
@@ -193,7 +183,7 @@ def indicator(name: str, request: Request, principal: Reader, scope: ScopeDep,
                 raise HTTPException(404, f"unknown indicator {name!r}")
             try:
                 result = ind.by_dimension(session, scope, measure=name, dimension=by, order=order, top=top,
-                                          min_denominator=min_denominator, names=_names(request))
+                                          min_denominator=min_denominator, names=_names(router_))
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from None
             return _answer(result, scope)
@@ -208,42 +198,3 @@ def indicator(name: str, request: Request, principal: Reader, scope: ScopeDep,
             return {"current": asdict(result["current"]), "previous": asdict(result["previous"]),
                     "change": result["change"], "scope": _scope_json(scope)}
         return _answer(metric(session, scope), scope)
-
-
-# -- city vitals -----------------------------------------------------------------------------------------------
-def _city_time(moment: dt.datetime) -> dt.datetime:
-    return as_utc(moment, naive_is=CITY_TZ)   # a naive time in the query is the city's clock
-
-
-@vitals_router.get("")
-def latest_vitals(request: Request, principal: Reader,
-                  area: Annotated[str | None, Query(max_length=64, description="e.g. 全市, 岳麓区")] = None,
-                  domain: Annotated[str | None, Query(description="/".join(vitals.DOMAINS))] = None) -> dict:
-    """The latest value of every vital sign (by area) with its level: 告警, 预警, 正常 (or 未设阈值)."""
-    if domain and domain not in vitals.DOMAINS:
-        raise HTTPException(422, f"domain must be one of {'/'.join(vitals.DOMAINS)}")
-    with _sessions(request)() as session:
-        readings = vitals.latest_readings(session, area=area, domain=domain)
-    levels = {vitals.LEVEL_LABELS[level]: sum(r.level == level for r in readings) for level in vitals.LEVEL_LABELS}
-    return {"vitals": [r.to_json() for r in readings], "levels": levels}
-
-
-@vitals_router.get("/{metric}")
-def vital_series(request: Request, principal: Reader,
-                 metric: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")],
-                 start: Annotated[dt.datetime | None, Query(description="from (inclusive; no offset = Beijing time); "
-                                                                        "default 30 days before end")] = None,
-                 end: Annotated[dt.datetime | None, Query(description="until (exclusive); default now")] = None,
-                 area: Annotated[str | None, Query(max_length=64)] = None) -> dict:
-    """The points of one vital sign in a period, by area, each with its level, and its thresholds."""
-    until = _city_time(end) if end else utcnow()
-    since = _city_time(start) if start else until - dt.timedelta(days=30)
-    if until <= since:
-        raise HTTPException(422, "end must be after start")
-    if until - since > dt.timedelta(days=366):
-        raise HTTPException(422, "a period may span at most 366 days")
-    with _sessions(request)() as session:
-        try:
-            return vitals.series(session, metric=metric, start=since, end=until, area=area)
-        except vitals.UnknownMetric as exc:
-            raise HTTPException(404, str(exc)) from None

@@ -12,41 +12,16 @@ import time
 from pathlib import Path
 
 import jwt
-from sqlalchemy import JSON, Boolean, Integer, String, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from hotline.core.db import Base, UTCDateTime
+from api.auth.models import AuditRecord, StaffUser
 from orders.models import utcnow
 from orders.roles import STAFF_ROLES
 
 ROLES = STAFF_ROLES   # orders/roles.py
 TOKEN_MINUTES = 8 * 60          # one shift
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
-
-
-class StaffUser(Base):
-    __tablename__ = "staff_users"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(160))
-    role: Mapped[str] = mapped_column(String(16))
-    department_code: Mapped[str | None] = mapped_column(String(32))     # handlers: the only department they see
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class AuditRecord(Base):
-    """Logins (successful or not) and bulk exports: who, when, from where, what."""
-
-    __tablename__ = "audit_log"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(32))      # login_ok / login_failed / export
-    client: Mapped[str | None] = mapped_column(String(64))
-    detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
 def hash_password(password: str) -> str:

@@ -18,8 +18,18 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.keys import verify_api_key
+from api.auth.keys import verify_api_key
+from api.deps import (
+    ClientDep,
+    LoadedRouterDep,
+    MetricsDep,
+    PublicLimiterDep,
+    SessionsDep,
+    SettingsDep,
+)
 from api.routing_pool import route_complaint
+from api.schemas import Latitude, Longitude
+from hotline.core.config import Settings
 from hotline.core.db import transaction
 from knowledge_base.kb import KnowledgeBase
 from nlp.normalize import InputError
@@ -177,8 +187,8 @@ class RequestForm(BaseModel):
     api_key: str = Field(max_length=256, description="an API key with the orders:write scope")
     jurisdiction_id: str | None = Field(default=None, max_length=128)
     service_code: str = Field(max_length=16, description="from services.json: a hint; the router decides")
-    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False, description="WGS-84")
-    long: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False, description="WGS-84")
+    lat: Latitude | None = Field(default=None, description="WGS-84")
+    long: Longitude | None = Field(default=None, description="WGS-84")
     address_string: str | None = Field(default=None, max_length=500)
     address_id: str | None = Field(default=None, max_length=128)
     description: str | None = Field(default=None, max_length=4 * DESCRIPTION_MAX_CHARS,
@@ -194,22 +204,22 @@ class RequestForm(BaseModel):
 
 
 # -- dependencies ---------------------------------------------------------------------------------------------------
-def _check_jurisdiction(request: Request, jurisdiction_id: str | None) -> None:
-    expected = request.app.state.settings.open311_jurisdiction_id
+def _check_jurisdiction(settings: Settings, jurisdiction_id: str | None) -> None:
+    expected = settings.open311_jurisdiction_id
     if jurisdiction_id not in (None, "", expected):
         raise HTTPException(404, f"unknown jurisdiction_id; this server serves {expected!r}")
 
 
-def public_reader(request: Request, jurisdiction_id: Annotated[str | None, Query(max_length=128)] = None) -> None:
+def public_reader(settings: SettingsDep, limiter: PublicLimiterDep, client: ClientDep,
+                  jurisdiction_id: Annotated[str | None, Query(max_length=128)] = None) -> None:
     """Public GETs: rate limited per client address, and for this jurisdiction only."""
-    client = request.client.host if request.client else "unknown"
-    wait = request.app.state.public_limiter.check(client)
+    wait = limiter.check(client or "unknown")
     if wait is not None:
         raise HTTPException(429, "too many requests; try again shortly", headers={"Retry-After": str(int(wait) + 1)})
-    _check_jurisdiction(request, jurisdiction_id)
+    _check_jurisdiction(settings, jurisdiction_id)
 
 
-async def writer(request: Request) -> Actor:
+async def writer(request: Request, settings: SettingsDep, sessions: SessionsDep) -> Actor:
     """POST: the jurisdiction, then the api_key (form field, or query parameter), before any field is looked at."""
     form = await request.form()   # already parsed by FastAPI for the form model: served from the request's cache
 
@@ -217,11 +227,11 @@ async def writer(request: Request) -> Actor:
         found = form.get(name, request.query_params.get(name))
         return found if isinstance(found, str) else None
 
-    _check_jurisdiction(request, value("jurisdiction_id"))
+    _check_jurisdiction(settings, value("jurisdiction_id"))
     api_key = value("api_key")
 
     def lookup():
-        with request.app.state.sessions() as session:
+        with sessions() as session:
             return verify_api_key(session, api_key)
 
     # NUL: no key holds one, and PostgreSQL would refuse it in the lookup query.
@@ -234,10 +244,10 @@ async def writer(request: Request) -> Actor:
     return Actor(key.name, "system")
 
 
-def knowledge_base(request: Request) -> KnowledgeBase:
-    if request.app.state.router is None:
+def knowledge_base(router_: LoadedRouterDep) -> KnowledgeBase:
+    if router_ is None:
         raise HTTPException(503, "the service list is still loading; try again shortly")
-    return request.app.state.router.kb
+    return router_.kb
 
 
 PublicReader = Depends(public_reader)
@@ -250,9 +260,8 @@ def _bad_input(exc: Exception) -> HTTPException:
 
 # -- views ----------------------------------------------------------------------------------------------------------
 @router.get("/discovery.json", dependencies=[PublicReader])
-def discovery(request: Request, kb: Kb) -> DiscoveryOut:
+def discovery(request: Request, settings: SettingsDep, kb: Kb) -> DiscoveryOut:
     """Service discovery: where this GeoReport v2 endpoint is and what it speaks."""
-    settings = request.app.state.settings
     latest = kb.changelog[-1] if kb.changelog else {}
     changeset = " ".join(str(latest[k]) for k in ("date", "version") if latest.get(k))
     # The configured public address when there is one; else the request's (its Host is an allowed one, L8).
@@ -282,7 +291,7 @@ def service_definition(service_code: Annotated[str, Path(max_length=16)], kb: Kb
 
 
 @router.post("/requests.json", status_code=201)
-async def post_request(request: Request, form: Annotated[RequestForm, Form()],
+async def post_request(request: Request, sessions: SessionsDep, settings: SettingsDep, router_: LoadedRouterDep, metrics: MetricsDep, form: Annotated[RequestForm, Form()],
                        actor: Annotated[Actor, Depends(writer)], kb: Kb) -> list[CreatedOut]:
     """File a service request as a work order (channel open311), routed at once; service_code is kept as a hint."""
     submitted = await request.form()
@@ -294,7 +303,6 @@ async def post_request(request: Request, form: Annotated[RequestForm, Form()],
                               media_url=form.media_url, attributes=attributes)
     except Open311InputError as exc:
         raise _bad_input(exc) from None
-    router_ = request.app.state.router
     point = None
     if intake.lat is not None:
         point = GeoPoint(intake.lat, intake.lng, "wgs84")
@@ -304,17 +312,17 @@ async def post_request(request: Request, form: Annotated[RequestForm, Form()],
         raise _bad_input(exc) from None
 
     def store() -> str:
-        with transaction(request.app.state.sessions) as session:
+        with transaction(sessions) as session:
             order = create_request(session, kb=kb, intake=intake, actor=actor, caller_phone=form.phone,
                                    routing=routing, routing_model=router_.embedder_note,
-                                   auto_dispatch=request.app.state.settings.auto_dispatch)
+                                   auto_dispatch=settings.auto_dispatch)
             return order.order_no
 
     try:
         order_no = await run_in_threadpool(store)
     except (InputError, ValueError) as exc:
         raise _bad_input(exc) from None
-    request.app.state.metrics.decisions.labels(routing["decision"]).inc()
+    metrics.decisions.labels(routing["decision"]).inc()
     # An unlisted territorial office (no code) is still to be confirmed: the citizen is not told its placeholder name.
     department = (routing.get("department") or {}).get("name") if (routing.get("department") or {}).get("code") else None
     notice = (f"已登记，工单号 {order_no}。拟由{department}办理，办理时限 {routing.get('time_limit_days') or '按规定'} 个工作日。"
@@ -323,7 +331,7 @@ async def post_request(request: Request, form: Annotated[RequestForm, Form()],
 
 
 @router.get("/requests.json", dependencies=[PublicReader])
-def list_requests(request: Request, kb: Kb,
+def list_requests(sessions: SessionsDep, settings: SettingsDep, kb: Kb,
                   service_request_id: Annotated[str | None, Query(max_length=40 * MAX_IDS)] = None,
                   service_code: Annotated[str | None, Query(max_length=1000)] = None,
                   start_date: Annotated[str | None, Query(max_length=64, description="ISO 8601")] = None,
@@ -336,11 +344,11 @@ def list_requests(request: Request, kb: Kb,
     """Published service requests of the last 90 days by default, newest first, in pages (page_size 50 by default,
     at most 200); top-level orders only. What is published is the city's choice (HOTLINE_OPEN311_PUBLISH):
     requests filed through Open311 (default), every order, or none."""
-    publish = request.app.state.settings.open311_publish
+    publish = settings.open311_publish
     try:
         ids = split_list(service_request_id)
         start, end = (None, None) if ids else request_window(start=start_date, end=end_date, now=utcnow())
-        with request.app.state.sessions() as session:
+        with sessions() as session:
             orders = find_requests(session, kb=kb, order_nos=ids, service_codes=split_list(service_code),
                                    statuses=split_list(status), start=start, end=end, publish=publish,
                                    limit=page_size, offset=(page - 1) * page_size)
@@ -350,11 +358,11 @@ def list_requests(request: Request, kb: Kb,
 
 
 @router.get("/requests/{service_request_id}.json", dependencies=[PublicReader])
-def get_request(service_request_id: Annotated[str, Path(max_length=40)], request: Request, kb: Kb) -> list[RequestOut]:
+def get_request(service_request_id: Annotated[str, Path(max_length=40)], sessions: SessionsDep, settings: SettingsDep, kb: Kb) -> list[RequestOut]:
     """One published service request (a one-item array, as GeoReport v2 has it); an unpublished one is a 404 like a
     missing one."""
-    with request.app.state.sessions() as session:
-        order = find_request(session, order_no=service_request_id, publish=request.app.state.settings.open311_publish)
+    with sessions() as session:
+        order = find_request(session, order_no=service_request_id, publish=settings.open311_publish)
         if order is None:
             raise HTTPException(404, f"no service request {service_request_id!r}")
         return [RequestOut(**item) for item in requests_json([order], kb=kb)]

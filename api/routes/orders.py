@@ -1,20 +1,33 @@
-"""HTTP endpoints for work orders (machine clients with API keys). Thin: validation and mapping of errors only."""
+"""HTTP endpoints for work orders (systems with API keys, staff with tokens, citizens' status lookups). Thin:
+validation and mapping of errors only; the rules are in orders/."""
 from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from api.keys import verify_api_key
+from api.auth.keys import verify_api_key
+from api.deps import (
+    ClientDep,
+    LoadedRouterDep,
+    MetricsDep,
+    OrdersReader,
+    OrdersWriter,
+    Principal,
+    PublicLimiterDep,
+    RelayLimiterDep,
+    SessionsDep,
+    SettingsDep,
+)
+from api.ratelimit import RateLimiter
 from api.routing_pool import route_complaint
-from api.staff import AuditRecord, authenticate, current_claims, issue_token, read_token
+from api.schemas import Location
 from hotline.core.clock import city_midnight
 from hotline.core.db import transaction
 from hotline.core.secrets import ASSISTANT_KEY_NAME
@@ -24,10 +37,10 @@ from orders import roles
 from orders.intake import file_complaint
 from orders.lifecycle import ACTION_LABELS, OPEN_STATES, STATE_LABELS, Action, IllegalTransition, State
 from orders.models import WorkOrder
+from orders.search import search_orders
 from orders.service import (
     CHANNELS,
     WECHAT_SCOPE,
-    Actor,
     ConcurrentUpdate,
     Forbidden,
     IdempotencyConflict,
@@ -40,18 +53,12 @@ from routing.geocode import GeoPoint
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 
 
-class LocationIn(BaseModel):
-    lat: float = Field(ge=-90, le=90)
-    lng: float = Field(ge=-180, le=180)
-    datum: str = Field(default="wgs84", pattern="^(wgs84|gcj02|bd09)$")
-
-
 class OrderIn(BaseModel):
     text: str = Field(description="the complaint as the citizen or agent gave it")
     channel: str = Field(default="hotline", description=f"one of {', '.join(CHANNELS)}")
     caller_phone: str | None = Field(default=None, max_length=32)
     caller_openid: str | None = Field(default=None, max_length=64)
-    location: LocationIn | None = None
+    location: Location | None = None
 
 
 # Free text is bounded as in CallbackIn, codes and choices by what they can be (review 2026-12-06, L14: a 1 MB
@@ -76,87 +83,7 @@ class ActionIn(BaseModel):
     leader_flag: bool | None = None
 
 
-def _sessions(request: Request) -> sessionmaker[Session]:
-    return request.app.state.sessions
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a machine client (API key, role "system") or a staff member (JWT)."""
-
-    name: str
-    role: str
-    department_code: str | None
-    scopes: frozenset[str]
-    kind: str = "key"           # "key" (X-API-Key) or "staff" (JWT)
-
-    def actor(self) -> Actor:
-        return Actor(self.name, self.role, self.department_code)
-
-    @property
-    def idempotency_scope(self) -> str:
-        """Whose Idempotency-Keys these are: key names and usernames are unique within their kind (L12)."""
-        return f"{self.kind}:{self.name}"
-
-
-class LoginIn(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
-
-
-def require_scope(scope: str):
-    """Dependency: a staff Bearer token or an X-API-Key that carries `scope`."""
-    def check(request: Request, x_api_key: Annotated[str | None, Header()] = None,
-              authorization: Annotated[str | None, Header()] = None) -> Principal:
-        if authorization and authorization.lower().startswith("bearer "):
-            claims = read_token(authorization[7:].strip(), request.app.state.jwt_key)
-            if claims is not None:   # the account's state now, not when the token was issued (M7)
-                with _sessions(request)() as session:
-                    claims = current_claims(session, claims)
-            if claims is None:
-                raise HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
-            principal = Principal(claims["sub"], claims["role"], claims.get("dept"),
-                                  roles.scopes_of(claims["role"]), kind="staff")
-        elif x_api_key:
-            with _sessions(request)() as session:
-                key = verify_api_key(session, x_api_key)
-            if key is None:
-                raise HTTPException(401, "invalid or revoked API key")
-            # A key bound to a department is that department's system: it acts as the department's handler.
-            principal = Principal(key.name, "handler" if key.department_code else "system", key.department_code,
-                                  frozenset(key.scopes))
-        else:
-            raise HTTPException(401, "send a Bearer token (staff) or an X-API-Key header (systems)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if scope not in principal.scopes:
-            raise HTTPException(403, f"{principal.name} lacks the {scope!r} permission")
-        return principal
-    return check
-
-
-@router.post("/auth/token")
-def login(body: LoginIn, request: Request) -> dict:
-    """Staff login: a JWT for the Authorization header. Every attempt is audited."""
-    client = request.client.host if request.client else None
-    throttle = request.app.state.login_throttle
-    wait = throttle.wait(body.username, client)
-    if wait is not None:   # locked out after repeated failures (M6): refused without checking the password
-        with transaction(_sessions(request)) as session:
-            session.add(AuditRecord(actor=body.username[:64], action="login_locked", client=client,
-                                    detail={"retry_after_s": int(wait) + 1}))
-        raise HTTPException(429, "too many failed logins; try again later", headers={"Retry-After": str(int(wait) + 1)})
-    with transaction(_sessions(request)) as session:
-        user = authenticate(session, username=body.username, password=body.password, client=client)
-        token = issue_token(user, request.app.state.jwt_key) if user else None
-    if token is None:
-        throttle.failed(body.username, client)
-        raise HTTPException(401, "wrong username or password")
-    throttle.succeeded(body.username)
-    return {"access_token": token, "token_type": "bearer", "role": user.role,
-            "department_code": user.department_code}
-
-
-def _visible(order: WorkOrder, principal: Principal) -> bool:
+def visible_to(order: WorkOrder, principal: Principal) -> bool:
     """A department handler sees only orders their department holds (a lead order's co-handler sees its child)."""
     return roles.sees_order(principal.role, principal.department_code, order.department_code)
 
@@ -182,8 +109,8 @@ def order_json(order: WorkOrder, *, events: bool = False) -> dict[str, Any]:
 
 
 @router.post("/orders", status_code=201)
-async def post_order(body: OrderIn, request: Request, response: Response,
-                     key: Annotated[Principal, Depends(require_scope("orders:write"))],
+async def post_order(body: OrderIn, request: Request, response: Response, key: OrdersWriter,
+                     sessions: SessionsDep, settings: SettingsDep, router_: LoadedRouterDep, metrics: MetricsDep,
                      idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> dict:
     """Create a work order (routed at once when the router is loaded). Send an Idempotency-Key to make retries safe:
     keys are the sender's own (another client's equal key is another key)."""
@@ -200,9 +127,8 @@ async def post_order(body: OrderIn, request: Request, response: Response,
             scope = WECHAT_SCOPE
     routing, lat, lng, point = None, None, None, None
     if body.location:
-        point = GeoPoint(body.location.lat, body.location.lng, body.location.datum)  # type: ignore[arg-type]
+        point = GeoPoint(body.location.lat, body.location.lng, body.location.datum)
         lat, lng = point.to_wgs84()
-    router_ = request.app.state.router
     try:
         if router_ is not None:
             routing = await route_complaint(request.app, router_, body.text, point)
@@ -210,13 +136,13 @@ async def post_order(body: OrderIn, request: Request, response: Response,
         raise HTTPException(422, str(exc)) from None
 
     def store() -> tuple[dict, bool]:
-        with transaction(_sessions(request)) as session:
+        with transaction(sessions) as session:
             order, created = file_complaint(session, text=body.text, channel=body.channel,
-                                            actor=key.actor(), caller_phone=body.caller_phone,
+                                            actor=key, caller_phone=body.caller_phone,
                                             caller_openid=body.caller_openid, lat=lat, lng=lng,
                                             idempotency_key=idempotency_key, idempotency_scope=scope, routing=routing,
                                             routing_model=router_.embedder_note if router_ else None,
-                                            auto_dispatch=request.app.state.settings.auto_dispatch)
+                                            auto_dispatch=settings.auto_dispatch)
             return order_json(order), created
 
     try:
@@ -233,7 +159,7 @@ async def post_order(body: OrderIn, request: Request, response: Response,
     if routing is not None:
         payload["routing"] = {k: routing[k] for k in ("decision", "confidence", "department", "kb_item", "candidates")}
         if created:
-            request.app.state.metrics.decisions.labels(routing["decision"]).inc()
+            metrics.decisions.labels(routing["decision"]).inc()
     return payload
 
 
@@ -250,7 +176,7 @@ def lifecycle_errors():
         raise HTTPException(403, str(exc)) from None
 
 
-def _find(session: Session, order_no: str) -> WorkOrder:
+def order_or_404(session: Session, order_no: str) -> WorkOrder:
     # NUL: PostgreSQL refuses it in a query (a 500); no order number holds one anyway.
     order = session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no)) if "\x00" not in order_no else None
     if order is None:
@@ -259,48 +185,44 @@ def _find(session: Session, order_no: str) -> WorkOrder:
 
 
 @router.get("/orders/{order_no}")
-def get_order_view(order_no: str, request: Request,
-                   principal: Annotated[Principal, Depends(require_scope("orders:read"))]) -> dict:
-    with _sessions(request)() as session:
-        order = _find(session, order_no)
-        if not _visible(order, principal):
+def get_order_view(order_no: str, principal: OrdersReader, sessions: SessionsDep) -> dict:
+    with sessions() as session:
+        order = order_or_404(session, order_no)
+        if not visible_to(order, principal):
             raise HTTPException(404, f"no work order {order_no}")   # not 403: do not confirm it exists
         return order_json(order, events=True)
 
 
 @router.post("/orders/{order_no}/actions")
-def post_action(order_no: str, body: ActionIn, request: Request,
-                key: Annotated[Principal, Depends(require_scope("orders:write"))]) -> dict:
+def post_action(order_no: str, body: ActionIn, key: OrdersWriter, sessions: SessionsDep,
+                router_: LoadedRouterDep) -> dict:
     """One lifecycle step (accept, dispatch, sign, return, …). Illegal steps: 409 with the reason."""
     data = body.model_dump(exclude={"action", "expected_version"}, exclude_none=True)
     if body.action == Action.DISPATCH:
-        _check_departments(request, [body.department_code, *(body.co_handlers or [])])
-    with lifecycle_errors(), transaction(_sessions(request)) as session:
-        order = _find(session, order_no)
-        if not _visible(order, key):
+        _check_departments(router_, [body.department_code, *(body.co_handlers or [])])
+    with lifecycle_errors(), transaction(sessions) as session:
+        order = order_or_404(session, order_no)
+        if not visible_to(order, key):
             raise HTTPException(404, f"no work order {order_no}")
         previous_department = order.department_code
-        order = apply_action(session, order_id=order.id, action=body.action, actor=key.actor(),
+        order = apply_action(session, order_id=order.id, action=body.action, actor=key,
                              expected_version=body.expected_version, **data)
         result = order_json(order, events=True)
         complaint = order.text
-    _learn_from_redispatch(request, body, previous_department, complaint, key.name)
+    _learn_from_redispatch(router_, body, previous_department, complaint, key.name)
     return result
 
 
-def _check_departments(request: Request, codes: list[str | None]) -> None:
+def _check_departments(router_, codes: list[str | None]) -> None:
     """A dispatch names units the knowledge base knows (as /confirm does); an unknown code stranded the order."""
-    router_ = request.app.state.router
     known = router_.kb.departments if router_ is not None else None
     unknown = [code for code in codes if code and known is not None and code not in known]
     if unknown:
         raise HTTPException(422, f"unknown department {', '.join(map(repr, unknown))}: not in the knowledge base")
 
 
-def _learn_from_redispatch(request: Request, body: ActionIn, previous: str | None, complaint: str,
-                           who: str) -> None:
+def _learn_from_redispatch(router_, body: ActionIn, previous: str | None, complaint: str, who: str) -> None:
     """An order moved from one unit to another: the router remembers who really owned it (after the commit)."""
-    router_ = request.app.state.router
     if body.action != Action.DISPATCH or not previous or previous == body.department_code or router_ is None:
         return
     try:
@@ -310,9 +232,8 @@ def _learn_from_redispatch(request: Request, body: ActionIn, previous: str | Non
 
 
 # -- citizens ------------------------------------------------------------------------------------------------
-def citizen_json(order: WorkOrder, request: Request) -> dict:
+def citizen_json(order: WorkOrder, router_) -> dict:
     """What a citizen may see: state, the unit handling it, the deadline and the last step, in plain words."""
-    router_ = request.app.state.router
     department = router_.kb.departments.get(order.department_code) if router_ and order.department_code else None
     last = order.events[-1] if order.events else None
     return {"order_no": order.order_no, "state": order.state, "state_label": STATE_LABELS[State(order.state)],
@@ -324,41 +245,44 @@ def citizen_json(order: WorkOrder, request: Request) -> dict:
                           "at": last.at.isoformat() if last else None}}
 
 
-def _lookup_wait(request: Request, api_key: str | None, on_behalf_of: str | None) -> float | None:
+def _lookup_wait(*, sessions, client: str | None, public_limiter: RateLimiter, relay_limiter: RateLimiter,
+                 api_key: str | None, on_behalf_of: str | None) -> float | None:
     """Seconds to wait before this lookup (None: go ahead). A lookup counts against the caller's address, or, for
     a channel key that relays citizens (scope `lookup:on_behalf`, the assistant's) and names the user it acts
     for, against that user, so one busy chat cannot exhaust the limit for everyone behind 127.0.0.1. Such a key is
     bounded as a whole too (relay_lookups_per_key_per_minute), so rotating X-On-Behalf-Of buys no more guesses."""
     if api_key and on_behalf_of:
-        with _sessions(request)() as session:
+        with sessions() as session:
             key = verify_api_key(session, api_key)
         if key is not None and not key.department_code and "lookup:on_behalf" in (key.scopes or ()):
-            wait = request.app.state.relay_limiter.check(f"relay:{key.name}")
+            wait = relay_limiter.check(f"relay:{key.name}")
             if wait is not None:
                 return wait
-            return request.app.state.public_limiter.check(f"key:{key.name}:{on_behalf_of}")
-    return request.app.state.public_limiter.check(request.client.host if request.client else "unknown")
+            return public_limiter.check(f"key:{key.name}:{on_behalf_of}")
+    return public_limiter.check(client or "unknown")
 
 
 @router.get("/public/orders/{order_no}", tags=["citizens"])
-def citizen_status(order_no: str, request: Request,
+def citizen_status(order_no: str, sessions: SessionsDep, router_: LoadedRouterDep, client: ClientDep,
+                   public_limiter: PublicLimiterDep, relay_limiter: RelayLimiterDep,
                    phone_last4: Annotated[str, Query(min_length=4, max_length=4, pattern=r"^\d{4}$")],
                    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
                    x_on_behalf_of: Annotated[str | None, Header(max_length=128, include_in_schema=False)] = None,
                    ) -> dict:
     """Status of an order for the citizen who filed it: order number + the last 4 digits of the phone given."""
-    wait = _lookup_wait(request, x_api_key, x_on_behalf_of)
+    wait = _lookup_wait(sessions=sessions, client=client, public_limiter=public_limiter, relay_limiter=relay_limiter,
+                        api_key=x_api_key, on_behalf_of=x_on_behalf_of)
     if wait is not None:
         raise HTTPException(429, "too many lookups; try again shortly", headers={"Retry-After": str(int(wait) + 1)})
-    with _sessions(request)() as session:
+    with sessions() as session:
         order = citizen_lookup(session, order_no=order_no, phone_last4=phone_last4)
         if order is None:
             raise HTTPException(404, "no order with that number and phone")
-        return citizen_json(order, request)
+        return citizen_json(order, router_)
 
 
 @router.get("/orders", tags=["orders"])
-def search_orders(request: Request, principal: Annotated[Principal, Depends(require_scope("orders:read"))],
+def search(principal: OrdersReader, sessions: SessionsDep, router_: LoadedRouterDep,
                   openid: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
                   q: Annotated[str | None, Query(max_length=100, description="words in the (masked) text")] = None,
                   state: Annotated[State | None, Query()] = None,
@@ -377,22 +301,13 @@ def search_orders(request: Request, principal: Annotated[Principal, Depends(requ
     if openid is not None:
         if principal.role != "system":
             raise HTTPException(403, "only channel systems look orders up by OpenID")
-        with _sessions(request)() as session:
-            return [citizen_json(o, request) for o in orders_of_openid(session, openid=openid)]
+        with sessions() as session:
+            return [citizen_json(o, router_) for o in orders_of_openid(session, openid=openid)]
     if principal.role == "handler":
         department = principal.department_code
-    query = select(WorkOrder)
-    for column, value in ((WorkOrder.state, state), (WorkOrder.department_code, department),
-                          (WorkOrder.district_adcode, district), (WorkOrder.channel, channel)):
-        if value:
-            query = query.where(column == value)
-    if start:
-        query = query.where(WorkOrder.created_at >= city_midnight(start))
-    if end:
-        query = query.where(WorkOrder.created_at < city_midnight(end))
-    for word in (q or "").split():
-        query = query.where(WorkOrder.text_masked.contains(word, autoescape=True))
-    with _sessions(request)() as session:
-        found = session.scalars(query.order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc())
-                                .offset(offset).limit(limit))
+    with sessions() as session:
+        found = search_orders(session, state=state, department_code=department, district_adcode=district,
+                              channel=channel, start=city_midnight(start) if start else None,
+                              end=city_midnight(end) if end else None, words=(q or "").split(), limit=limit,
+                              offset=offset)
         return [order_json(o) for o in found]

@@ -11,17 +11,23 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from api.orders_views import Principal, _find, _sessions, _visible, lifecycle_errors, order_json, require_scope
-from api.staff import AuditRecord
+from api.auth.models import AuditRecord
+from api.deps import (
+    LoadedRouterDep,
+    Principal,
+    SessionsDep,
+    require_scope,
+)
+from api.routes.orders import lifecycle_errors, order_json, order_or_404, visible_to
 from hotline.core.clock import city_midnight
 from hotline.core.db import transaction
-from nlp.pii import mask_phone, mask_pii
 from orders import outbox, roles
-from orders.lifecycle import STATE_LABELS, Action, State, timeliness
-from orders.models import RoutingDecision, WorkOrder, utcnow
-from orders.outbox import OutboxMessage
+from orders.dispatch import NothingToConfirm, confirm_department
+from orders.export import EXPORT_COLUMNS, export_rows
+from orders.lifecycle import STATE_LABELS, State, timeliness
+from orders.models import OutboxMessage, utcnow
+from orders.queues import QueueItem, latest_decision, queue_items
 from orders.service import apply_action
 
 router = APIRouter(prefix="/api/v1", tags=["work"])
@@ -35,25 +41,19 @@ def centre_only(principal: Principal) -> None:
         raise HTTPException(403, "only the hotline centre's staff and systems may do this")
 
 
-def _department_names(request: Request) -> dict[str, str]:
-    router_ = request.app.state.router
+def _department_names(router_) -> dict[str, str]:
     return {code: unit.name for code, unit in router_.kb.departments.items()} if router_ is not None else {}
 
 
 # -- agents: the router's suggestions, and confirming or changing the department ----------------------------------
-def _latest_decision(session: Session, order: WorkOrder) -> RoutingDecision | None:
-    return session.scalar(select(RoutingDecision).where(RoutingDecision.order_id == order.id)
-                          .order_by(RoutingDecision.id.desc()).limit(1))
-
-
 @router.get("/orders/{order_no}/suggestions")
-def suggestions(order_no: str, request: Request, principal: Reader) -> dict:
+def suggestions(order_no: str, router_: LoadedRouterDep, sessions: SessionsDep, principal: Reader) -> dict:
     """The router's ranked departments for an order, as stored at intake (with the matched duty and score)."""
     centre_only(principal)
-    names = _department_names(request)
-    with _sessions(request)() as session:
-        order = _find(session, order_no)
-        decision = _latest_decision(session, order)
+    names = _department_names(router_)
+    with sessions() as session:
+        order = order_or_404(session, order_no)
+        decision = latest_decision(session, order=order)
         if decision is None:
             raise HTTPException(404, f"order {order_no} has no routing decision (the router was not loaded at intake)")
         return {"order_no": order.order_no, "state": order.state, "decision": decision.decision,
@@ -71,52 +71,31 @@ class ConfirmIn(BaseModel):
 
 
 @router.post("/orders/{order_no}/confirm")
-def confirm(order_no: str, body: ConfirmIn, request: Request, principal: Writer) -> dict:
+def confirm(order_no: str, body: ConfirmIn, sessions: SessionsDep, router_: LoadedRouterDep, principal: Writer) -> dict:
     """An agent confirms the suggested department (人机联动) or picks another (人工): accept if needed, then dispatch.
     A changed department is the router's feedback: the stored decision is marked wrong and the router learns."""
     centre_only(principal)
-    known = _department_names(request)
-    with lifecycle_errors(), transaction(_sessions(request)) as session:
-        order = _find(session, order_no)
-        decision = _latest_decision(session, order)
-        suggested = decision.department_code if decision else None
-        department = body.department_code or suggested
-        if not department:
-            raise HTTPException(422, "no suggestion to confirm: name a department_code")
-        if known and department not in known:
-            raise HTTPException(422, f"unknown department {department!r}")
-        expected_version = body.expected_version
-        if order.state == State.RECEIVED:
-            apply_action(session, order_id=order.id, action=Action.ACCEPT, actor=principal.actor(),
-                         expected_version=expected_version)
-            expected_version = None   # checked once, before the first step
-        changed = suggested is not None and department != suggested
-        apply_action(session, order_id=order.id, action=Action.DISPATCH, actor=principal.actor(),
-                     expected_version=expected_version, department_code=department,
-                     co_handlers=body.co_handlers or [], mode="manual" if changed else "assisted",
-                     note=body.note)
-        if changed and decision is not None and decision.correct is None:
-            decision.correct, decision.final_department_code = False, department
-        result, complaint = order_json(order, events=True), order.text
-    if changed:
-        router_ = request.app.state.router
-        if router_ is not None:
-            try:
-                router_.learn(complaint, department, created_by=principal.name)
-            except ValueError:
-                pass   # a unit outside the knowledge base teaches nothing
+    known = set(_department_names(router_))
+    try:
+        with lifecycle_errors(), transaction(sessions) as session:
+            done = confirm_department(session, order=order_or_404(session, order_no), actor=principal,
+                                      department_code=body.department_code, co_handlers=body.co_handlers,
+                                      note=body.note, expected_version=body.expected_version,
+                                      known_departments=known)
+            result, complaint = order_json(done.order, events=True), done.order.text
+    except NothingToConfirm as exc:
+        raise HTTPException(422, str(exc)) from None
+    if done.changed and router_ is not None:
+        try:
+            router_.learn(complaint, done.department_code, created_by=principal.name)
+        except ValueError:
+            pass   # a unit outside the knowledge base teaches nothing
     return result
 
 
 # -- work queues -----------------------------------------------------------------------------------------------
-QUEUE_STATES = {
-    "intake": (State.RECEIVED, State.ACCEPTED),                 # waiting for an agent to confirm a department
-    "review": (State.RECEIVED, State.ACCEPTED, State.RETURNED),  # 职责交叉 / returned: joint review by dispatchers
-    "department": (State.DISPATCHED, State.SIGNED, State.HANDLING, State.COMPLETED),
-}
-
-
-def _queue_item(order: WorkOrder, decision: RoutingDecision | None, names: dict[str, str], now: dt.datetime) -> dict:
+def _queue_item(item: QueueItem, names: dict[str, str], now: dt.datetime) -> dict:
+    order, decision = item.order, item.decision
     deadline, started = order.deadline_at, order.dispatched_at or order.created_at   # aware UTC (UTCDateTime)
     status = timeliness(started, deadline, now=now).label if deadline else None
     return {"order_no": order.order_no, "state": order.state, "state_label": STATE_LABELS[State(order.state)],
@@ -130,7 +109,7 @@ def _queue_item(order: WorkOrder, decision: RoutingDecision | None, names: dict[
 
 
 @router.get("/queues/{queue}")
-def work_queue(queue: Literal["intake", "review", "department"], request: Request, principal: Reader,
+def work_queue(queue: Literal["intake", "review", "department"], router_: LoadedRouterDep, sessions: SessionsDep, principal: Reader,
                department: Annotated[str | None, Query(max_length=32)] = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """intake: orders an agent must confirm (the router only suggested); review: disputed responsibility (职责交叉)
@@ -144,50 +123,15 @@ def work_queue(queue: Literal["intake", "review", "department"], request: Reques
         raise HTTPException(403, "this role has no work queue")
     if queue == "department" and not department:
         raise HTTPException(422, "name the department (department=…)")
-    now, names = utcnow(), _department_names(request)
-    with _sessions(request)() as session:
-        query = select(WorkOrder).where(WorkOrder.state.in_(QUEUE_STATES[queue]), WorkOrder.parent_id.is_(None)
-                                        if queue != "department" else WorkOrder.id.is_not(None))
-        if queue == "department":
-            query = query.where(WorkOrder.department_code == department)
-        orders = list(session.scalars(query.order_by(WorkOrder.created_at).limit(5000)))
-        decisions = {d.order_id: d for d in session.scalars(
-            select(RoutingDecision).where(RoutingDecision.order_id.in_([o.id for o in orders]))
-            .order_by(RoutingDecision.id))} if orders else {}
-        items = []
-        for order in orders:
-            decision = decisions.get(order.id)
-            if queue == "intake" and (order.state == State.RETURNED or (decision and decision.decision == "review")):
-                continue
-            if queue == "review" and order.state != State.RETURNED and not (decision and decision.decision == "review"):
-                continue
-            items.append(_queue_item(order, decision, names, now))
-    if queue == "department":   # the order that runs out of time first comes first
-        items.sort(key=lambda i: (i["deadline_at"] is None, i["deadline_at"] or ""))
-    else:                       # urgent first, then first come first served
-        items.sort(key=lambda i: i["urgency"] != "紧急")
+    now, names = utcnow(), _department_names(router_)
+    with sessions() as session:
+        items = [_queue_item(item, names, now) for item in queue_items(session, queue=queue, department_code=department)]
     return {"queue": queue, "department": department, "total": len(items), "items": items[:limit]}
 
 
 # -- bulk export (audited) -------------------------------------------------------------------------------------
-EXPORT_COLUMNS = ["order_no", "created_at", "channel", "state", "state_label", "category", "district_adcode",
-                  "street_id", "address", "department_code", "urgency", "deadline_at", "completed_at", "satisfaction",
-                  "caller_phone", "text"]
-
-
-# A cell starting with one of these runs as a formula in Excel or WPS (=HYPERLINK leaks data, +cmd| is DDE; tab and
-# CR are skipped before one). The text and address are the citizen's, so every cell starting so is prefixed with '
-# and shows as text (the OWASP rule; review 2026-12-06, M5).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
 @router.get("/exports/orders.csv")
-def export_orders(request: Request, principal: Reader, start: Annotated[dt.date, Query()],
+def export_orders(request: Request, sessions: SessionsDep, principal: Reader, start: Annotated[dt.date, Query()],
                   end: Annotated[dt.date, Query(description="exclusive")],
                   department: Annotated[str | None, Query(max_length=32)] = None,
                   district: Annotated[str | None, Query(max_length=12)] = None) -> StreamingResponse:
@@ -201,22 +145,11 @@ def export_orders(request: Request, principal: Reader, start: Annotated[dt.date,
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_COLUMNS)
-    with transaction(_sessions(request)) as session:
-        query = select(WorkOrder).where(WorkOrder.created_at >= city_midnight(start), WorkOrder.created_at < city_midnight(end))
-        if department:
-            query = query.where(WorkOrder.department_code == department)
-        if district:
-            query = query.where(WorkOrder.district_adcode == district)
+    with transaction(sessions) as session:
         count = 0
-        for order in session.scalars(query.order_by(WorkOrder.id)):
-            writer.writerow([csv_cell(value) for value in (
-                order.order_no, order.created_at.isoformat(), order.channel, order.state,
-                STATE_LABELS[State(order.state)], order.category_path, order.district_adcode, order.street_id,
-                order.address, order.department_code, order.urgency,
-                order.deadline_at.isoformat() if order.deadline_at else "",
-                order.completed_at.isoformat() if order.completed_at else "", order.satisfaction or "",
-                # Masked again: rows stored before the masking learnt a form (names, rooms, cards…) are masked now too.
-                mask_phone(order.caller_phone) if order.caller_phone else "", mask_pii(order.text_masked or ""))])
+        for row in export_rows(session, start=city_midnight(start), end=city_midnight(end), department_code=department,
+                               district_adcode=district):
+            writer.writerow(row)
             count += 1
         session.add(AuditRecord(actor=principal.name[:64], action="export",
                                 client=request.client.host if request.client else None,
@@ -233,22 +166,22 @@ class WebhookIn(BaseModel):
 
 
 @router.put("/departments/{department_code}/webhook", tags=["departments"])
-def set_webhook(department_code: str, body: WebhookIn, request: Request,
+def set_webhook(department_code: str, body: WebhookIn, router_: LoadedRouterDep, sessions: SessionsDep,
                 principal: Annotated[Principal, Depends(require_scope("kb:write"))]) -> dict:
     """Register where a department's system receives its orders. The signing secret is shown once."""
-    known = _department_names(request)
+    known = _department_names(router_)
     if known and department_code not in known:
         raise HTTPException(404, f"unknown department {department_code!r}")
-    with transaction(_sessions(request)) as session:
+    with transaction(sessions) as session:
         endpoint, secret = outbox.register_endpoint(session, department_code=department_code, url=body.url)
         return {"department_code": endpoint.department_code, "url": endpoint.url, "secret": secret,
                 "signature": f"{outbox.SIGNATURE_HEADER}: sha256=HMAC-SHA256(secret, body)"}
 
 
 @router.get("/outbox", tags=["departments"])
-def outbox_status(request: Request, principal: Annotated[Principal, Depends(require_scope("kb:write"))]) -> dict:
+def outbox_status(sessions: SessionsDep, principal: Annotated[Principal, Depends(require_scope("kb:write"))]) -> dict:
     """Webhook delivery: how many are waiting, and the messages given up on (with their last error)."""
-    with _sessions(request)() as session:
+    with sessions() as session:
         dead = session.scalars(select(OutboxMessage).where(OutboxMessage.dead_at.is_not(None))
                                .order_by(OutboxMessage.id.desc()).limit(50))
         return {"backlog": outbox.backlog(session),
@@ -269,23 +202,23 @@ class CallbackIn(BaseModel):
 
 
 @router.post("/callbacks/status", tags=["departments"])
-def status_callback(body: CallbackIn, request: Request, principal: Writer) -> dict:
+def status_callback(body: CallbackIn, sessions: SessionsDep, principal: Writer) -> dict:
     """A department system reports a step on one of its orders (sign, return, handle, extend_request, complete).
     Retries with the same event_id are answered from memory and applied once."""
     if principal.role != "handler" or not principal.department_code:
         raise HTTPException(403, "status callbacks need a department system's API key (bound to a department)")
 
     def apply() -> dict:
-        with transaction(_sessions(request)) as session:
+        with transaction(sessions) as session:
             seen = outbox.remembered_callback(session, source=principal.name, event_id=body.event_id)
             if seen is not None:
                 return {**seen.result, "replayed": True}
-            order = _find(session, body.order_no)
-            if not _visible(order, principal):
+            order = order_or_404(session, body.order_no)
+            if not visible_to(order, principal):
                 raise HTTPException(404, f"no work order {body.order_no}")
             data = body.model_dump(exclude={"event_id", "order_no", "action"}, exclude_none=True)
             action = "extend_request" if body.action == "extend" else body.action
-            order = apply_action(session, order_id=order.id, action=action, actor=principal.actor(), **data)
+            order = apply_action(session, order_id=order.id, action=action, actor=principal, **data)
             result = {"order_no": order.order_no, "state": order.state, "version": order.version}
             outbox.remember_callback(session, source=principal.name, event_id=body.event_id,
                                      order_no=order.order_no, action=body.action, result=result)
@@ -295,7 +228,7 @@ def status_callback(body: CallbackIn, request: Request, principal: Writer) -> di
         with lifecycle_errors():
             return apply()
     except IntegrityError:   # the same event_id applied concurrently: the first one won; answer as it did
-        with _sessions(request)() as session:
+        with sessions() as session:
             seen = outbox.remembered_callback(session, source=principal.name, event_id=body.event_id)
         if seen is None:
             raise

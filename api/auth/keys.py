@@ -1,15 +1,14 @@
 """API keys for machine clients (the dispatch system, department systems): stored hashed, with scopes."""
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import JSON, Integer, String, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from hotline.core.db import Base, UTCDateTime
+from api.auth.models import ApiKey
 from hotline.core.secrets import KEY_PREFIX
 from orders.models import utcnow
 
@@ -19,20 +18,6 @@ SCOPES = ("route", "orders:read", "orders:write", "kb:write", "indicators:read",
           "lookup:on_behalf",
           # GET /metrics when HOTLINE_METRICS_PUBLIC=false (a Prometheus scraper's key)
           "metrics:read")
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    lookup: Mapped[str] = mapped_column(String(16), unique=True)     # first characters, to find the row
-    key_hash: Mapped[str] = mapped_column(String(64))                 # sha256 of the whole key
-    scopes: Mapped[list] = mapped_column(JSON, default=list)
-    # A department's own system: acts as that department's handler (sees and moves only its orders).
-    department_code: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 def _digest(key: str) -> str:

@@ -1,69 +1,27 @@
-"""City vitals (城市体征): imported time series with warning thresholds (预警线), checked for their latest level.
-
-A point is (metric code, name, unit, area, timestamp, value); 全市 is the area of city-wide series. A threshold is
-(metric, area, direction above/below, warn, alarm); an empty area is the default for every area of that metric and a
-named area overrides it. Levels: 正常 / 预警 (warn line reached) / 告警 (alarm line reached), worst of the directions.
-
-Files are CSV (UTF-8) or Excel with a header; which kind is told by the columns (thresholds have `direction`).
-Each file is imported whole or not at all; a point already stored (same metric, area, timestamp) is updated, never
-duplicated. Timestamps without an offset are Beijing time, stored in UTC.
-"""
+"""Importing vitals files (CSV or Excel with a header): points or thresholds, told by the columns; each file
+whole or not at all, a point already stored updated, never duplicated; timestamps without an offset are Beijing
+time."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from hotline.core.clock import CITY_TZ, as_utc
-from hotline.core.db import Base, UTCDateTime, transaction
+from hotline.core.db import transaction
 from knowledge_base.loaders import DataFileError, files_in, parse_rows, read_rows
 from orders.models import utcnow
+from orders.vitals.models import CITY_WIDE, DOMAINS, VitalPoint, VitalThreshold
 
-CITY_WIDE = "全市"
-DOMAINS = ("治理", "安全", "经济", "环境", "交通", "民生")
-LEVEL_LABELS = {"alarm": "告警", "warn": "预警", "normal": "正常", "none": "未设阈值"}
-_LEVEL_RANK = {"none": 0, "normal": 1, "warn": 2, "alarm": 3}
-
-
-# -- tables --------------------------------------------------------------------------------------------------------
-class VitalPoint(Base):
-    __tablename__ = "vital_points"
-    __table_args__ = (UniqueConstraint("metric", "area", "at", name="uq_vital_point"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    metric: Mapped[str] = mapped_column(String(64), index=True)    # code: aqi, pm25, xiangjiang_level …
-    name: Mapped[str] = mapped_column(String(64))                  # 空气质量指数AQI
-    unit: Mapped[str] = mapped_column(String(16), default="")
-    domain: Mapped[str] = mapped_column(String(8), default="")     # 治理/安全/经济/环境/交通/民生
-    area: Mapped[str] = mapped_column(String(64), default=CITY_WIDE)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    value: Mapped[float] = mapped_column(Float)
-    source: Mapped[str | None] = mapped_column(String(256))        # the file it came from
-    imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class VitalThreshold(Base):
-    __tablename__ = "vital_thresholds"
-    __table_args__ = (UniqueConstraint("metric", "area", "direction", name="uq_vital_threshold"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    metric: Mapped[str] = mapped_column(String(64), index=True)
-    area: Mapped[str] = mapped_column(String(64), default="")      # "" = every area of the metric
-    direction: Mapped[str] = mapped_column(String(8))              # above: high is bad; below: low is bad
-    warn: Mapped[float | None] = mapped_column(Float)
-    alarm: Mapped[float | None] = mapped_column(Float)
-    note: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-# -- file rows -----------------------------------------------------------------------------------------------------
 POINT_COLUMNS = {"metric", "name", "timestamp", "value"}
+
+
 THRESHOLD_COLUMNS = {"metric", "direction"}
 
 
@@ -134,7 +92,6 @@ class ThresholdRow(BaseModel):
         return self
 
 
-# -- import --------------------------------------------------------------------------------------------------------
 @dataclass
 class ImportResult:
     file: Path
@@ -273,111 +230,3 @@ def import_sample_if_empty(sessions, settings) -> int:
             imported += import_file(session, path=path).rows
     return imported
 
-
-# -- levels and readings -------------------------------------------------------------------------------------------
-def _beyond(value: float, line: float | None, direction: str) -> bool:
-    """At or past a line (a value on the line has reached it)."""
-    return line is not None and (value >= line if direction == "above" else value <= line)
-
-
-def level_of(value: float, thresholds: list[VitalThreshold]) -> str:
-    """alarm / warn / normal against the thresholds (the worst direction wins); none without thresholds."""
-    if not thresholds:
-        return "none"
-    level = "normal"
-    for t in thresholds:
-        reached = ("alarm" if _beyond(value, t.alarm, t.direction) else "warn" if _beyond(value, t.warn, t.direction)
-                   else "normal")
-        level = max(level, reached, key=_LEVEL_RANK.__getitem__)
-    return level
-
-
-def _thresholds_for(all_thresholds: list[VitalThreshold], metric: str, area: str) -> list[VitalThreshold]:
-    """An area's own thresholds per direction, else the metric's default (area "")."""
-    chosen: dict[str, VitalThreshold] = {}
-    for t in sorted(all_thresholds, key=lambda t: t.area != ""):   # defaults first, then the area's own override them
-        if t.metric == metric and t.area in ("", area):
-            chosen[t.direction] = t
-    return list(chosen.values())
-
-
-def threshold_json(t: VitalThreshold) -> dict:
-    return {"direction": t.direction, "warn": t.warn, "alarm": t.alarm, "area": t.area or "全部区域", "note": t.note}
-
-
-@dataclass
-class Reading:
-    metric: str
-    name: str
-    unit: str
-    domain: str
-    area: str
-    at: dt.datetime
-    value: float
-    level: str
-    previous_value: float | None = None
-    thresholds: list[dict] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"metric": self.metric, "name": self.name, "unit": self.unit, "domain": self.domain, "area": self.area,
-                "at": self.at.astimezone(CITY_TZ).isoformat(), "value": self.value, "level": self.level,
-                "level_label": LEVEL_LABELS[self.level], "previous_value": self.previous_value,
-                "thresholds": self.thresholds}
-
-
-def latest_readings(session: Session, *, metric: str | None = None, area: str | None = None,
-                    domain: str | None = None) -> list[Reading]:
-    """The latest point of every (metric, area) series with its level, worst first, then by metric and area."""
-    newest = select(VitalPoint.metric, VitalPoint.area, func.max(VitalPoint.at).label("at")) \
-        .group_by(VitalPoint.metric, VitalPoint.area)
-    for column, wanted in ((VitalPoint.metric, metric), (VitalPoint.area, area), (VitalPoint.domain, domain)):
-        if wanted:
-            newest = newest.where(column == wanted)
-    newest = newest.subquery()
-    points = list(session.scalars(select(VitalPoint).join(newest, and_(
-        VitalPoint.metric == newest.c.metric, VitalPoint.area == newest.c.area, VitalPoint.at == newest.c.at))))
-    thresholds = list(session.scalars(select(VitalThreshold)))
-    readings = []
-    for point in points:
-        applicable = _thresholds_for(thresholds, point.metric, point.area)
-        before = session.scalar(select(VitalPoint.value).where(VitalPoint.metric == point.metric,
-                                                               VitalPoint.area == point.area, VitalPoint.at < point.at)
-                                .order_by(VitalPoint.at.desc()).limit(1))
-        readings.append(Reading(point.metric, point.name, point.unit, point.domain, point.area, as_utc(point.at),
-                                point.value, level_of(point.value, applicable), before,
-                                [threshold_json(t) for t in applicable]))
-    readings.sort(key=lambda r: (-_LEVEL_RANK[r.level], r.metric, r.area != CITY_WIDE, r.area))
-    return readings
-
-
-class UnknownMetric(LookupError):
-    pass
-
-
-def series(session: Session, *, metric: str, start: dt.datetime, end: dt.datetime, area: str | None = None) -> dict:
-    """Points of a metric in [start, end), by area, each with its level; UnknownMetric if nothing was ever stored."""
-    first = session.scalar(select(VitalPoint).where(VitalPoint.metric == metric).order_by(VitalPoint.at.desc()).limit(1))
-    if first is None:
-        raise UnknownMetric(f"no vital sign {metric!r}")
-    query = select(VitalPoint).where(VitalPoint.metric == metric, VitalPoint.at >= start, VitalPoint.at < end)
-    if area:
-        query = query.where(VitalPoint.area == area)
-    thresholds = list(session.scalars(select(VitalThreshold).where(VitalThreshold.metric == metric)))
-    by_area: dict[str, list[dict]] = {}
-    for point in session.scalars(query.order_by(VitalPoint.area, VitalPoint.at)):
-        level = level_of(point.value, _thresholds_for(thresholds, metric, point.area))
-        by_area.setdefault(point.area, []).append({"at": as_utc(point.at).astimezone(CITY_TZ).isoformat(),
-                                                   "value": point.value, "level": level,
-                                                   "level_label": LEVEL_LABELS[level]})
-    return {"metric": metric, "name": first.name, "unit": first.unit, "domain": first.domain,
-            "start": start.astimezone(CITY_TZ).isoformat(), "end": end.astimezone(CITY_TZ).isoformat(),
-            "series": by_area, "thresholds": [threshold_json(t) for t in thresholds if not area or t.area in ("", area)]}
-
-
-def threshold_words(threshold: dict) -> str:
-    sign = "≥" if threshold["direction"] == "above" else "≤"
-    return "，".join(f"{word}{sign}{threshold[key]:g}" for word, key in (("预警", "warn"), ("告警", "alarm"))
-                    if threshold[key] is not None)
-
-
-# -- command line --------------------------------------------------------------------------------------------------
