@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.exc import DataError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -21,6 +21,8 @@ from api.input_guard import install as install_input_guard
 from api.observability import Metrics, RequestContextMiddleware
 from api.ratelimit import RateLimiter
 from api.routes import assistant_webhook, auth, indicators, kb, ops, orders, routing, vitals, work
+from api.screens import desk, order_page, pages, queues
+from api.screens.session import LoginRequired
 from api.security_headers import SecurityHeadersMiddleware
 from api.trusted_host import TrustedHostMiddleware, allowed_hosts
 from hotline.core.config import Settings, get_settings
@@ -83,6 +85,11 @@ async def _database_refused_value(request: Request, exc: Exception) -> JSONRespo
                         status_code=400)
 
 
+async def _to_login(request: Request, exc: Exception) -> RedirectResponse:
+    # A staff page without a session: log in, then come back (LoginRequired carries the page's path).
+    return RedirectResponse(exc.location, status_code=303)  # type: ignore[attr-defined]
+
+
 def build_service_router(settings: Settings):
     """The router the service runs: `build_router`'s, with the embedders' query calls micro-batched across
     concurrent requests (HOTLINE_EMBED_BATCH_WAIT_MS, HOTLINE_EMBED_MAX_BATCH; nlp/batching.py), and each model on
@@ -120,7 +127,8 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
         if worker is not None:
             worker.cancel()
 
-    app = FastAPI(title="hotline", version="0.1.0", lifespan=lifespan,
+    # /docs and /redoc are api/screens/pages.py's: the same pages with their scripts served by us, not a CDN.
+    app = FastAPI(title="hotline", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Routing of 12345 hotline complaints to the owning department.")
     app.state.router = router
     app.state.assistant_api_key = None
@@ -152,9 +160,10 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.state.wechat_sender = wechat_sender or UnconfiguredSender()
     app.state.webhook_sender = webhook_sender or HttpWebhookSender()
     app.add_exception_handler(DataError, _database_refused_value)
+    app.add_exception_handler(LoginRequired, _to_login)
 
     for module in (ops, routing, auth, orders, indicators, vitals, work, kb, open311, chat, assistant_webhook,
-                   wechat_views):
+                   wechat_views, pages, desk, order_page, queues):
         app.include_router(module.router)
     app.include_router(ops.metrics_router(public=settings.metrics_public))
     return app

@@ -6,7 +6,11 @@ A role rule says:
 - `actions`: the lifecycle steps they may take on an order;
 - `sees`: which orders they see — all of them, or only those their department holds ("department");
 - `centre`: whether they work in the 12345 centre (queues, joint review, returns, the unfiled WeChat messages);
-- `supervises`: whether they see the supervision and follow-up lists.
+- `supervises`: whether they see the supervision and follow-up lists;
+- `screens`: the staff web screens (api/screens/) the role works in: `desk` (坐席受理), `review` (派单/联合研判),
+  `department` (承办单位), `supervision` (督办与回访), `admin` (管理);
+- `merges`: whether they may merge callers' orders about one event into a handling order, or link orders
+  (orders/merge.py): the centre decides what is one event, not a department judging its own load.
 
 A new rule goes here, in the table, with its why; the places that check it ask this module.
 """
@@ -25,7 +29,9 @@ class RoleRule:
     sees: str = "all"              # "all" | "department"
     centre: bool = False
     supervises: bool = False
+    merges: bool = False
     staff: bool = True             # an account of this role can be created (system and citizen cannot)
+    screens: tuple[str, ...] = ()  # in the order the landing page lists them
 
 
 # A department asks for more time (extend_request); only the centre moves a deadline (extend_approve, or extend on
@@ -36,23 +42,26 @@ _READ_WRITE = frozenset({"orders:read", "orders:write"})
 RULES: dict[str, RoleRule] = {
     "agent": RoleRule("坐席", _READ_WRITE | {"route"},
                       frozenset({Action.ACCEPT, Action.REJECT, Action.DISPATCH, Action.RATE, Action.REOPEN}),
-                      centre=True),
+                      centre=True, merges=True, screens=("desk",)),
     "dispatcher": RoleRule("派单员", _READ_WRITE | {"route"},
                            frozenset({Action.ACCEPT, Action.REJECT, Action.DISPATCH, Action.APPROVE, Action.SEND_BACK,
                                       Action.REOPEN, Action.ARCHIVE, Action.SUPERVISE, Action.EXTEND,
                                       *EXTENSION_REVIEW}),
-                           centre=True),
+                           centre=True, merges=True, screens=("review", "desk")),
     "handler": RoleRule("承办人员", _READ_WRITE,
                         frozenset({Action.SIGN, Action.RETURN, Action.HANDLE, Action.REQUEST_EXTENSION,
                                    Action.COMPLETE}),
-                        sees="department", supervises=True),
+                        sees="department", supervises=True, screens=("department",)),
     "supervisor": RoleRule("督办人员", _READ_WRITE, frozenset({Action.SUPERVISE, *EXTENSION_REVIEW}),
-                           centre=True, supervises=True),
-    "official": RoleRule("领导", frozenset({"orders:read", "indicators:read"}), frozenset(), supervises=True),
+                           centre=True, supervises=True, merges=True, screens=("supervision", "review")),
+    "official": RoleRule("领导", frozenset({"orders:read", "indicators:read"}), frozenset(), supervises=True,
+                         screens=("supervision",)),
     "admin": RoleRule("管理员", _READ_WRITE | {"kb:write", "route", "indicators:read", "metrics:read"},
-                      frozenset(Action), centre=True, supervises=True),
+                      frozenset(Action), centre=True, supervises=True, merges=True,
+                      screens=("desk", "review", "department", "supervision", "admin")),
     # Not accounts: the service's machine clients (their key's scopes) and citizens (through the channels).
-    "system": RoleRule("系统", frozenset(), frozenset(Action), centre=True, supervises=True, staff=False),
+    "system": RoleRule("系统", frozenset(), frozenset(Action), centre=True, supervises=True, merges=True,
+                       staff=False),
     "citizen": RoleRule("市民", frozenset(), frozenset({Action.RATE, Action.REOPEN}), sees="none", staff=False),
 }
 
@@ -66,6 +75,11 @@ def rule(role: str) -> RoleRule | None:
 def may_act(role: str, action: Action) -> bool:
     found = RULES.get(role)
     return bool(found) and action in found.actions
+
+
+def may_merge(role: str) -> bool:
+    found = RULES.get(role)
+    return bool(found) and found.merges
 
 
 def scopes_of(role: str) -> frozenset[str]:
@@ -96,3 +110,8 @@ def in_centre(role: str) -> bool:
 def supervises(role: str) -> bool:
     found = RULES.get(role)
     return bool(found) and found.supervises
+
+
+def screens_of(role: str) -> tuple[str, ...]:
+    found = RULES.get(role)
+    return found.screens if found else ()

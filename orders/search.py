@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from orders.models import WorkOrder
@@ -29,3 +29,17 @@ def search_orders(session: Session, *, state: str | None = None, department_code
         query = query.where(WorkOrder.text_masked.contains(word, autoescape=True))
     return list(session.scalars(query.order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc())
                                 .offset(offset).limit(limit)))
+
+
+def orders_of_caller(session: Session, *, phone: str | None = None, openid: str | None = None,
+                     limit: int = 10) -> tuple[int, list[WorkOrder]]:
+    """(how many orders this caller filed, the latest `limit` of them): the agent's 来电历史 for a phone number or a
+    WeChat/web user. Nothing for a caller with neither."""
+    if not phone and not openid:
+        return 0, []
+    condition = WorkOrder.caller_phone == phone if phone else WorkOrder.caller_openid == openid
+    own = or_(WorkOrder.role.is_(None), WorkOrder.role != "co")   # a co-handler's copy is not another call
+    total = session.scalar(select(func.count()).select_from(WorkOrder).where(condition, own))
+    latest = session.scalars(select(WorkOrder).where(condition, own)
+                             .order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc()).limit(limit))
+    return int(total or 0), list(latest)

@@ -353,3 +353,37 @@ def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+# -- a real browser ------------------------------------------------------------------------------------------------
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# Known to work on these machines; without the background-networking flags Chromium keeps trying Google's hosts.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def missing(flag: str, reason: str):
+    """Skip for a missing part, or fail when the run asked for it (HOTLINE_REQUIRE_BROWSER=1 in CI)."""
+    if os.environ.get(flag) == "1":
+        pytest.fail(f"{flag}=1 but {reason}")
+    pytest.skip(reason)
+
+
+def start_chromium(profile_dir: Path, *, window: str, page_load_timeout_s: float = 20):
+    """Debian's headless Chromium under Selenium (skipped, or failed under HOTLINE_REQUIRE_BROWSER=1, when absent)."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        missing("HOTLINE_REQUIRE_BROWSER", "Chromium is not installed (run scripts/install_browser.sh)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing("HOTLINE_REQUIRE_BROWSER", "selenium is not installed (pip install -e '.[dev]')")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--window-size={window}", f"--user-data-dir={profile_dir}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: Selenium Manager would otherwise try to download one.
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(page_load_timeout_s)
+    return driver

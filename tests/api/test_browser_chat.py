@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 import yaml
-from support import REPO_ROOT, FakeRasa, closed_port_url, free_port
+from support import REPO_ROOT, FakeRasa, closed_port_url, free_port, start_chromium
 
 from api.app import create_app
 from api.auth.staff import create_staff
@@ -25,39 +25,14 @@ from assistant.manage import start_rasa, stop_process, wait_until_ready, why_ras
 from hotline.core.config import get_settings
 from hotline.core.db import transaction
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-# Known to work on these machines; without the background-networking flags Chromium keeps trying Google's hosts.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=420,860")   # a phone-sized window
 WAIT_S = 20
-
-
-def _missing(flag: str, reason: str):
-    if os.environ.get(flag) == "1":
-        pytest.fail(f"{flag}=1 but {reason}")
-    pytest.skip(reason)
 
 
 # -- the browser -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        _missing("HOTLINE_REQUIRE_BROWSER", "Chromium is not installed (run scripts/install_browser.sh)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _missing("HOTLINE_REQUIRE_BROWSER", "selenium is not installed (pip install -e '.[dev]')")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: Selenium Manager would otherwise try to download one.
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(WAIT_S)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), window="420,860",   # a phone-sized window
+                            page_load_timeout_s=WAIT_S)
     yield driver
     driver.quit()
 

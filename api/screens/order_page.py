@@ -1,0 +1,195 @@
+"""One order as staff see it (/desk/orders/{no}): the complaint, where it stands against its deadline, the router's
+stored answer, co-handlers' progress, every step taken, and a form for each step this staff member may take now.
+
+The forms post to /desk/orders/{no}/act, which calls the lifecycle's `apply_action` (the same rules as the API: the
+role table in orders/roles.py, the transitions and required fields in orders/lifecycle.py)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from api.deps import LoadedRouterDep, SessionsDep
+from api.screens.desk import department_names
+from api.screens.session import AnyStaff, CsrfChecked
+from api.screens.templating import render
+from hotline.core.clock import utcnow
+from hotline.core.db import transaction
+from nlp.pii import mask_phone
+from orders import roles
+from orders.indicators.catalogue import CHANNEL_LABELS
+from orders.lifecycle import (
+    ACTION_LABELS,
+    REQUIRED_FIELDS,
+    SATISFACTION,
+    STATE_LABELS,
+    SUPERVISION_TYPES,
+    TRANSITIONS,
+    Action,
+    IllegalTransition,
+    State,
+    timeliness,
+)
+from orders.models import WorkOrder
+from orders.queues import latest_decision
+from orders.service import ConcurrentUpdate, Forbidden, apply_action, pending_extension
+
+router = APIRouter(include_in_schema=False)
+
+# The order the forms appear in: the usual next step first.
+ACTION_ORDER = [Action.ACCEPT, Action.DISPATCH, Action.SIGN, Action.HANDLE, Action.COMPLETE, Action.APPROVE,
+                Action.RATE, Action.ARCHIVE, Action.REQUEST_EXTENSION, Action.APPROVE_EXTENSION,
+                Action.REFUSE_EXTENSION, Action.EXTEND, Action.RETURN, Action.SEND_BACK, Action.SUPERVISE,
+                Action.REOPEN, Action.REJECT]
+FIELD_LABELS = {"reason": "原因", "at_fault": "是否有责", "note": "说明", "result": "办理结果（将告知来电人）",
+                "days": "延期天数（工作日）", "satisfaction": "满意度", "supervision_type": "督办类型",
+                "department_code": "承办单位代码", "co_handlers": "协办单位代码（逗号分隔，可空）"}
+
+
+def _find(session, order_no: str) -> WorkOrder | None:
+    return session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no)) if "\x00" not in order_no else None
+
+
+def available_actions(order: WorkOrder, staff) -> list[dict]:
+    """The steps this staff member may take on this order now, each with the fields it needs."""
+    state = State(order.state)
+    if not roles.acts_on(staff.role, staff.department_code, order.department_code):
+        return []
+    found = []
+    for action in ACTION_ORDER:
+        allowed_from, _ = TRANSITIONS[action]
+        if state not in allowed_from or not roles.may_act(staff.role, action):
+            continue
+        if action in (Action.APPROVE_EXTENSION, Action.REFUSE_EXTENSION) and pending_extension(order) is None:
+            continue
+        fields = list(REQUIRED_FIELDS.get(action, ()))
+        if action == Action.DISPATCH:
+            fields.append("co_handlers")
+        if action in (Action.SIGN, Action.ACCEPT, Action.APPROVE, Action.ARCHIVE):
+            fields.append("note")
+        found.append({"action": action.value, "label": ACTION_LABELS[action], "fields": fields,
+                      "required": REQUIRED_FIELDS.get(action, ())})
+    return found
+
+
+def _order_view(session, order: WorkOrder, staff, names: dict[str, str]) -> dict:
+    now = utcnow()
+    started = order.dispatched_at or order.created_at
+    finished = order.completed_at
+    decision = latest_decision(session, order=order)
+    return {
+        "order_no": order.order_no, "state": STATE_LABELS[State(order.state)], "state_code": order.state,
+        "channel": order.channel, "created_at": order.created_at, "deadline_at": order.deadline_at,
+        "timeliness": timeliness(started, order.deadline_at, finished=finished, now=now).label
+        if order.deadline_at else None,
+        "department": names.get(order.department_code or "", order.department_code),
+        "text": order.text_masked, "caller_phone": mask_phone(order.caller_phone) if order.caller_phone else None,
+        "category": order.category_path, "address": order.address, "urgency": order.urgency, "tags": order.tags or [],
+        "parent": order.parent.order_no if order.parent else None, "role": order.role,
+        "children": [{"order_no": c.order_no, "department": names.get(c.department_code or "", c.department_code),
+                      "state": STATE_LABELS[State(c.state)], "role": c.role} for c in order.children],
+        "decision": {"decision": decision.decision, "confidence": decision.confidence,
+                     "department": names.get(decision.department_code or "", decision.department_code),
+                     "candidates": decision.candidates, "correct": decision.correct} if decision else None,
+        "events": [{"at": e.at, "label": ACTION_LABELS.get(e.action, "登记" if e.action == "create" else e.action),
+                    "actor": e.actor, "role": roles.RULES[e.actor_role].label if e.actor_role in roles.RULES
+                    else e.actor_role, "state": STATE_LABELS.get(State(e.to_state), e.to_state) if e.to_state else "",
+                    "comment": e.comment, "department": names.get(e.department_code or "", e.department_code)}
+                   for e in order.events],
+        "actions": available_actions(order, staff),
+    }
+
+
+@router.get("/desk/orders/{order_no}")
+def order_page(order_no: str, request: Request, staff: AnyStaff, sessions: SessionsDep, router_: LoadedRouterDep,
+               filed: int = 0, done: str | None = None) -> Response:
+    names = department_names(router_)
+    with sessions() as session:
+        order = _find(session, order_no)
+        if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
+            return render(request, "message.html", staff=staff, heading="找不到工单",
+                          message=f"没有工单 {order_no}，或您无权查看。", status_code=404)
+        view = _order_view(session, order, staff, names)
+    notice = "已登记" if filed else (f"已{ACTION_LABELS.get(done, done)}" if done else None)
+    return render(request, "order.html", staff=staff, order=view, notice=notice, departments=names,
+                  field_labels=FIELD_LABELS, satisfaction=SATISFACTION, supervision_types=SUPERVISION_TYPES,
+                  channel_labels=CHANNEL_LABELS)
+
+
+def _data(action: Action, fields: dict[str, str]) -> dict:
+    """The form's text fields as the lifecycle wants them (numbers, booleans, lists); empty ones left out."""
+    data: dict = {}
+    for name in ("reason", "note", "result", "satisfaction", "supervision_type", "department_code"):
+        if fields.get(name, "").strip():
+            data[name] = fields[name].strip()
+    if fields.get("days", "").strip():
+        data["days"] = int(fields["days"]) if fields["days"].strip().isdigit() else -1
+    if fields.get("at_fault") in ("true", "false"):
+        data["at_fault"] = fields["at_fault"] == "true"
+    if action == Action.DISPATCH:
+        data["co_handlers"] = [c.strip() for c in fields.get("co_handlers", "").replace("，", ",").split(",")
+                               if c.strip()]
+        data["mode"] = "manual"
+    return data
+
+
+@router.post("/desk/orders/{order_no}/act", dependencies=[CsrfChecked])
+async def act(order_no: str, request: Request, staff: AnyStaff, sessions: SessionsDep, router_: LoadedRouterDep,
+              action: Annotated[str, Form(max_length=32)] = "",
+              reason: Annotated[str, Form(max_length=2000)] = "", note: Annotated[str, Form(max_length=5000)] = "",
+              result: Annotated[str, Form(max_length=5000)] = "", days: Annotated[str, Form(max_length=4)] = "",
+              at_fault: Annotated[str, Form(max_length=8)] = "",
+              satisfaction: Annotated[str, Form(max_length=16)] = "",
+              supervision_type: Annotated[str, Form(max_length=16)] = "",
+              department_code: Annotated[str, Form(max_length=32)] = "",
+              co_handlers: Annotated[str, Form(max_length=400)] = "") -> Response:
+    try:
+        chosen = Action(action)
+    except ValueError:
+        return render(request, "message.html", staff=staff, heading="无法办理", message="未知的操作", status_code=422)
+    names = department_names(router_)
+    data = _data(chosen, {"reason": reason, "note": note, "result": result, "days": days, "at_fault": at_fault,
+                          "satisfaction": satisfaction, "supervision_type": supervision_type,
+                          "department_code": department_code, "co_handlers": co_handlers})
+    unknown = [c for c in [data.get("department_code"), *data.get("co_handlers", [])] if c and names and c not in names]
+    problem = f"未知的单位代码：{'、'.join(unknown)}" if unknown else None
+
+    moved: list[str] = []   # the complaint, when a dispatch moved it from one unit to another
+
+    def apply() -> str | None:
+        with transaction(sessions) as session:
+            order = _find(session, order_no)
+            if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
+                return "没有此工单，或您无权查看"
+            previous = order.department_code
+            apply_action(session, order_id=order.id, action=chosen, actor=staff, **data)
+            if chosen == Action.DISPATCH and previous and previous != data.get("department_code"):
+                moved.append(order.text)
+        return None
+
+    if problem is None:
+        try:
+            problem = await run_in_threadpool(apply)
+        except IllegalTransition as exc:
+            problem = exc.reason
+        except (Forbidden, ConcurrentUpdate, ValueError) as exc:
+            problem = str(exc)
+    if problem:
+        with sessions() as session:
+            order = _find(session, order_no)
+            if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
+                return render(request, "message.html", staff=staff, heading="找不到工单", message=problem,
+                              status_code=404)
+            view = _order_view(session, order, staff, names)
+        return render(request, "order.html", staff=staff, order=view, error=f"未能{ACTION_LABELS[chosen]}：{problem}",
+                      departments=names, field_labels=FIELD_LABELS, satisfaction=SATISFACTION,
+                      supervision_types=SUPERVISION_TYPES, channel_labels=CHANNEL_LABELS, status_code=409)
+    if moved and router_ is not None:
+        try:   # a re-dispatch: the router's guarded correction memory learns who really owns it (as the API does)
+            router_.learn(moved[0], data["department_code"], created_by=staff.name)
+        except ValueError:
+            pass
+    return RedirectResponse(f"/desk/orders/{order_no}?done={chosen.value}", status_code=303)

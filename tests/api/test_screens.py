@@ -1,0 +1,181 @@
+"""The staff screens over the real app and database (SQLite and PostgreSQL): login, the agent's desk from a typed
+call to a dispatched order, the handler's queue and steps, the review and supervision lists, and the offline docs.
+The browser walk-through is tests/api/test_browser_screens.py."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from api.auth.staff import create_staff
+from hotline.core.db import transaction
+
+CALL = ("来电人反映：岳麓区望月湖街道望月湖小区门口，晚上好多摊贩占道摆摊卖烧烤，油烟很大，人行道都过不去！！"
+        "已经反映过两次了😡，请尽快处理。")
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+def login(client, username: str, password: str | None = None, next_path: str = "/"):
+    return client.post("/login", data={"username": username, "password": password or f"{username}-Passw0rd!",
+                                       "next": next_path}, follow_redirects=False)
+
+
+def csrf_of(page: str) -> str:
+    found = CSRF.search(page)
+    assert found, "the page carries no CSRF token"
+    return found.group(1)
+
+
+def test_the_landing_page_says_what_this_is_and_links_the_public_pages(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "12345 政务服务便民热线" in page.text and "工作人员登录" in page.text
+    for link in ('href="/chat"', 'href="/docs"', 'href="/redoc"', 'href="/login"'):
+        assert link in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert not re.search(r'(?:src|href)="(?:https?:)?//', page.text), "no page may load anything from another host"
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_api_docs_load_only_files_this_server_serves(client, path):
+    page = client.get(path)
+    assert page.status_code == 200
+    assert not re.search(r'(?:src|href)="(?:https?:)?//', page.text) and "cdn.jsdelivr" not in page.text
+    assets = re.findall(r'(?:src|href)="(/assets/[^"]+)"', page.text)
+    assert assets, "the docs page names its script"
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_assets_are_a_fixed_list(client):
+    assert client.get("/assets/desk.css").status_code == 200
+    assert client.get("/assets/..%2Fsession.py").status_code == 404
+    assert client.get("/assets/" + "a" * 300 + ".js").status_code == 404
+
+
+def test_a_staff_page_without_a_session_goes_to_login_and_back(client, staff):
+    first = client.get("/desk/review?x=1", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == "/login?next=/desk/review%3Fx%3D1"
+    wrong = login(client, "dispatcher", "not-the-password")
+    assert wrong.status_code == 401 and "用户名或密码错误" in wrong.text
+    assert "hotline_staff" not in client.cookies
+    done = login(client, "dispatcher", next_path="/desk/review?x=1")
+    assert done.status_code == 303 and done.headers["location"] == "/desk/review?x=1"
+    cookie = done.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert client.get("/desk/review").status_code == 200
+
+
+def test_login_never_redirects_to_another_site(client, staff):
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        assert login(client, "agent", next_path=target).headers["location"] == "/"
+
+
+def test_a_role_sees_only_its_screens(client, staff):
+    login(client, "official")
+    assert client.get("/desk").status_code == 403
+    assert client.get("/desk/supervision").status_code == 200
+    landing = client.get("/").text
+    assert "督办与回访" in landing and "坐席受理" not in landing
+
+
+def test_a_post_without_the_session_token_is_refused(client, staff):
+    login(client, "agent")
+    refused = client.post("/desk/analyse", data={"text": CALL, "channel": "hotline"})
+    assert refused.status_code == 403
+    assert client.post("/logout", data={"csrf": "0" * 40}).status_code == 403
+
+
+def test_the_agent_takes_a_call_from_record_to_dispatched_order(client, staff, app_and_keys):
+    login(client, "agent")
+    desk = client.get("/desk")
+    assert desk.status_code == 200 and "来电受理" in desk.text
+    token = csrf_of(desk.text)
+    analysed = client.post("/desk/analyse", data={"csrf": token, "text": CALL, "caller_phone": "13974512345",
+                                                  "channel": "hotline"})
+    assert analysed.status_code == 200
+    assert "分拨建议" in analysed.text and "来电历史" in analysed.text and "无历史来电" in analysed.text
+    chosen = re.search(r'name="department_code" value="([^"]+)" checked', analysed.text)
+    assert chosen, "the router's suggestion is preselected"
+    department = chosen.group(1)
+    filed = client.post("/desk/file", data={"csrf": token, "text": CALL, "caller_phone": "13974512345",
+                                            "channel": "hotline", "department_code": department,
+                                            "outcome": "dispatch"}, follow_redirects=False)
+    assert filed.status_code == 303
+    order_page = client.get(filed.headers["location"])
+    assert order_page.status_code == 200 and "已派单" in order_page.text and "已登记" in order_page.text
+    assert "13974512345" not in order_page.text and "139****2345" in order_page.text   # masked for staff lists
+
+    # The same caller again: the desk shows the history.
+    again = client.post("/desk/analyse", data={"csrf": token, "text": CALL, "caller_phone": "13974512345",
+                                               "channel": "hotline"})
+    assert "共来电 <strong>1</strong> 次" in again.text
+
+    # The unit's handler signs and completes it from their own screen.
+    _, _, factory = app_and_keys
+    with transaction(factory) as session:
+        create_staff(session, username="unit-handler", password="unit-handler-Passw0rd!", role="handler",
+                     department_code=department)
+    client.cookies.clear()
+    login(client, "unit-handler")
+    queue = client.get("/desk/department")
+    order_no = filed.headers["location"].split("/")[-1].split("?")[0]
+    assert queue.status_code == 200 and order_no in queue.text and "正常" in queue.text
+    page = client.get(f"/desk/orders/{order_no}")
+    token = csrf_of(page.text)
+    assert "签收" in page.text
+    signed = client.post(f"/desk/orders/{order_no}/act", data={"csrf": token, "action": "sign"},
+                         follow_redirects=False)
+    assert signed.status_code == 303
+    incomplete = client.post(f"/desk/orders/{order_no}/act", data={"csrf": token, "action": "complete"})
+    assert incomplete.status_code == 409 and "办结需要填写" in incomplete.text
+    completed = client.post(f"/desk/orders/{order_no}/act",
+                            data={"csrf": token, "action": "complete",
+                                  "result": "已联合城管中队清理占道摊贩，设置劝导点，每晚巡查。"}, follow_redirects=False)
+    assert completed.status_code == 303
+    assert "已办结待审核" in client.get(f"/desk/orders/{order_no}").text
+
+    # The centre sees it among the completions to review.
+    client.cookies.clear()
+    login(client, "dispatcher")
+    review = client.get("/desk/review")
+    assert order_no in review.text and "已联合城管中队清理占道摊贩" in review.text
+
+
+def test_the_agent_diverts_a_police_matter_in_one_click(client, staff):
+    login(client, "agent")
+    token = csrf_of(client.get("/desk").text)
+    text = "岳麓区望月湖街道有人在小区门口持刀打人，快派人来！"
+    analysed = client.post("/desk/analyse", data={"csrf": token, "text": text, "channel": "hotline"})
+    assert "一键转公安110" in analysed.text
+    diverted = client.post("/desk/file", data={"csrf": token, "text": text, "channel": "hotline",
+                                               "outcome": "divert:110"}, follow_redirects=False)
+    assert diverted.status_code == 303
+    assert "不予受理" in client.get(diverted.headers["location"]).text
+
+
+@pytest.mark.parametrize("text, problem", [("", "请先输入来电记录"), ("   ", "请先输入来电记录"),
+                                           ("投诉" * 2600, "诉求内容过长")])
+def test_the_desk_explains_what_is_wrong_with_the_record(client, staff, text, problem):
+    login(client, "agent")
+    token = csrf_of(client.get("/desk").text)
+    answer = client.post("/desk/analyse", data={"csrf": token, "text": text, "channel": "hotline"})
+    assert answer.status_code == 422 and problem in answer.text
+
+
+def test_another_units_order_is_not_shown_to_a_handler(client, staff):
+    login(client, "agent")
+    token = csrf_of(client.get("/desk").text)
+    filed = client.post("/desk/file", data={"csrf": token, "text": CALL, "channel": "hotline", "outcome": "hold"},
+                        follow_redirects=False)
+    order_no = filed.headers["location"].split("/")[-1].split("?")[0]
+    client.cookies.clear()
+    login(client, "yuhua")
+    assert client.get(f"/desk/orders/{order_no}").status_code == 404
+
+
+def test_supervision_lists_alerts_and_follow_ups(client, staff):
+    login(client, "official")
+    page = client.get("/desk/supervision")
+    assert page.status_code == 200 and "预警" in page.text and "待回访" in page.text
