@@ -11,6 +11,10 @@ own request), then the requests routing at the same moment are routed together b
 two batches in flight so one batch's Python work overlaps the next one's embeddings). One call embeds them all at
 once and runs the classifier on all of them; and only the batch's thread, not 16, competes with reads for the GIL.
 When the batched call fails, each of its requests is routed again alone: only the complaint at fault fails.
+
+`route_with_vector` also hands over the vector the router embedded the complaint's matter with, so the intake stores
+it for same-event search without embedding the text twice; `text_embedder` embeds texts the same way (orders filed
+without a vector, the texts of a search).
 """
 from __future__ import annotations
 
@@ -18,11 +22,12 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+import numpy as np
 
 from nlp.batching import MicroBatcher
 from routing.router import RouteRequest
@@ -66,20 +71,38 @@ def route_batcher(router, settings) -> MicroBatcher | None:
     return held[1]
 
 
-def _route_one(router, settings, text: str, point, order_id: str) -> dict:
+def _route_one(router, settings, text: str, point, order_id: str) -> tuple[dict, np.ndarray | None]:
+    """(routing, the matter's vector) for one complaint."""
+    item = router.prepare(RouteRequest(order_id, text, point))   # InputError: this request's alone
     batcher = route_batcher(router, settings)
     if batcher is None:
-        return router.route(text, point, order_id=order_id)
-    item = router.prepare(RouteRequest(order_id, text, point))   # InputError: this request's alone
+        return router.route_prepared([item])[0], item.get("matter_vector")
     try:
-        return batcher([item])[0]
+        return batcher([item])[0], item.get("matter_vector")
     except Exception:
         # The batch failed: each of its requests tries again alone, so a complaint that breaks the router fails
         # only its own request (and a passing fault costs one retry).
         log.warning("a routing batch failed; routing its complaints one by one", exc_info=True)
-        return router.route_prepared([item])[0]
+        return router.route_prepared([item])[0], item.get("matter_vector")
 
 
 async def route_complaint(app, router, text: str, point=None, *, order_id: str = "") -> dict:
     """`router.route(text, point, order_id=…)`, batched with the other requests routing now, in a routing thread."""
+    return (await route_with_vector(app, router, text, point, order_id=order_id))[0]
+
+
+async def route_with_vector(app, router, text: str, point=None, *,
+                            order_id: str = "") -> tuple[dict, np.ndarray | None]:
+    """`route_complaint`'s routing and the vector of the complaint's matter it was matched with."""
     return await run_routing(app, _route_one, router, app.state.settings, text, point, order_id)
+
+
+def text_embedder(router) -> tuple[str, Callable[[Sequence[str]], np.ndarray]]:
+    """(model id, embed): complaints embedded as the router embeds their matter (its first encoder, the cleaned
+    title and head of the text), so vectors stored at intake and made later compare alike."""
+    first = router.matcher.encoders.embedders[0]
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        return first.embed_queries([router.prepare(RouteRequest("", text))["match_text"] for text in texts])
+
+    return first.model_id, embed

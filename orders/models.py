@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hotline.core.clock import utcnow  # noqa: F401  (the order code imports it from here too)
 from hotline.core.db import Base, UTCDateTime
+
+# role of a caller's order merged into the handling order of the same event (orders/merge.py)
+MERGED_ROLE = "merged"
 
 
 class WorkOrder(Base):
@@ -56,7 +59,8 @@ class WorkOrder(Base):
     return_count: Mapped[int] = mapped_column(Integer, default=0)
 
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("work_orders.id"), index=True)
-    role: Mapped[str | None] = mapped_column(String(8))                # lead (牵头) / co (协办) on child orders
+    # lead (牵头) / co (协办) on co-handling orders; merged (合并) on a caller's order merged into a handling order
+    role: Mapped[str | None] = mapped_column(String(8))
 
     # Optimistic locking: an UPDATE that raced another one matches no row and fails (StaleDataError).
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
@@ -88,6 +92,20 @@ class OrderEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
     order: Mapped[WorkOrder] = relationship(back_populates="events")
+
+
+class OrderEmbedding(Base):
+    """An order's text embedding, stored once (at intake, or the first time a same-event search meets the order),
+    so a search embeds only the new complaint. One row per order and embedding model: a new model adds its own."""
+
+    __tablename__ = "order_embeddings"
+    __table_args__ = (UniqueConstraint("order_id", "model_id", name="uq_order_embedding_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(String(128))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)                 # float32, L2-normalised, little-endian
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class RoutingDecision(Base):

@@ -31,7 +31,7 @@ from orders.lifecycle import (
     add_working_days,
     next_state,
 )
-from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder, utcnow
+from orders.models import MERGED_ROLE, OrderEvent, RoutingDecision, Supervision, WorkOrder, utcnow
 from orders.outbox import enqueue_for_event
 
 DEFAULT_TIME_LIMIT_DAYS = 5
@@ -68,13 +68,24 @@ def _request_hash(**fields) -> str:
     return hashlib.sha256(json.dumps(fields, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _event(order: WorkOrder, *, action: str, from_state: str | None, actor: Actor, now: dt.datetime,
-           comment: str | None = None, data: dict | None = None) -> OrderEvent:
+def record_event(order: WorkOrder, *, action: str, from_state: str | None, actor: Actor, now: dt.datetime,
+                 comment: str | None = None, data: dict | None = None) -> OrderEvent:
+    """Append a step to the order's trail (also used by orders/merge.py)."""
     event = OrderEvent(seq=len(order.events) + 1, action=action, from_state=from_state, to_state=order.state,
                        actor=actor.name, actor_role=actor.role, department_code=order.department_code,
                        comment=comment, data=data or {}, at=now)
     order.events.append(event)
     return event
+
+
+def follow_handling_order(order: WorkOrder) -> None:
+    """Merged callers' orders take the handling order's state, unit and deadline (their steps are its steps)."""
+    for child in order.children:
+        if child.role == MERGED_ROLE:
+            child.state = order.state
+            child.department_code = order.department_code
+            child.deadline_at = order.deadline_at
+            child.completed_at, child.closed_at = order.completed_at, order.closed_at
 
 
 # Idempotency keys are the sender's own (review 2026-12-06, L12): a key means something only together with who sent
@@ -139,7 +150,7 @@ def create_order(session: Session, *, text: str, channel: str, actor: Actor, cal
         return _replay(existing, request_hash), False
     # The city's date (Beijing time), as citizens read it; the id keeps numbers unique.
     order.order_no = f"{order_no_prefix}{now.astimezone(CITY_TZ):%Y%m%d}{order.id:06d}"
-    _event(order, action="create", from_state=None, actor=actor, now=now, data={"channel": channel})
+    record_event(order, action="create", from_state=None, actor=actor, now=now, data={"channel": channel})
     if routing:
         attach_routing(session, order_id=order.id, routing=routing, model=routing_model, now=now)
         if auto_dispatch:
@@ -270,8 +281,9 @@ def apply_action(session: Session, *, order_id: int, action: Action | str, actor
         _side_effects(session, order, action, actor, now, data)
         order.state = after
         order.updated_at = now
-        event = _event(order, action=action.value, from_state=before, actor=actor, now=now, comment=comment,
-                       data={k: v for k, v in data.items() if k not in {"reason", "note", "result"}})
+        follow_handling_order(order)
+        event = record_event(order, action=action.value, from_state=before, actor=actor, now=now, comment=comment,
+                             data={k: v for k, v in data.items() if k not in {"reason", "note", "result"}})
         # Webhooks are written in this same transaction (outbox): they exist if and only if the step does.
         enqueue_for_event(session, order=order, event=event, previous_department=previous_department, now=now)
         for child in order.children if action == Action.DISPATCH else ():
@@ -303,7 +315,7 @@ def _check_order_rules(order: WorkOrder, action: Action, state: State) -> None:
     if action in (Action.COMPLETE, Action.APPROVE):
         # 牵头 closes last: the lead reports done once every 协办 has reported, and is closed once every 协办 is closed.
         still_open = OPEN_STATES - {State.COMPLETED} if action == Action.COMPLETE else OPEN_STATES
-        open_children = [c for c in order.children if State(c.state) in still_open]
+        open_children = [c for c in order.children if c.role != MERGED_ROLE and State(c.state) in still_open]
         if open_children:
             listed = "、".join(f"{c.order_no}（{c.department_code}，{STATE_LABELS[State(c.state)]}）" for c in open_children)
             raise IllegalTransition(action, state, f"协办工单尚未办结，牵头工单不能{ACTION_LABELS[action]}：{listed}")
@@ -380,9 +392,9 @@ def _dispatch(session: Session, order: WorkOrder, actor: Actor, now: dt.datetime
                               deadline_at=order.deadline_at)
             session.add(child)
             session.flush()
-            child.order_no = f"{order.order_no}-{len(order.children)}"
-            _event(child, action="dispatch", from_state=None, actor=actor, now=now,
-                   comment=f"协办，牵头工单 {order.order_no}", data={"lead_order": order.order_no})
+            child.order_no = f"{order.order_no}-{sum(1 for c in order.children if c.role == 'co')}"
+            record_event(child, action="dispatch", from_state=None, actor=actor, now=now,
+                         comment=f"协办，牵头工单 {order.order_no}", data={"lead_order": order.order_no})
 
 
 __all__ = ["Actor", "ConcurrentUpdate", "Forbidden", "IdempotencyConflict", "IllegalTransition", "OrderNotFound",

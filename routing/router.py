@@ -172,7 +172,8 @@ class Router:
                        batch_size: int = 256, use_corrections: bool = True) -> list[dict]:
         """Route what `prepare` returned (callers that sort out bad input first need not clean texts twice).
         All texts of a slice are embedded in one call: the embedder sorts them by length, so padding is small
-        (fp32 e5: 40.0 complaints/s against 20.3 for slices of 32 in arrival order; BENCHMARKS.md)."""
+        (fp32 e5: 40.0 complaints/s against 20.3 for slices of 32 in arrival order; BENCHMARKS.md).
+        Each item gets its matter's vector (the first encoder's) as `item["matter_vector"]`."""
         results: list[dict] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
@@ -188,6 +189,9 @@ class Router:
                 history = self.history_model.predict([c["history_text"] for c in chunk], vectors,
                                                      kb_kinds=self._kind_probabilities(probs))
             for i, item in enumerate(chunk):
+                # The first encoder's vector of the matter, for the caller that stores it (same-event search at
+                # intake): the text is not embedded a second time.
+                item["matter_vector"] = vectors[0][i]
                 count = len(item.get("other_texts", ()))
                 results.append(self._decide(item, probs[i], similarity[i], best_rows[i],
                                             [v[i] for v in vectors], history[i] if history else None,

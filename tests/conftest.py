@@ -124,10 +124,10 @@ def engine(request, tmp_path_factory):
 
 @pytest.fixture
 def factory(engine):
-    from orders.models import OrderEvent, RoutingDecision, Supervision, WorkOrder
+    from orders.models import OrderEmbedding, OrderEvent, RoutingDecision, Supervision, WorkOrder
 
     with engine.begin() as conn:
-        for table in (Supervision, RoutingDecision, OrderEvent, WorkOrder):
+        for table in (OrderEmbedding, Supervision, RoutingDecision, OrderEvent, WorkOrder):
             conn.execute(delete(table))
     return session_factory(engine)
 

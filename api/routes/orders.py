@@ -22,11 +22,12 @@ from api.deps import (
     Principal,
     PublicLimiterDep,
     RelayLimiterDep,
+    RouterDep,
     SessionsDep,
     SettingsDep,
 )
 from api.ratelimit import RateLimiter
-from api.routing_pool import route_complaint
+from api.routing_pool import route_with_vector, text_embedder
 from api.schemas import Location
 from hotline.core.clock import city_midnight
 from hotline.core.db import transaction
@@ -36,7 +37,16 @@ from nlp.pii import mask_phone
 from orders import roles
 from orders.intake import file_complaint
 from orders.lifecycle import ACTION_LABELS, OPEN_STATES, STATE_LABELS, Action, IllegalTransition, State
-from orders.models import WorkOrder
+from orders.merge import (
+    MergeInvalid,
+    MergeRefused,
+    handling_order,
+    handling_result,
+    link_orders,
+    linked_order_nos,
+    merge_order,
+)
+from orders.models import MERGED_ROLE, WorkOrder
 from orders.search import search_orders
 from orders.service import (
     CHANNELS,
@@ -48,6 +58,7 @@ from orders.service import (
     citizen_lookup,
     orders_of_openid,
 )
+from orders.similar import SimilarOrder, similar_to_order
 from routing.geocode import GeoPoint
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
@@ -83,6 +94,30 @@ class ActionIn(BaseModel):
     leader_flag: bool | None = None
 
 
+class MergeIn(BaseModel):
+    into: str = Field(min_length=1, max_length=32, description="the handling order (主办工单) to merge into")
+    expected_version: int | None = Field(default=None, description="refuse if this order changed since this version")
+    reason: str | None = Field(default=None, max_length=REASON_CHARS)
+
+
+class LinkIn(BaseModel):
+    other: str = Field(min_length=1, max_length=32, description="the related order (关联工单)")
+    reason: str | None = Field(default=None, max_length=REASON_CHARS)
+
+
+SIMILAR_TEXT_CHARS = 200   # enough for the agent to recognise the event in a list
+
+
+def similar_json(hit: SimilarOrder) -> dict[str, Any]:
+    order = hit.order
+    return {"order_no": hit.order_no, "score": hit.score, "similarity": hit.similarity, "reason": hit.reason,
+            "label": "疑似同一事件", "state": order.state, "state_label": STATE_LABELS[State(order.state)],
+            "channel": order.channel, "text": order.text_masked[:SIMILAR_TEXT_CHARS],
+            "department_code": order.department_code, "district_adcode": order.district_adcode,
+            "street_id": order.street_id, "created_at": order.created_at.isoformat() if order.created_at else None,
+            "merged_callers": sum(1 for c in order.children if c.role == MERGED_ROLE)}
+
+
 def visible_to(order: WorkOrder, principal: Principal) -> bool:
     """A department handler sees only orders their department holds (a lead order's co-handler sees its child)."""
     return roles.sees_order(principal.role, principal.department_code, order.department_code)
@@ -102,6 +137,8 @@ def order_json(order: WorkOrder, *, events: bool = False) -> dict[str, Any]:
         "parent_order_no": order.parent.order_no if order.parent else None, "role": order.role,
     }
     if events:
+        out["merged_orders"] = [c.order_no for c in order.children if c.role == MERGED_ROLE]
+        out["linked_orders"] = linked_order_nos(order)
         out["events"] = [{"seq": e.seq, "action": e.action, "from_state": e.from_state, "to_state": e.to_state,
                           "actor": e.actor, "actor_role": e.actor_role, "department_code": e.department_code,
                           "comment": e.comment, "data": e.data, "at": e.at.isoformat()} for e in order.events]
@@ -125,15 +162,17 @@ async def post_order(body: OrderIn, request: Request, response: Response, key: O
             # The assistant files a WeChat message under the message's own key, the key the WeChat relay files it
             # under when the assistant answers too late: one message, one order. Nobody else writes in that scope.
             scope = WECHAT_SCOPE
-    routing, lat, lng, point = None, None, None, None
+    routing, vector, lat, lng, point = None, None, None, None, None
     if body.location:
         point = GeoPoint(body.location.lat, body.location.lng, body.location.datum)
         lat, lng = point.to_wgs84()
     try:
         if router_ is not None:
-            routing = await route_complaint(request.app, router_, body.text, point)
+            routing, vector = await route_with_vector(request.app, router_, body.text, point)
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
+
+    model_id, embed = text_embedder(router_) if router_ is not None else (None, None)
 
     def store() -> tuple[dict, bool]:
         with transaction(sessions) as session:
@@ -142,8 +181,15 @@ async def post_order(body: OrderIn, request: Request, response: Response, key: O
                                             caller_openid=body.caller_openid, lat=lat, lng=lng,
                                             idempotency_key=idempotency_key, idempotency_scope=scope, routing=routing,
                                             routing_model=router_.embedder_note if router_ else None,
-                                            auto_dispatch=settings.auto_dispatch)
-            return order_json(order), created
+                                            auto_dispatch=settings.auto_dispatch, text_vector=vector,
+                                            vector_model=model_id)
+            payload = order_json(order)
+            if embed is not None:
+                # The agent's screen and the dispatch system see at once which open orders tell the same event.
+                payload["similar"] = [similar_json(hit) for hit in similar_to_order(
+                    session, order=order, model_id=model_id, embed=embed,
+                    window_days=settings.same_event_window_days, limit=settings.same_event_limit)]
+            return payload, created
 
     try:
         payload, created = await run_in_threadpool(store)
@@ -231,18 +277,89 @@ def _learn_from_redispatch(router_, body: ActionIn, previous: str | None, compla
         pass   # a unit the knowledge base does not know (e.g. an outside body) teaches nothing
 
 
+# -- same event: similar open orders, merge, link ---------------------------------------------------------------
+def _centre_only(principal: Principal) -> None:
+    if not roles.in_centre(principal.role):
+        raise HTTPException(403, f"role {principal.role!r}: same-event search and merging are the centre's work")
+
+
+@router.get("/orders/{order_no}/similar")
+def similar_view(order_no: str, principal: OrdersReader, sessions: SessionsDep, router_: RouterDep,
+                 settings: SettingsDep,
+                 limit: Annotated[int | None, Query(ge=1, le=50)] = None) -> dict:
+    """Open orders probably about the same event (疑似同一事件), best first, each with its score and the reason;
+    the texts are masked."""
+    _centre_only(principal)
+    model_id, embed = text_embedder(router_)
+    with transaction(sessions) as session:   # an order filed without a vector gets one stored now
+        order = order_or_404(session, order_no)
+        found = similar_to_order(session, order=order, model_id=model_id, embed=embed,
+                                 window_days=settings.same_event_window_days,
+                                 limit=limit or settings.same_event_limit)
+        return {"order_no": order.order_no, "window_days": settings.same_event_window_days,
+                "similar": [similar_json(hit) for hit in found]}
+
+
+@contextmanager
+def merge_errors():
+    try:
+        with lifecycle_errors():
+            yield
+    except MergeInvalid as exc:
+        raise HTTPException(422, str(exc)) from None
+    except MergeRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+def _other_order(session: Session, order_no: str, principal: Principal, what: str) -> WorkOrder:
+    other = (session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no.strip().upper()))
+             if "\x00" not in order_no else None)
+    if other is None or not visible_to(other, principal):
+        raise HTTPException(422, f"no work order {order_no} to {what}")
+    return other
+
+
+@router.post("/orders/{order_no}/merge")
+def merge_view(order_no: str, body: MergeIn, key: OrdersWriter, sessions: SessionsDep) -> dict:
+    """合并: this caller's order becomes a child of the handling order `into` and follows it from now on (its
+    caller still sees the progress and the result). Refused: 409 with the reason (closed, already merged, another
+    unit's work…), 422 for a request that cannot be right (into itself, an unknown order)."""
+    _centre_only(key)
+    with merge_errors(), transaction(sessions) as session:
+        order = order_or_404(session, order_no)
+        into = _other_order(session, body.into, key, "merge into")
+        merge_order(session, order=order, into=into, actor=key, reason=body.reason,
+                    expected_version=body.expected_version)
+        return {"order": order_json(order, events=True), "into": order_json(into, events=True)}
+
+
+@router.post("/orders/{order_no}/link")
+def link_view(order_no: str, body: LinkIn, key: OrdersWriter, sessions: SessionsDep) -> dict:
+    """关联: record that two orders are related (e.g. the same place, another matter); neither's state changes."""
+    _centre_only(key)
+    with merge_errors(), transaction(sessions) as session:
+        order = order_or_404(session, order_no)
+        other = _other_order(session, body.other, key, "link with")
+        link_orders(session, order=order, other=other, actor=key, reason=body.reason)
+        return order_json(order, events=True)
+
+
 # -- citizens ------------------------------------------------------------------------------------------------
 def citizen_json(order: WorkOrder, router_) -> dict:
-    """What a citizen may see: state, the unit handling it, the deadline and the last step, in plain words."""
-    department = router_.kb.departments.get(order.department_code) if router_ and order.department_code else None
-    last = order.events[-1] if order.events else None
-    return {"order_no": order.order_no, "state": order.state, "state_label": STATE_LABELS[State(order.state)],
-            "open": State(order.state) in OPEN_STATES,   # still being handled: a deadline can be missed
-            "department": department.name if department else order.department_code,
-            "category": order.category_path,
-            "deadline_at": order.deadline_at.isoformat() if order.deadline_at else None,
+    """What a citizen may see: state, the unit handling it, the deadline and the last step, in plain words; for an
+    order merged into the handling order of the same event, that order's progress, and the 办理结果 once closed."""
+    handled = handling_order(order)
+    department = router_.kb.departments.get(handled.department_code) if router_ and handled.department_code else None
+    last = handled.events[-1] if handled.events else None
+    return {"order_no": order.order_no, "state": handled.state, "state_label": STATE_LABELS[State(handled.state)],
+            "open": State(handled.state) in OPEN_STATES,   # still being handled: a deadline can be missed
+            "department": department.name if department else handled.department_code,
+            "category": handled.category_path,
+            "deadline_at": handled.deadline_at.isoformat() if handled.deadline_at else None,
             "last_step": {"action": ACTION_LABELS.get(last.action, "登记") if last else None,
-                          "at": last.at.isoformat() if last else None}}
+                          "at": last.at.isoformat() if last else None},
+            "merged": handled is not order,   # 同一事件合并办理
+            "result": handling_result(order)}
 
 
 def _lookup_wait(*, sessions, client: str | None, public_limiter: RateLimiter, relay_limiter: RateLimiter,

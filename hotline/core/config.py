@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     # removed earlier: `hotline corrections remove ID`, DELETE /api/v1/route/corrections/{id}).
     correction_lifetime_days: int = Field(default=180, ge=1)
 
+    # Same-event detection (orders/similar.py): open orders created within this many days are compared with a new
+    # complaint; at most same_event_limit proposals are shown. A week covers how long one outage, a blocked road or
+    # a night of construction noise keeps people calling; older events are new events (or a repeat, counted apart).
+    same_event_window_days: int = Field(default=7, ge=1, le=90)
+    same_event_limit: int = Field(default=5, ge=1, le=50)
+
     # A model trained on the city's history (`hotline train`); unset = the one `hotline model use DIR` chose, if any.
     model_dir: Path | None = None
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from hotline.core.clock import as_utc
 from nlp.lexicons import lexicons
 from orders.indicators.catalogue import ALERTS_DEFAULTS, alerts_definition
-from orders.indicators.scope import NO_NAMES, Indicator, Names, Scope, local_iso, scoped_orders, spoken_time
+from orders.indicators.scope import NO_NAMES, Indicator, Names, Scope, handled, local_iso, scoped_orders, spoken_time
 from orders.indicators.topics import tfidf_rows
 from orders.lifecycle import OPEN_STATES, STATE_LABELS, State, timeliness
 from orders.models import WorkOrder, utcnow
@@ -142,7 +142,7 @@ def alerts(session: Session, scope: Scope, *, now: dt.datetime | None = None,
     tags = tuple(sensitive_tags or lexicons()["sensitive_tags"])
     orders = scoped_orders(session, scope)
     matrix = tfidf_rows(orders)
-    found = (_long_unresolved(orders, now, overdue_working_days, open_days, names)
+    found = (_long_unresolved(handled(orders), now, overdue_working_days, open_days, names)
              + _surges(orders, matrix, cluster_size, cluster_hours, cluster_similarity, names)
              + _sensitive(orders, tags, names))
     kinds = ("敏感诉求", "群体高发", "久而未决")

@@ -29,9 +29,9 @@ class Entry:
     ambiguous: tuple[str, ...] = ()
 
 
-DEF_COUNT = "期间内登记的工单数（不含协办子工单）"
-DEF_COMPLETION = "期间内登记（不含不予受理）的工单中已办结（含已回访、已归档）的比例"
-DEF_TIMELY_BASIS = "期间内登记且已办结的工单，以最后一次派单时间到办结时间对照（延期后的）办理时限"
+DEF_COUNT = "期间内登记的工单数（不含协办子工单；同一事件合并办理的，每位来电人的工单各计一件）"
+DEF_COMPLETION = "期间内登记（不含不予受理）的工单中已办结（含已回访、已归档）的比例；合并办理的同一事件按主办工单计一件"
+DEF_TIMELY_BASIS = "期间内登记且已办结的工单（合并办理的同一事件按主办工单计一件），以最后一次派单时间到办结时间对照（延期后的）办理时限"
 DEF_ON_TIME = DEF_TIMELY_BASIS + "：未超时限的比例（含提前、临期）"
 DEF_EARLY = DEF_TIMELY_BASIS + "：用时不超过时限一半的比例"
 DEF_DUE_SOON = DEF_TIMELY_BASIS + "：用时在时限80%–100%之间的比例"

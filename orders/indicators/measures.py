@@ -31,7 +31,7 @@ from orders.indicators.catalogue import (
     DEF_SATISFACTION,
     DEF_SEVERE,
 )
-from orders.indicators.scope import Indicator, Scope, scoped_orders
+from orders.indicators.scope import Indicator, Scope, handled, scoped_orders
 from orders.lifecycle import OPEN_STATES, State, timeliness
 from orders.models import OrderEvent, RoutingDecision, WorkOrder, utcnow
 
@@ -49,14 +49,14 @@ def _count_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
 
 
 def _completion_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
-    orders = [o for o in orders if o.state != State.REJECTED]
+    orders = [o for o in handled(orders) if o.state != State.REJECTED]
     closed = sum(1 for o in orders if o.state in CLOSED_STATES)
     return _rate("办结率", closed, len(orders), DEF_COMPLETION)
 
 
 def _finished_timeliness(orders: list[WorkOrder]) -> Counter:
     labels: Counter = Counter()
-    for o in orders:
+    for o in handled(orders):
         if o.completed_at and o.dispatched_at and o.deadline_at:
             labels[timeliness(as_utc(o.dispatched_at), as_utc(o.deadline_at), finished=as_utc(o.completed_at)).label] += 1
     return labels
@@ -75,7 +75,7 @@ def _timely_of(orders: list[WorkOrder]) -> dict[str, Indicator]:
 
 def _overdue_of(orders: list[WorkOrder], now: dt.datetime) -> dict[str, Indicator]:
     counts: Counter = Counter()
-    for o in orders:
+    for o in handled(orders):
         if o.state in OPEN_STATES and o.dispatched_at and o.deadline_at:
             counts[timeliness(as_utc(o.dispatched_at), as_utc(o.deadline_at), now=now).label] += 1
     return {"超期件数": Indicator("超期件数", counts["超期"] + counts["严重超期"], definition=DEF_OVERDUE),
@@ -84,26 +84,26 @@ def _overdue_of(orders: list[WorkOrder], now: dt.datetime) -> dict[str, Indicato
 
 def _handling_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
     spans = [(as_utc(o.completed_at) - as_utc(o.first_dispatched_at)).total_seconds() / 3600
-             for o in orders if o.completed_at and o.first_dispatched_at]
+             for o in handled(orders) if o.completed_at and o.first_dispatched_at]
     value = round(sum(spans) / len(spans), 2) if spans else None
     return Indicator("平均处置时长（小时）", value, round(sum(spans), 2), len(spans), DEF_HANDLING)
 
 
 def _dispatch_time_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
     spans = [(as_utc(o.first_dispatched_at) - as_utc(o.created_at)).total_seconds() / 60
-             for o in orders if o.first_dispatched_at]
+             for o in handled(orders) if o.first_dispatched_at]
     value = round(sum(spans) / len(spans), 1) if spans else None
     return Indicator("平均分拨时长（分钟）", value, round(sum(spans), 1), len(spans), DEF_DISPATCH_TIME)
 
 
 def _satisfaction_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
-    rated = [o.satisfaction for o in orders if o.satisfaction]
+    rated = [o.satisfaction for o in handled(orders) if o.satisfaction]
     happy = sum(1 for s in rated if s in {"满意", "基本满意"})
     return _rate("满意率", happy, len(rated), DEF_SATISFACTION, breakdown=dict(Counter(rated)))
 
 
 def _reopen_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
-    orders = [o for o in orders if o.closed_at or o.reopen_count]
+    orders = [o for o in handled(orders) if o.closed_at or o.reopen_count]
     reopened = sum(1 for o in orders if o.reopen_count)
     return _rate("重办率", reopened, len(orders), DEF_REOPEN)
 
@@ -115,7 +115,7 @@ def _chunks(items: list, size: int = 900) -> Iterable[list]:
 
 
 def _accuracy_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
-    ids = [o.id for o in orders]
+    ids = [o.id for o in handled(orders)]
     decisions = [d for chunk in _chunks(ids) for d in session.scalars(
         select(RoutingDecision).where(RoutingDecision.correct.is_not(None), RoutingDecision.order_id.in_(chunk))
         .order_by(RoutingDecision.id))]
@@ -128,7 +128,7 @@ def _accuracy_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
 
 
 def _auto_dispatch_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
-    dispatched = [o.id for o in orders if o.first_dispatched_at]
+    dispatched = [o.id for o in handled(orders) if o.first_dispatched_at]
     first_mode: dict[int, str | None] = {}
     for chunk in _chunks(dispatched):   # the first dispatch event of each order, in one query per chunk
         for event in session.scalars(select(OrderEvent).where(OrderEvent.action == "dispatch", OrderEvent.order_id

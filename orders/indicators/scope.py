@@ -11,12 +11,12 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hotline.core.clock import CITY_TZ, as_utc
 from orders.indicators.catalogue import CHANNEL_LABELS
-from orders.models import WorkOrder
+from orders.models import MERGED_ROLE, WorkOrder
 
 UNKNOWN = "未知"
 
@@ -60,8 +60,10 @@ def spoken_time(moment: dt.datetime) -> str:
 
 
 def scoped_orders(session: Session, scope: Scope) -> list[WorkOrder]:
-    """Top-level orders created in the period that match the filters: the base set of most indicators."""
-    query = select(WorkOrder).where(WorkOrder.parent_id.is_(None), WorkOrder.created_at >= scope.start,
+    """Top-level orders and merged callers' orders created in the period that match the filters: the base set of
+    most indicators. Co-handlers' orders are never in it; measures of handling keep only `handled` orders."""
+    query = select(WorkOrder).where(or_(WorkOrder.parent_id.is_(None), WorkOrder.role == MERGED_ROLE),
+                                    WorkOrder.created_at >= scope.start,
                                     WorkOrder.created_at < scope.end)
     for column, value in ((WorkOrder.district_adcode, scope.district_adcode), (WorkOrder.street_id, scope.street_id),
                           (WorkOrder.department_code, scope.department_code), (WorkOrder.channel, scope.channel)):
@@ -73,6 +75,12 @@ def scoped_orders(session: Session, scope: Scope) -> list[WorkOrder]:
         orders = [o for o in orders if o.category_path and (o.category_path == prefix or
                                                               o.category_path.startswith(prefix + "/"))]
     return orders
+
+
+def handled(orders: list[WorkOrder]) -> list[WorkOrder]:
+    """The orders handled as such: a caller's order merged into another is counted as a caller (工单数, rankings,
+    repeats, surges) but its handling is the handling order's, which is measured once (办结率, 按时, 超期, 满意率 …)."""
+    return [o for o in orders if o.role != MERGED_ROLE]
 
 
 def category_level(path: str | None, level: int) -> str | None:

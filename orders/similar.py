@@ -1,0 +1,231 @@
+"""Same-event detection (疑似重复/同一事件): which recent open orders a complaint is probably about the same event as.
+
+Six neighbours calling about one water outage, by phone, WeChat and the web, are one event for the unit that fixes
+it. At intake the new complaint is compared with the open top-level orders of the last few days
+(HOTLINE_SAME_EVENT_WINDOW_DAYS) and the close ones are proposed to the agent with a score and the reason in words;
+merging (orders/merge.py) then makes them children of one handling order.
+
+The score is the text embeddings' cosine on the model's own scale (0 at the cosine unrelated complaints typically
+reach, 1 for the same text: e5's unrelated Chinese complaints sit at 0.80–0.90, the tests' bigram-hash double's near
+0), moved by where and when:
+- place, from the stored order fields the router found: the same community or street raises it, another street of
+  the same district lowers it a little, another district lowers it so far that no wording makes it a proposal
+  (the same outage text from 雨花区 and 岳麓区 is two outages);
+- time: a complaint within hours of the other is a little more likely the same event than one six days later.
+
+Vectors are stored once per order and model (`order_embeddings`): the channel hands the router's own vector of the
+complaint to the intake (`store_embedding`), so a search embeds only the new text; an order filed without one (an
+older order, a channel that routed elsewhere) is embedded the first time a search meets it, with the `embed`
+function the caller passes (this package does not load models).
+
+Search: the candidates are the window's open orders, a few hundred to a few thousand in a city of 5,000 complaints a
+month, read from the database for each query. A numpy product over them is exact and takes about a millisecond at
+2,000 × 768; a FAISS IndexFlatIP is the same exact inner product, and building one per query would only add a copy,
+so numpy it is (an IVF index would pay off only with far more open orders than a city centre holds).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hotline.core.clock import as_utc, utcnow
+from orders.lifecycle import OPEN_STATES
+from orders.models import OrderEmbedding, WorkOrder
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+
+# Per embedding model: (cosine mapped to 0, cosine mapped to 1) of the text score, and the proposal threshold on the
+# combined score. e5's, measured on the hand-written same-event set (benchmarks/same_event.py, BENCHMARKS.md): at 0.70
+# an agent sees a right order for 94% of the callers whose event is already open, and 79% of the proposals are right
+# (0.75: 85% and 88%; 0.65: 100% and 71%). A wrong proposal costs the agent a glance, a missed one a second handling
+# of the same event, so the lower of the two. An unmeasured model needs a cosine of 0.95: fewer proposals, not wrong.
+SCALE_AND_THRESHOLD_BY_MODEL = {
+    "e5-": (0.80, 1.0, 0.70),
+    "fake-bigram-hash": (0.0, 1.0, 0.45),   # the tests' double only: texts sharing words and places
+}
+UNMEASURED = (0.0, 1.0, 0.95)
+
+# Adjustments for place and time, on the text score's 0–1 scale (see the module docstring).
+SAME_COMMUNITY_BONUS = 0.10
+SAME_STREET_BONUS = 0.08
+OTHER_STREET_PENALTY = 0.10
+OTHER_DISTRICT_PENALTY = 0.70       # identical text in another district stays under any threshold above 0.35
+RECENT_BONUS = 0.05                 # at most, for complaints minutes apart; nothing at the window's end
+MAX_CANDIDATES = 5000           # the newest open orders of the window, so a flood cannot make a search slow
+# Orders without a stored vector embedded by one search, newest first (e5 embeds ~40 complaints/s on 2 cores): the
+# first searches after an upgrade, or after a burst of WeChat orders, stay fast; the rest wait for later searches.
+MAX_EMBEDDED_PER_SEARCH = 32
+
+
+def _model_rule(model_id: str) -> tuple[float, float, float]:
+    for prefix, rule in SCALE_AND_THRESHOLD_BY_MODEL.items():
+        if model_id.startswith(prefix):
+            return rule
+    return UNMEASURED
+
+
+def proposal_threshold(model_id: str) -> float:
+    return _model_rule(model_id)[2]
+
+
+def text_score(similarity: float, model_id: str) -> float:
+    """The cosine on the model's scale: 0 where unrelated complaints typically are, 1 for the same text."""
+    low, high = _model_rule(model_id)[:2]
+    return min(1.0, max(0.0, (similarity - low) / (high - low)))
+
+
+@dataclass(frozen=True)
+class Place:
+    district_adcode: str | None = None
+    street_id: str | None = None
+    community: str | None = None
+
+    @classmethod
+    def of(cls, order: WorkOrder) -> Place:
+        return cls(order.district_adcode, order.street_id, order.community)
+
+
+@dataclass(frozen=True)
+class SimilarOrder:
+    order_no: str
+    score: float
+    similarity: float
+    reason: str
+    order: WorkOrder
+
+
+def place_agreement(a: Place, b: Place) -> tuple[float, str]:
+    """(score adjustment, words) for two places; unknown places neither help nor hurt."""
+    if a.district_adcode and b.district_adcode and a.district_adcode != b.district_adcode:
+        return -OTHER_DISTRICT_PENALTY, "不同区县"
+    if a.community and b.community and a.community == b.community:
+        return SAME_COMMUNITY_BONUS, "同一社区"
+    if a.street_id and b.street_id:
+        if a.street_id == b.street_id:
+            return SAME_STREET_BONUS, "同一街道"
+        return -OTHER_STREET_PENALTY, "同区不同街道"
+    if a.district_adcode and a.district_adcode == b.district_adcode:
+        return 0.0, "同一区县"
+    return 0.0, "地点未明"
+
+
+def time_agreement(hours_apart: float, window_days: int) -> tuple[float, str]:
+    hours = abs(hours_apart)
+    bonus = RECENT_BONUS * max(0.0, 1.0 - hours / (window_days * 24.0))
+    if hours < 1:
+        words = "1小时内"
+    elif hours < 24:
+        words = f"{int(hours) + 1}小时内"
+    else:
+        words = f"{int(hours // 24) + 1}天内"
+    return bonus, words
+
+
+def event_score(similarity: float, model_id: str, place: tuple[float, str],
+                when: tuple[float, str]) -> tuple[float, str]:
+    """(score, reason): the text score moved by place and time, and the three in words."""
+    score = text_score(similarity, model_id) + place[0] + when[0]
+    return round(float(score), 4), f"{place[1]}、文本相似度{similarity:.2f}、{when[1]}"
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").reshape(-1).tobytes()
+
+
+def store_embedding(session: Session, *, order: WorkOrder, vector: np.ndarray, model_id: str) -> None:
+    """Keep an order's text vector (once per model: a second call for the same model changes nothing)."""
+    exists = session.scalar(select(OrderEmbedding.id).where(OrderEmbedding.order_id == order.id,
+                                                            OrderEmbedding.model_id == model_id))
+    if exists is None:
+        session.add(OrderEmbedding(order_id=order.id, model_id=model_id, vector=vector_bytes(vector),
+                                   created_at=utcnow()))
+        session.flush()
+
+
+def _candidates(session: Session, *, since: dt.datetime, until: dt.datetime,
+                exclude_id: int | None) -> list[WorkOrder]:
+    """Open top-level orders created in [since, until]: merged callers' and co-handlers' orders are not events."""
+    query = (select(WorkOrder).where(WorkOrder.state.in_([s.value for s in OPEN_STATES]),
+                                     WorkOrder.parent_id.is_(None), WorkOrder.created_at >= since,
+                                     WorkOrder.created_at <= until)
+             .order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc()).limit(MAX_CANDIDATES))
+    if exclude_id is not None:
+        query = query.where(WorkOrder.id != exclude_id)
+    return list(session.scalars(query))
+
+
+def _vectors(session: Session, orders: list[WorkOrder], *, model_id: str, embed: Embed | None,
+             dim: int) -> tuple[list[WorkOrder], np.ndarray]:
+    """The orders that have (or now get) a vector of `model_id`, and those vectors as rows."""
+    stored: dict[int, bytes] = {}
+    ids = [o.id for o in orders]
+    for start in range(0, len(ids), 900):   # SQLite's bound-parameter limit
+        rows = session.execute(select(OrderEmbedding.order_id, OrderEmbedding.vector)
+                               .where(OrderEmbedding.model_id == model_id,
+                                      OrderEmbedding.order_id.in_(ids[start:start + 900])))
+        stored.update({order_id: vector for order_id, vector in rows})
+    missing = [o for o in orders if o.id not in stored][:MAX_EMBEDDED_PER_SEARCH]
+    if missing and embed is not None:
+        fresh = np.asarray(embed([o.text for o in missing]), dtype=np.float32)
+        for order, vector in zip(missing, fresh):
+            stored[order.id] = vector_bytes(vector)
+            session.add(OrderEmbedding(order_id=order.id, model_id=model_id, vector=stored[order.id],
+                                       created_at=utcnow()))
+        session.flush()
+    kept = [o for o in orders if o.id in stored and len(stored[o.id]) == dim * 4]
+    matrix = (np.frombuffer(b"".join(stored[o.id] for o in kept), dtype="<f4").reshape(len(kept), dim)
+              if kept else np.zeros((0, dim), dtype=np.float32))
+    return kept, matrix
+
+
+def find_similar(session: Session, *, vector: np.ndarray, model_id: str, place: Place,
+                 at: dt.datetime | None = None, exclude_order_id: int | None = None, embed: Embed | None = None,
+                 window_days: int = 7, limit: int = 5, threshold: float | None = None,
+                 later_too: bool = False) -> list[SimilarOrder]:
+    """The open orders filed within `window_days` before `at` (and after it too, with `later_too`) whose same-event
+    score reaches the threshold (the model's, `proposal_threshold`, unless given), best first, at most `limit`."""
+    at = as_utc(at) if at else utcnow()
+    threshold = proposal_threshold(model_id) if threshold is None else threshold
+    query = np.asarray(vector, dtype=np.float32).reshape(-1)
+    window = dt.timedelta(days=window_days)
+    orders = _candidates(session, since=at - window, until=at + window if later_too else at,
+                         exclude_id=exclude_order_id)
+    orders, matrix = _vectors(session, orders, model_id=model_id, embed=embed, dim=query.shape[0])
+    if not orders:
+        return []
+    similarities = matrix @ query
+    found = []
+    for order, similarity in zip(orders, similarities.tolist()):
+        hours = (at - as_utc(order.created_at)).total_seconds() / 3600.0
+        score, reason = event_score(similarity, model_id, place_agreement(place, Place.of(order)),
+                                    time_agreement(hours, window_days))
+        if score >= threshold:
+            found.append(SimilarOrder(order.order_no, score, round(similarity, 4), reason, order))
+    found.sort(key=lambda s: (-s.score, s.order_no))
+    return found[:limit]
+
+
+def similar_to_order(session: Session, *, order: WorkOrder, model_id: str, embed: Embed, window_days: int = 7,
+                     limit: int = 5, threshold: float | None = None) -> list[SimilarOrder]:
+    """Open orders about the same event as `order` (its stored vector, or one made now and stored), filed within
+    `window_days` before or after it; the order's own handling order and fellow merged callers are not proposed."""
+    found = find_similar(session, vector=order_vector(session, order=order, model_id=model_id, embed=embed), model_id=model_id, place=Place.of(order), at=order.created_at,
+                         exclude_order_id=order.id, embed=embed, window_days=window_days, limit=limit + 1,
+                         threshold=threshold, later_too=True)
+    return [hit for hit in found if hit.order.id != order.parent_id][:limit]
+
+
+def order_vector(session: Session, *, order: WorkOrder, model_id: str, embed: Embed) -> np.ndarray:
+    """The order's stored vector of `model_id`, or one embedded now (and stored)."""
+    stored = session.scalar(select(OrderEmbedding.vector).where(OrderEmbedding.order_id == order.id,
+                                                                OrderEmbedding.model_id == model_id))
+    if stored is not None:
+        return np.frombuffer(stored, dtype="<f4")
+    vector = np.asarray(embed([order.text]), dtype=np.float32)[0]
+    store_embedding(session, order=order, vector=vector, model_id=model_id)
+    return vector
