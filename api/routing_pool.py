@@ -30,6 +30,7 @@ import anyio.to_thread
 import numpy as np
 
 from nlp.batching import MicroBatcher
+from nlp.normalize import InputError
 from routing.router import RouteRequest
 
 T = TypeVar("T")
@@ -102,7 +103,13 @@ def text_embedder(router) -> tuple[str, Callable[[Sequence[str]], np.ndarray]]:
     title and head of the text), so vectors stored at intake and made later compare alike."""
     first = router.matcher.encoders.embedders[0]
 
+    def matter(text: str) -> str:
+        try:
+            return router.prepare(RouteRequest("", text))["match_text"]
+        except InputError:   # a stored text the current limits refuse (e.g. a lowered max_text_chars): its head
+            return text[:router.settings.max_text_chars]
+
     def embed(texts: Sequence[str]) -> np.ndarray:
-        return first.embed_queries([router.prepare(RouteRequest("", text))["match_text"] for text in texts])
+        return first.embed_queries([matter(text) for text in texts])
 
     return first.model_id, embed
