@@ -20,8 +20,8 @@ from api.channels.wechat.sender import HttpWeChatSender, UnconfiguredSender
 from api.input_guard import install as install_input_guard
 from api.observability import Metrics, RequestContextMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import assistant_webhook, auth, indicators, kb, ops, orders, routing, vitals, work
-from api.screens import desk, order_page, pages, queues
+from api.routes import access, assistant_webhook, auth, indicators, kb, ops, orders, routing, vitals, work
+from api.screens import admin, desk, order_page, pages, queues
 from api.screens.session import LoginRequired
 from api.security_headers import SecurityHeadersMiddleware
 from api.trusted_host import TrustedHostMiddleware, allowed_hosts
@@ -32,6 +32,7 @@ from hotline.core.secrets import ASSISTANT_KEY_NAME, installation_key
 from nlp.batching import with_batching
 from nlp.pii import install_log_masking
 from orders import outbox
+from orders.attachments import MAX_REQUEST_BYTES
 from orders.outbox import HttpWebhookSender
 from routing.service import build_router, choose_encoders
 
@@ -145,7 +146,8 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     own_limits = {"/api/v1/chat": min(chat.MAX_BODY_BYTES, settings.max_body_bytes),
                   "/wechat/callback": min(wechat_views.MAX_BODY_BYTES, settings.max_body_bytes),
                   "/api/v1/assistant/webhook": assistant_webhook.MAX_BODY_BYTES}
-    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes, limits=own_limits)
+    uploads = {r"/desk/orders/[^/]+/act": MAX_REQUEST_BYTES, r"/api/v1/orders/[^/]+/attachments": MAX_REQUEST_BYTES}
+    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes, limits=own_limits, patterns=uploads)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     # A forged Host is refused before any absolute URL is built from it (slash redirects, Open311 discovery; L8).
     app.add_middleware(TrustedHostMiddleware, allowed=allowed_hosts(settings))
@@ -163,7 +165,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.add_exception_handler(LoginRequired, _to_login)
 
     for module in (ops, routing, auth, orders, indicators, vitals, work, kb, open311, chat, assistant_webhook,
-                   wechat_views, pages, desk, order_page, queues):
+                   wechat_views, access, pages, desk, order_page, queues, admin):
         app.include_router(module.router)
     app.include_router(ops.metrics_router(public=settings.metrics_public))
     return app

@@ -8,6 +8,7 @@ any of it. The app reads bodies whole anyway, so holding up to the limit in memo
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,10 +23,18 @@ def _too_large(path: str, limit: int) -> tuple[int, bytes]:
 class BodyLimitMiddleware:
     """Refuses request bodies larger than `default_limit` bytes (or the path's own limit in `limits`) with 413."""
 
-    def __init__(self, app: ASGIApp, *, default_limit: int, limits: dict[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, default_limit: int, limits: dict[str, int] | None = None,
+                 patterns: dict[str, int] | None = None) -> None:
         self.app = app
         self.default_limit = default_limit
         self.limits = dict(limits or {})
+        # Paths with a part that varies (an order number): a regular expression matched against the whole path.
+        self.patterns = [(re.compile(pattern), limit) for pattern, limit in (patterns or {}).items()]
+
+    def limit_for(self, path: str) -> int:
+        if path in self.limits:
+            return self.limits[path]
+        return next((limit for pattern, limit in self.patterns if pattern.fullmatch(path)), self.default_limit)
 
     async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
         status, body = _too_large(scope["path"], limit)
@@ -38,7 +47,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limits.get(scope["path"], self.default_limit)
+        limit = self.limit_for(scope["path"])
         for name, value in scope.get("headers") or []:
             if name.lower() == b"content-length":
                 if value.strip().isdigit() and int(value) > limit:

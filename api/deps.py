@@ -20,6 +20,7 @@ from api.ratelimit import RateLimiter
 from hotline.core.config import Settings
 from orders import roles
 from orders.service import Actor
+from routing.service import RouterReloader
 
 
 def get_settings(request: Request) -> Settings:
@@ -58,7 +59,19 @@ def get_jwt_key(request: Request) -> str:
     return request.app.state.jwt_key
 
 
+def get_reloader(request: Request) -> RouterReloader:
+    """The one background rebuilder of the router after a knowledge-base change (created on first use): the old
+    router answers until the new one is swapped in."""
+    app = request.app
+    if getattr(app.state, "router_reloader", None) is None:
+        def swap(fresh) -> None:
+            app.state.router = fresh   # one attribute assignment: requests see the old or the new router, whole
+        app.state.router_reloader = RouterReloader(lambda: app.state.router, swap, app.state.settings)
+    return app.state.router_reloader
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ReloaderDep = Annotated[RouterReloader, Depends(get_reloader)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 RouterDep = Annotated[Any, Depends(get_router)]
 LoadedRouterDep = Annotated[Any | None, Depends(get_router_if_loaded)]
@@ -138,3 +151,4 @@ OrdersWriter = caller_with("orders:write")
 IndicatorsReader = caller_with("indicators:read")
 RouteCaller = caller_with("route")
 KnowledgeBaseWriter = caller_with("kb:write")
+AccessAdmin = caller_with("access:admin")

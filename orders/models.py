@@ -124,6 +124,10 @@ class RoutingDecision(Base):
     model: Mapped[str | None] = mapped_column(String(256))
     correct: Mapped[bool | None] = mapped_column(Boolean)              # None until the department answers
     final_department_code: Mapped[str | None] = mapped_column(String(32))
+    # The router's reasons as the agent saw them (explanation, decision reasons, the top candidate's matched example
+    # and boundary, jurisdiction and place question, tags, urgency, diversion, other matters): kept with the order so
+    # the order's page still shows why, after intake.
+    explanation: Mapped[dict | None] = mapped_column(JSON)
 
 
 class Supervision(Base):
@@ -187,3 +191,44 @@ class InboundCallback(Base):
     action: Mapped[str] = mapped_column(String(16))
     result: Mapped[dict] = mapped_column(JSON, default=dict)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# -- citizens asking for a person (转人工), and files attached to a step -------------------------------------------
+class CallbackRequest(Base):
+    """A citizen in the chat (web or WeChat) asked for a person: a call-back task in the agents' workbench, with the
+    conversation so far (masked) and the time we promised to call back."""
+
+    __tablename__ = "callback_requests"
+    __table_args__ = (Index("ix_callback_open", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))                   # web / wechat
+    contact: Mapped[str] = mapped_column(String(128))                  # the channel's user id (cookie session, OpenID)
+    phone: Mapped[str | None] = mapped_column(String(32))              # for the call back (shown masked in lists)
+    reason: Mapped[str | None] = mapped_column(Text)
+    conversation: Mapped[list] = mapped_column(JSON, default=list)     # [{"who": "citizen"|"assistant", "text", "at"}]
+    order_no: Mapped[str | None] = mapped_column(String(32))           # the order it is about, if any
+    status: Mapped[str] = mapped_column(String(8), default="open")     # open / taken / done
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    taken_by: Mapped[str | None] = mapped_column(String(64))
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Attachment(Base):
+    """A photo or file a handler attached to a step (办结 with photos of the result): the bytes live outside the
+    database (state_dir/attachments/<storage_key>), checked for size and type on upload."""
+
+    __tablename__ = "order_attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), index=True)
+    event_seq: Mapped[int | None] = mapped_column(Integer)             # the step it belongs to
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(128), unique=True)
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

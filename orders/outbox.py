@@ -43,6 +43,11 @@ def register_endpoint(session: Session, *, department_code: str, url: str) -> tu
     return endpoint, secret
 
 
+def list_endpoints(session: Session) -> list[DepartmentEndpoint]:
+    """Every department system registered for webhooks, by department (secrets stay in the table)."""
+    return list(session.scalars(select(DepartmentEndpoint).order_by(DepartmentEndpoint.department_code)))
+
+
 def _endpoint_of(session: Session, department_code: str | None) -> DepartmentEndpoint | None:
     if not department_code:
         return None

@@ -56,7 +56,7 @@ RULES: dict[str, RoleRule] = {
                            centre=True, supervises=True, merges=True, screens=("supervision", "review")),
     "official": RoleRule("领导", frozenset({"orders:read", "indicators:read"}), frozenset(), supervises=True,
                          screens=("supervision",)),
-    "admin": RoleRule("管理员", _READ_WRITE | {"kb:write", "route", "indicators:read", "metrics:read"},
+    "admin": RoleRule("管理员", _READ_WRITE | {"kb:write", "route", "indicators:read", "metrics:read", "access:admin"},
                       frozenset(Action), centre=True, supervises=True, merges=True,
                       screens=("desk", "review", "department", "supervision", "admin")),
     # Not accounts: the service's machine clients (their key's scopes) and citizens (through the channels).

@@ -184,10 +184,27 @@ def attach_routing(session: Session, *, order_id: int, routing: dict, model: str
                                department_code=(routing.get("department") or {}).get("code"),
                                kb_item_id=(routing.get("kb_item") or {}).get("id"),
                                candidates=[_candidate_summary(c) for c in routing.get("candidates", [])],
-                               model=_decided_by(routing, model))
+                               model=_decided_by(routing, model), explanation=routing_reasons(routing))
     session.add(decision)
     session.flush()
     return decision
+
+
+def routing_reasons(routing: dict) -> dict:
+    """What the agent needs to see of the router's answer later, on the order's page (the candidates are kept
+    apart): why this unit, how sure, where, and what to ask or flag."""
+    top_why = ((routing.get("candidates") or [{}])[0] or {}).get("why") or {}
+    address = routing.get("address") or {}
+    return {"explanation": routing.get("explanation"), "decision_reasons": routing.get("decision_reasons") or [],
+            "kb_item": routing.get("kb_item"), "category": routing.get("category"),
+            "time_limit_days": routing.get("time_limit_days"), "jurisdiction": routing.get("jurisdiction"),
+            "resolution": address.get("resolution"), "question": address.get("question"),
+            "matched_example": top_why.get("matched_example"), "similarity": top_why.get("similarity"),
+            "boundary": top_why.get("boundary"), "tags": routing.get("tags") or [], "urgency": routing.get("urgency"),
+            "diversion": routing.get("diversion"),
+            "other_matters": [{"kb_item": m.get("kb_item"), "department": m.get("department")}
+                              for m in routing.get("other_matters") or []],
+            "co_handlers": routing.get("co_handlers") or []}
 
 
 def _decided_by(routing: dict, embeddings: str | None) -> str | None:

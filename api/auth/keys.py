@@ -73,3 +73,8 @@ def revoke_api_key(session: Session, *, name: str) -> bool:
         return False
     row.revoked_at = utcnow()
     return True
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    """Every key (hashes never leave this module's callers' hands: they show names, scopes and dates)."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.revoked_at.is_not(None), ApiKey.name)))

@@ -208,3 +208,8 @@ class LoginThrottle:
     def succeeded(self, username: str) -> None:
         with self._lock:
             self._failures.pop(f"user:{username.casefold()}", None)
+
+
+def list_staff(session: Session) -> list[StaffUser]:
+    """Every account, active first, then by username (for the admins' screen and GET /api/v1/staff)."""
+    return list(session.scalars(select(StaffUser).order_by(StaffUser.active.desc(), StaffUser.username)))

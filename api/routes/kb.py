@@ -14,24 +14,15 @@ from api.deps import (
     Principal,
     RouterDep,
     SettingsDep,
+    get_reloader,
     require_scope,
 )
 from knowledge_base import management
-from routing.service import RouterReloader
 
 router = APIRouter(prefix="/api/v1/kb", tags=["knowledge base"])
 
 Reader = Annotated[Principal, Depends(require_scope("orders:read"))]
 Editor = Annotated[Principal, Depends(require_scope("kb:write"))]
-
-
-def _reloader(request: Request) -> RouterReloader:
-    app = request.app
-    if getattr(app.state, "router_reloader", None) is None:
-        def swap(fresh) -> None:
-            app.state.router = fresh   # one attribute assignment: requests see the old or the new router, whole
-        app.state.router_reloader = RouterReloader(lambda: app.state.router, swap, app.state.settings)
-    return app.state.router_reloader
 
 
 def entry_json(entry) -> dict:
@@ -103,7 +94,7 @@ def _changed(request: Request, call) -> dict:
         raise HTTPException(404, str(exc)) from None
     except management.ChangeRejected as exc:
         raise HTTPException(422, {"message": "the change would break the responsibility list", "errors": exc.errors}) from None
-    rebuild = _reloader(request).request(version)
+    rebuild = get_reloader(request).request(version)
     return {"entry": entry_json(entry), "kb_version": version, "index": rebuild,
             "note": "the router keeps answering with the previous list until the rebuilt index is swapped in"}
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from api.deps import LoadedRouterDep, SessionsDep
+from api.deps import LoadedRouterDep, SessionsDep, SettingsDep
 from api.screens.desk import department_names
 from api.screens.session import AnyStaff, CsrfChecked
 from api.screens.templating import render
@@ -20,6 +20,16 @@ from hotline.core.clock import utcnow
 from hotline.core.db import transaction
 from nlp.pii import mask_phone
 from orders import roles
+from orders.attachments import (
+    MAX_BYTES,
+    MAX_PER_STEP,
+    AttachmentRefused,
+    Upload,
+    attachment_path,
+    attachments_of,
+    check_uploads,
+    store_attachments,
+)
 from orders.indicators.catalogue import CHANNEL_LABELS
 from orders.lifecycle import (
     ACTION_LABELS,
@@ -33,7 +43,7 @@ from orders.lifecycle import (
     State,
     timeliness,
 )
-from orders.models import WorkOrder
+from orders.models import Attachment, WorkOrder
 from orders.queues import latest_decision
 from orders.service import ConcurrentUpdate, Forbidden, apply_action, pending_extension
 
@@ -44,6 +54,7 @@ ACTION_ORDER = [Action.ACCEPT, Action.DISPATCH, Action.SIGN, Action.HANDLE, Acti
                 Action.RATE, Action.ARCHIVE, Action.REQUEST_EXTENSION, Action.APPROVE_EXTENSION,
                 Action.REFUSE_EXTENSION, Action.EXTEND, Action.RETURN, Action.SEND_BACK, Action.SUPERVISE,
                 Action.REOPEN, Action.REJECT]
+WITH_FILES = {Action.COMPLETE, Action.HANDLE}   # steps a handler documents with photos or files
 FIELD_LABELS = {"reason": "原因", "at_fault": "是否有责", "note": "说明", "result": "办理结果（将告知来电人）",
                 "days": "延期天数（工作日）", "satisfaction": "满意度", "supervision_type": "督办类型",
                 "department_code": "承办单位代码", "co_handlers": "协办单位代码（逗号分隔，可空）"}
@@ -71,7 +82,7 @@ def available_actions(order: WorkOrder, staff) -> list[dict]:
         if action in (Action.SIGN, Action.ACCEPT, Action.APPROVE, Action.ARCHIVE):
             fields.append("note")
         found.append({"action": action.value, "label": ACTION_LABELS[action], "fields": fields,
-                      "required": REQUIRED_FIELDS.get(action, ())})
+                      "required": REQUIRED_FIELDS.get(action, ()), "files": action in WITH_FILES})
     return found
 
 
@@ -100,6 +111,10 @@ def _order_view(session, order: WorkOrder, staff, names: dict[str, str]) -> dict
                     "comment": e.comment, "department": names.get(e.department_code or "", e.department_code)}
                    for e in order.events],
         "actions": available_actions(order, staff),
+        "attachments": [{"id": a.id, "filename": a.filename, "size_kb": max(1, a.size // 1024), "by": a.uploaded_by,
+                         "at": a.uploaded_at, "seq": a.event_seq, "image": a.content_type.startswith("image/")}
+                        for a in attachments_of(session, order=order)],
+        "reasons": decision.explanation if decision and decision.explanation else None,
     }
 
 
@@ -138,6 +153,7 @@ def _data(action: Action, fields: dict[str, str]) -> dict:
 
 @router.post("/desk/orders/{order_no}/act", dependencies=[CsrfChecked])
 async def act(order_no: str, request: Request, staff: AnyStaff, sessions: SessionsDep, router_: LoadedRouterDep,
+              settings: SettingsDep,
               action: Annotated[str, Form(max_length=32)] = "",
               reason: Annotated[str, Form(max_length=2000)] = "", note: Annotated[str, Form(max_length=5000)] = "",
               result: Annotated[str, Form(max_length=5000)] = "", days: Annotated[str, Form(max_length=4)] = "",
@@ -145,7 +161,8 @@ async def act(order_no: str, request: Request, staff: AnyStaff, sessions: Sessio
               satisfaction: Annotated[str, Form(max_length=16)] = "",
               supervision_type: Annotated[str, Form(max_length=16)] = "",
               department_code: Annotated[str, Form(max_length=32)] = "",
-              co_handlers: Annotated[str, Form(max_length=400)] = "") -> Response:
+              co_handlers: Annotated[str, Form(max_length=400)] = "",
+              files: Annotated[list[UploadFile] | None, File()] = None) -> Response:
     try:
         chosen = Action(action)
     except ValueError:
@@ -158,6 +175,14 @@ async def act(order_no: str, request: Request, staff: AnyStaff, sessions: Sessio
     problem = f"未知的单位代码：{'、'.join(unknown)}" if unknown else None
 
     moved: list[str] = []   # the complaint, when a dispatch moved it from one unit to another
+    uploads = [Upload(f.filename or "", await f.read(MAX_BYTES + 1)) for f in (files or [])[:MAX_PER_STEP + 1]]
+    if problem is None and uploads and chosen not in WITH_FILES and any(u.data for u in uploads):
+        problem = "只有办理和办结可以附上照片或文件"
+    if problem is None:
+        try:
+            check_uploads(uploads)
+        except AttachmentRefused as exc:
+            problem = str(exc)
 
     def apply() -> str | None:
         with transaction(sessions) as session:
@@ -165,7 +190,10 @@ async def act(order_no: str, request: Request, staff: AnyStaff, sessions: Sessio
             if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
                 return "没有此工单，或您无权查看"
             previous = order.department_code
-            apply_action(session, order_id=order.id, action=chosen, actor=staff, **data)
+            order = apply_action(session, order_id=order.id, action=chosen, actor=staff, **data)
+            if uploads:
+                store_attachments(session, order=order, uploads=uploads, uploaded_by=staff.name,
+                                  root=settings.state_dir / "attachments", event_seq=order.events[-1].seq)
             if chosen == Action.DISPATCH and previous and previous != data.get("department_code"):
                 moved.append(order.text)
         return None
@@ -193,3 +221,24 @@ async def act(order_no: str, request: Request, staff: AnyStaff, sessions: Sessio
         except ValueError:
             pass
     return RedirectResponse(f"/desk/orders/{order_no}?done={chosen.value}", status_code=303)
+
+
+@router.get("/desk/orders/{order_no}/attachments/{attachment_id}")
+def attachment(order_no: str, attachment_id: int, staff: AnyStaff, sessions: SessionsDep,
+               settings: SettingsDep) -> Response:
+    """A file of an order, for staff who see the order; images shown inline, PDFs downloaded."""
+    with sessions() as session:
+        order = _find(session, order_no)
+        found = session.get(Attachment, attachment_id)
+        if (order is None or found is None or found.order_id != order.id
+                or not roles.sees_order(staff.role, staff.department_code, order.department_code)):
+            raise HTTPException(404, "没有此附件")
+        path = attachment_path(settings.state_dir / "attachments", found)
+        name, kind = found.filename, found.content_type
+    if not path.is_file():
+        raise HTTPException(410, "附件文件已不在存储中")
+    disposition = "inline" if kind.startswith("image/") else "attachment"
+    response = FileResponse(path, media_type=kind, filename=name, content_disposition_type=disposition)
+    response.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

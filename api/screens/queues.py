@@ -63,7 +63,8 @@ def review_lists(sessions, names: dict[str, str]) -> dict:
                               f"{returned.comment or (returned.data or {}).get('reason') or '未说明原因'}")
                 row["fault"] = "有责" if at_fault else "无责" if at_fault is False else None
             else:
-                row["why"] = "职责交叉，需联合研判"
+                reasons = (item.decision.explanation or {}).get("decision_reasons") if item.decision else None
+                row["why"] = "；".join(reasons) if reasons else "职责交叉，需联合研判"
             disputed.append(row)
         open_orders = list(session.scalars(select(WorkOrder).where(
             WorkOrder.state.in_((State.SIGNED, State.HANDLING, State.COMPLETED))).order_by(WorkOrder.deadline_at)

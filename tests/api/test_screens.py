@@ -179,3 +179,53 @@ def test_supervision_lists_alerts_and_follow_ups(client, staff):
     login(client, "official")
     page = client.get("/desk/supervision")
     assert page.status_code == 200 and "预警" in page.text and "待回访" in page.text
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+       b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def _dispatched_to_new_handler(client, app_and_keys) -> str:
+    """An order dispatched by the agent's desk, and its unit's handler logged in; returns the order number."""
+    login(client, "agent")
+    token = csrf_of(client.get("/desk").text)
+    analysed = client.post("/desk/analyse", data={"csrf": token, "text": CALL, "channel": "hotline"})
+    department = re.search(r'name="department_code" value="([^"]+)" checked', analysed.text).group(1)
+    filed = client.post("/desk/file", data={"csrf": token, "text": CALL, "channel": "hotline",
+                                            "department_code": department, "outcome": "dispatch"},
+                        follow_redirects=False)
+    _, _, factory = app_and_keys
+    with transaction(factory) as session:
+        create_staff(session, username="photo-handler", password="photo-handler-Passw0rd!", role="handler",
+                     department_code=department)
+    client.cookies.clear()
+    login(client, "photo-handler")
+    return filed.headers["location"].split("/")[-1].split("?")[0]
+
+
+def test_a_handler_completes_with_a_photo_kept_outside_the_database(client, staff, app_and_keys):
+    order_no = _dispatched_to_new_handler(client, app_and_keys)
+    token = csrf_of(client.get(f"/desk/orders/{order_no}").text)
+    client.post(f"/desk/orders/{order_no}/act", data={"csrf": token, "action": "sign"})
+    disguised = client.post(f"/desk/orders/{order_no}/act",
+                            data={"csrf": token, "action": "complete", "result": "已修复路灯"},
+                            files=[("files", ("现场照片.jpg", b"MZ\x90\x00 not a picture", "image/jpeg"))])
+    assert disguised.status_code == 409 and "不是 JPEG/PNG/WebP 图片或 PDF 文件" in disguised.text
+    assert "已签收" in client.get(f"/desk/orders/{order_no}").text   # nothing was done
+    too_big = client.post(f"/desk/orders/{order_no}/act",
+                          data={"csrf": token, "action": "complete", "result": "已修复路灯"},
+                          files=[("files", ("大图.png", PNG + b"\x00" * (8 * 1024 * 1024), "image/png"))])
+    assert too_big.status_code == 409 and "超过 8 MB" in too_big.text
+    done = client.post(f"/desk/orders/{order_no}/act",
+                       data={"csrf": token, "action": "complete", "result": "已清理占道摊贩，附整改后照片。"},
+                       files=[("files", ("../../整改后 照片.png", PNG, "application/octet-stream"))],
+                       follow_redirects=False)
+    assert done.status_code == 303
+    page = client.get(f"/desk/orders/{order_no}").text
+    link = re.search(rf'href="(/desk/orders/{order_no}/attachments/\d+)">([^<]+)</a>', page)
+    assert link and link.group(2) == "整改后 照片.png"   # no path from the uploaded name
+    photo = client.get(link.group(1))
+    assert photo.status_code == 200 and photo.headers["content-type"] == "image/png" and photo.content == PNG
+    client.cookies.clear()
+    login(client, "yuhua")   # another unit's handler
+    assert client.get(link.group(1)).status_code == 404
