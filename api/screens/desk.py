@@ -13,9 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
 
 from api.deps import LoadedRouterDep, Principal, SessionsDep, SettingsDep
-from api.routing_pool import route_complaint
+from api.routing_pool import route_with_vector, text_embedder
 from api.screens.session import CsrfChecked, staff_screen
 from api.screens.templating import render
 from hotline.core.clock import utcnow
@@ -25,9 +26,12 @@ from nlp.pii import mask_phone
 from orders.dispatch import NothingToConfirm, confirm_department
 from orders.intake import file_complaint
 from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State, timeliness
+from orders.merge import MergeRefused, merge_order
+from orders.models import WorkOrder
 from orders.queues import queue_items
 from orders.search import orders_of_caller
 from orders.service import CHANNELS, ConcurrentUpdate, Forbidden, apply_action
+from orders.similar import Place, find_similar
 
 router = APIRouter(include_in_schema=False)
 Agent = Annotated[Principal, Depends(staff_screen("desk"))]
@@ -66,6 +70,25 @@ def _history(sessions, phone: str | None) -> dict:
                                            for o in latest]}
 
 
+def place_of(routing: dict) -> Place:
+    address = routing.get("address") or {}
+    return Place((address.get("district") or {}).get("adcode"), (address.get("street") or {}).get("id"),
+                 address.get("community"))
+
+
+def _similar(sessions, settings, router_, routing: dict, vector) -> list[dict]:
+    """Open orders that look like the same event as the call being typed (before it is filed)."""
+    if vector is None:
+        return []
+    model_id, embed = text_embedder(router_)
+    with sessions() as session:
+        return [{"order_no": hit.order_no, "score": hit.score, "reason": hit.reason,
+                 "text": hit.order.text_masked[:80], "state": STATE_LABELS[State(hit.order.state)]}
+                for hit in find_similar(session, vector=vector, model_id=model_id, place=place_of(routing),
+                                        embed=embed, window_days=settings.same_event_window_days,
+                                        limit=settings.same_event_limit)]
+
+
 def _page(request: Request, staff: Principal, sessions, router_, *, form: dict | None = None,
           analysis: dict | None = None, status_code: int = 200, **extra) -> Response:
     return render(request, "desk.html", staff=staff, active="desk", queue=_queue(sessions), form=form or {},
@@ -91,6 +114,7 @@ def _form(text: str, caller_phone: str, channel: str) -> tuple[dict, str | None]
 
 @router.post("/desk/analyse", dependencies=[CsrfChecked])
 async def analyse(request: Request, staff: Agent, sessions: SessionsDep, router_: LoadedRouterDep,
+                  settings: SettingsDep,
                   text: Annotated[str, Form(max_length=4 * MAX_TEXT_CHARS)] = "",
                   caller_phone: Annotated[str, Form(max_length=32)] = "",
                   channel: Annotated[str, Form(max_length=16)] = "hotline") -> Response:
@@ -102,11 +126,12 @@ async def analyse(request: Request, staff: Agent, sessions: SessionsDep, router_
         return _page(request, staff, sessions, router_, form=form, error="分拨模型加载中，请稍候再试；也可直接登记待派",
                      status_code=503)
     try:
-        routing = await route_complaint(request.app, router_, text)
+        routing, vector = await route_with_vector(request.app, router_, text)
     except InputError as exc:
         return _page(request, staff, sessions, router_, form=form, error=f"无法分析：{exc}", status_code=422)
     history = await run_in_threadpool(_history, sessions, form["caller_phone"] or None)
-    analysis = {"routing": routing, "history": history,
+    similar = await run_in_threadpool(_similar, sessions, settings, router_, routing, vector)
+    analysis = {"routing": routing, "history": history, "similar": similar,
                 "masked_phone": mask_phone(form["caller_phone"]) if form["caller_phone"] else None}
     return _page(request, staff, sessions, router_, form=form, analysis=analysis)
 
@@ -119,7 +144,7 @@ async def file_call(request: Request, staff: Agent, sessions: SessionsDep, route
                     department_code: Annotated[str, Form(max_length=32)] = "",
                     other_department: Annotated[str, Form(max_length=32)] = "",
                     co_handlers: Annotated[list[str] | None, Form()] = None,
-                    outcome: Annotated[str, Form(max_length=16)] = "dispatch",
+                    outcome: Annotated[str, Form(max_length=48)] = "dispatch",
                     note: Annotated[str, Form(max_length=500)] = "") -> Response:
     """File the call as an order (routed again, so the stored answer is the one for the final text), then:
     dispatch to the chosen unit (`dispatch`), leave it for the review queue (`hold`), or divert it (`divert:110`)."""
@@ -128,10 +153,12 @@ async def file_call(request: Request, staff: Agent, sessions: SessionsDep, route
         return _page(request, staff, sessions, router_, form=form, error=problem, status_code=422)
     department_code = other_department.strip() or department_code   # typed in: the agent overrides the list
     try:
-        routing = await route_complaint(request.app, router_, text) if router_ is not None else None
+        routing, vector = (await route_with_vector(request.app, router_, text) if router_ is not None
+                           else (None, None))
     except InputError as exc:
         return _page(request, staff, sessions, router_, form=form, error=f"无法登记：{exc}", status_code=422)
     known = set(department_names(router_))
+    model_id = text_embedder(router_)[0] if router_ is not None else None
 
     def store() -> tuple[str, bool]:
         """(order number, whether the agent chose another unit than the router)."""
@@ -139,8 +166,15 @@ async def file_call(request: Request, staff: Agent, sessions: SessionsDep, route
         with transaction(sessions) as session:
             order, _ = file_complaint(session, text=text, channel=channel, actor=staff,
                                       caller_phone=form["caller_phone"] or None, routing=routing,
-                                      routing_model=router_.embedder_note if router_ else None, auto_dispatch=False)
-            if outcome == "dispatch":
+                                      routing_model=router_.embedder_note if router_ else None, auto_dispatch=False,
+                                      text_vector=vector, vector_model=model_id)
+            if outcome.startswith("merge:"):
+                # Another caller about an event already on file: one handling order, every caller kept.
+                into = session.scalar(select(WorkOrder).where(WorkOrder.order_no == outcome[6:]))
+                if into is None:
+                    raise MergeRefused(f"没有工单 {outcome[6:]}")
+                merge_order(session, order=order, into=into, actor=staff, reason=note or None)
+            elif outcome == "dispatch":
                 changed = confirm_department(session, order=order, actor=staff, department_code=department_code or None,
                                    co_handlers=[c for c in co_handlers or [] if c and c != department_code],
                                    note=note or None, known_departments=known).changed
@@ -152,7 +186,8 @@ async def file_call(request: Request, staff: Agent, sessions: SessionsDep, route
 
     try:
         order_no, changed = await run_in_threadpool(store)
-    except (NothingToConfirm, IllegalTransition, Forbidden, ConcurrentUpdate, InputError, ValueError) as exc:
+    except (NothingToConfirm, MergeRefused, IllegalTransition, Forbidden, ConcurrentUpdate, InputError,
+            ValueError) as exc:
         return _page(request, staff, sessions, router_, form=form, error=f"未登记：{exc}", status_code=422)
     if changed and router_ is not None:
         try:   # the agent chose another unit: the router's guarded correction memory learns it

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from api.deps import LoadedRouterDep, SessionsDep, SettingsDep
+from api.routing_pool import text_embedder
 from api.screens.desk import department_names
 from api.screens.session import AnyStaff, CsrfChecked
 from api.screens.templating import render
@@ -33,6 +34,7 @@ from orders.attachments import (
 from orders.indicators.catalogue import CHANNEL_LABELS
 from orders.lifecycle import (
     ACTION_LABELS,
+    OPEN_STATES,
     REQUIRED_FIELDS,
     SATISFACTION,
     STATE_LABELS,
@@ -43,9 +45,11 @@ from orders.lifecycle import (
     State,
     timeliness,
 )
+from orders.merge import MERGED_ROLE, MergeRefused, link_orders, linked_order_nos, merge_order
 from orders.models import Attachment, WorkOrder
 from orders.queues import latest_decision
 from orders.service import ConcurrentUpdate, Forbidden, apply_action, pending_extension
+from orders.similar import similar_to_order
 
 router = APIRouter(include_in_schema=False)
 
@@ -86,7 +90,20 @@ def available_actions(order: WorkOrder, staff) -> list[dict]:
     return found
 
 
-def _order_view(session, order: WorkOrder, staff, names: dict[str, str]) -> dict:
+def _similar(session, order: WorkOrder, staff, router_, settings) -> list[dict]:
+    """Same-event candidates for the centre's staff (those who may merge), while the order is open."""
+    if router_ is None or settings is None or not roles.may_merge(staff.role) or order.role == MERGED_ROLE \
+            or order.state not in {s.value for s in OPEN_STATES}:
+        return []
+    model_id, embed = text_embedder(router_)
+    return [{"order_no": hit.order_no, "reason": hit.reason, "text": hit.order.text_masked[:80],
+             "state": STATE_LABELS[State(hit.order.state)]}
+            for hit in similar_to_order(session, order=order, model_id=model_id, embed=embed,
+                                        window_days=settings.same_event_window_days,
+                                        limit=settings.same_event_limit)]
+
+
+def _order_view(session, order: WorkOrder, staff, names: dict[str, str], router_=None, settings=None) -> dict:
     now = utcnow()
     started = order.dispatched_at or order.created_at
     finished = order.completed_at
@@ -115,20 +132,24 @@ def _order_view(session, order: WorkOrder, staff, names: dict[str, str]) -> dict
                          "at": a.uploaded_at, "seq": a.event_seq, "image": a.content_type.startswith("image/")}
                         for a in attachments_of(session, order=order)],
         "reasons": decision.explanation if decision and decision.explanation else None,
+        "similar": _similar(session, order, staff, router_, settings),
+        "linked": linked_order_nos(order),
+        "may_merge": roles.may_merge(staff.role) and order.role != MERGED_ROLE,
     }
 
 
 @router.get("/desk/orders/{order_no}")
 def order_page(order_no: str, request: Request, staff: AnyStaff, sessions: SessionsDep, router_: LoadedRouterDep,
-               filed: int = 0, done: str | None = None) -> Response:
+               settings: SettingsDep, filed: int = 0, done: str | None = None) -> Response:
     names = department_names(router_)
     with sessions() as session:
         order = _find(session, order_no)
         if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
             return render(request, "message.html", staff=staff, heading="找不到工单",
                           message=f"没有工单 {order_no}，或您无权查看。", status_code=404)
-        view = _order_view(session, order, staff, names)
-    notice = "已登记" if filed else (f"已{ACTION_LABELS.get(done, done)}" if done else None)
+        view = _order_view(session, order, staff, names, router_, settings)
+    done_words = {"merge": "合并", "link": "关联"}
+    notice = "已登记" if filed else (f"已{done_words.get(done) or ACTION_LABELS.get(done, done)}" if done else None)
     return render(request, "order.html", staff=staff, order=view, notice=notice, departments=names,
                   field_labels=FIELD_LABELS, satisfaction=SATISFACTION, supervision_types=SUPERVISION_TYPES,
                   channel_labels=CHANNEL_LABELS)
@@ -242,3 +263,35 @@ def attachment(order_no: str, attachment_id: int, staff: AnyStaff, sessions: Ses
     response.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+@router.post("/desk/orders/{order_no}/merge", dependencies=[CsrfChecked])
+def merge(order_no: str, request: Request, staff: AnyStaff, sessions: SessionsDep, router_: LoadedRouterDep,
+          settings: SettingsDep, into: Annotated[str, Form(max_length=32)] = "",
+          how: Annotated[str, Form(max_length=8)] = "merge",
+          reason: Annotated[str, Form(max_length=500)] = "") -> Response:
+    """合并 this caller's order into the handling order `into` (same event), or 关联 the two (related, both go on)."""
+    problem = None
+    try:
+        with transaction(sessions) as session:
+            order, other = _find(session, order_no), _find(session, into.strip())
+            if order is None or other is None:
+                problem = f"没有工单 {into.strip() or order_no}"
+            elif how == "link":
+                link_orders(session, order=order, other=other, actor=staff, reason=reason.strip() or None)
+            else:
+                merge_order(session, order=order, into=other, actor=staff, reason=reason.strip() or None)
+    except (MergeRefused, Forbidden, ConcurrentUpdate) as exc:
+        problem = str(exc)
+    if problem:
+        names = department_names(router_)
+        with sessions() as session:
+            order = _find(session, order_no)
+            if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
+                return render(request, "message.html", staff=staff, heading="找不到工单", message=problem,
+                              status_code=404)
+            view = _order_view(session, order, staff, names, router_, settings)
+        return render(request, "order.html", staff=staff, order=view, error=f"未能{'关联' if how == 'link' else '合并'}：{problem}",
+                      departments=names, field_labels=FIELD_LABELS, satisfaction=SATISFACTION,
+                      supervision_types=SUPERVISION_TYPES, channel_labels=CHANNEL_LABELS, status_code=409)
+    return RedirectResponse(f"/desk/orders/{order_no}?done={'link' if how == 'link' else 'merge'}", status_code=303)

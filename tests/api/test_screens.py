@@ -229,3 +229,23 @@ def test_a_handler_completes_with_a_photo_kept_outside_the_database(client, staf
     client.cookies.clear()
     login(client, "yuhua")   # another unit's handler
     assert client.get(link.group(1)).status_code == 404
+
+
+def test_a_second_caller_about_the_same_event_is_merged_from_the_desk(client, staff):
+    login(client, "agent")
+    token = csrf_of(client.get("/desk").text)
+    first = client.post("/desk/file", data={"csrf": token, "text": CALL, "channel": "hotline", "outcome": "hold"},
+                        follow_redirects=False)
+    first_no = first.headers["location"].split("/")[-1].split("?")[0]
+    analysed = client.post("/desk/analyse", data={"csrf": token, "text": CALL, "channel": "wechat"})
+    assert "疑似同一事件的在办工单" in analysed.text and first_no in analysed.text
+    assert f'value="merge:{first_no}"' in analysed.text
+    merged = client.post("/desk/file", data={"csrf": token, "text": CALL, "channel": "wechat",
+                                             "outcome": f"merge:{first_no}"}, follow_redirects=False)
+    assert merged.status_code == 303
+    second = client.get(merged.headers["location"]).text
+    assert "已合并（同一事件）" in second and first_no in second
+    assert merged.headers["location"].split("/")[-1].split("?")[0] in client.get(f"/desk/orders/{first_no}").text
+    refused = client.post("/desk/file", data={"csrf": token, "text": CALL, "channel": "web",
+                                              "outcome": "merge:CS00000000000000"})
+    assert refused.status_code == 422 and "没有工单" in refused.text
