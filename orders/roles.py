@@ -52,7 +52,8 @@ RULES: dict[str, RoleRule] = {
                         frozenset({Action.SIGN, Action.RETURN, Action.HANDLE, Action.REQUEST_EXTENSION,
                                    Action.COMPLETE}),
                         sees="department", supervises=True, screens=("department",)),
-    "supervisor": RoleRule("督办人员", _READ_WRITE, frozenset({Action.SUPERVISE, *EXTENSION_REVIEW}),
+    # 回访 (the follow-up call and its satisfaction) is the supervision office's work in most centres.
+    "supervisor": RoleRule("督办人员", _READ_WRITE, frozenset({Action.SUPERVISE, Action.RATE, *EXTENSION_REVIEW}),
                            centre=True, supervises=True, merges=True, screens=("supervision", "review")),
     "official": RoleRule("领导", frozenset({"orders:read", "indicators:read"}), frozenset(), supervises=True,
                          screens=("supervision",)),
