@@ -12,7 +12,7 @@ import json
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -257,8 +257,10 @@ def citizen_lookup(session: Session, *, order_no: str, phone_last4: str) -> Work
 
 
 def orders_of_openid(session: Session, *, openid: str, limit: int = 10) -> list[WorkOrder]:
-    """A WeChat user's own orders, newest first ("my orders")."""
-    return list(session.scalars(select(WorkOrder).where(WorkOrder.caller_openid == openid, WorkOrder.parent_id.is_(None))
+    """A WeChat user's own orders, newest first ("my orders"); one merged into the handling order of the same event
+    is still theirs (the status then follows the handling order)."""
+    mine = or_(WorkOrder.parent_id.is_(None), WorkOrder.role == MERGED_ROLE)
+    return list(session.scalars(select(WorkOrder).where(WorkOrder.caller_openid == openid, mine)
                                 .order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc()).limit(limit)))
 
 

@@ -33,7 +33,7 @@ from hotline.core.clock import city_midnight
 from hotline.core.db import transaction
 from hotline.core.secrets import ASSISTANT_KEY_NAME
 from nlp.normalize import InputError
-from nlp.pii import mask_phone
+from nlp.pii import mask_phone, mask_pii
 from orders import roles
 from orders.intake import file_complaint
 from orders.lifecycle import ACTION_LABELS, OPEN_STATES, STATE_LABELS, Action, IllegalTransition, State
@@ -359,7 +359,16 @@ def citizen_json(order: WorkOrder, router_) -> dict:
             "last_step": {"action": ACTION_LABELS.get(last.action, "登记") if last else None,
                           "at": last.at.isoformat() if last else None},
             "merged": handled is not order,   # 同一事件合并办理
-            "result": handling_result(order)}
+            **citizen_result(order)}
+
+
+def citizen_result(order: WorkOrder) -> dict:
+    """The 办理结果 once the centre closed the order (a merged order: its handling order's), masked as citizens see
+    every text, with when it was completed; both None before that."""
+    result = handling_result(order)
+    completed_at = handling_order(order).completed_at if result else None
+    return {"result": mask_pii(result) if result else None,
+            "completed_at": completed_at.isoformat() if completed_at else None}
 
 
 def _lookup_wait(*, sessions, client: str | None, public_limiter: RateLimiter, relay_limiter: RateLimiter,

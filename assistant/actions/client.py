@@ -110,6 +110,14 @@ class ServiceClient:
         response = await self._call("POST", "/api/v1/orders", json=body, headers=headers)
         return self._json(response), response.headers.get("Idempotent-Replayed") == "true"
 
+    async def request_callback(self, body: dict) -> dict:
+        """File a call-back task for the citizen (转人工), or get their open one: {id, status, due_at, has_phone, …}."""
+        response = await self._call("POST", "/api/v1/callbacks", json=body, headers=self._key_headers())
+        answer = self._json(response)
+        if not isinstance(answer, dict) or not answer.get("due_at"):
+            raise ServiceUnavailable("unexpected answer to the call-back request")
+        return answer
+
     # -- officials -----------------------------------------------------------------------------------------------------
     async def indicator(self, name: str, params: dict[str, Any], *, token: str) -> dict:
         response = await self._call("GET", f"/api/v1/indicators/{quote(name, safe='')}",

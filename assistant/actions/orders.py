@@ -28,6 +28,7 @@ NOT_FOUND = ("没有查到与这个工单号和手机号后四位相符的工单
              "和登记时留的手机号后四位后再试；也可以拨打12345人工查询。")
 RATE_LIMITED = "查询太频繁了，请一分钟后再试。"
 MY_ORDERS_SHOWN = 3
+RESULT_CHARS = 400   # a chat bubble, not a report: the rest by phone
 
 _ORDER_NO = re.compile(r"^[A-Z]{0,4}\d[A-Z0-9\-]{5,30}$")
 _FOUR_DIGITS = re.compile(r"(?<!\d)(\d{4})(?!\d)")
@@ -105,7 +106,20 @@ def describe_order(order: dict[str, Any], *, context) -> str:
         parts.append(f"最近一步：{step['action']}" + (f"（{chinese_time(step_at, today=today)}）" if step_at else ""))
     matter = (order.get("category") or "").split("/")[-1]
     head = f"工单 {order.get('order_no')}" + (f"（{matter}）" if matter else "")
-    return f"{head}{'，'.join(parts)}。"
+    return f"{head}{'，'.join(parts)}。" + result_words(order, today=today)
+
+
+def result_words(order: dict[str, Any], *, today) -> str:
+    """"办理结果（12月3日办结）：…。" once the service gives the result (a closed order), else nothing."""
+    result = " ".join((order.get("result") or "").split())
+    if not result:
+        return ""
+    if len(result) > RESULT_CHARS:
+        result = result[:RESULT_CHARS] + "…（完整结果可拨打12345查询）"
+    elif result[-1] not in "。！？!?…）)":
+        result += "。"
+    done_at = parse_moment(order.get("completed_at"))
+    return "办理结果" + (f"（{chinese_date(done_at, today=today)}办结）" if done_at else "") + f"：{result}"
 
 
 class ActionOrderStatus(Action):
