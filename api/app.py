@@ -20,7 +20,19 @@ from api.channels.wechat.sender import HttpWeChatSender, UnconfiguredSender
 from api.input_guard import install as install_input_guard
 from api.observability import Metrics, RequestContextMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import access, assistant_webhook, auth, indicators, kb, ops, orders, routing, vitals, work
+from api.routes import (
+    access,
+    assistant_webhook,
+    auth,
+    callbacks,
+    indicators,
+    kb,
+    ops,
+    orders,
+    routing,
+    vitals,
+    work,
+)
 from api.screens import admin, desk, order_page, pages, queues
 from api.screens.session import LoginRequired
 from api.security_headers import SecurityHeadersMiddleware
@@ -164,7 +176,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.add_exception_handler(DataError, _database_refused_value)
     app.add_exception_handler(LoginRequired, _to_login)
 
-    for module in (ops, routing, auth, orders, indicators, vitals, work, kb, open311, chat, assistant_webhook,
+    for module in (ops, routing, auth, orders, callbacks, indicators, vitals, work, kb, open311, chat, assistant_webhook,
                    wechat_views, access, pages, desk, order_page, queues, admin):
         app.include_router(module.router)
     app.include_router(ops.metrics_router(public=settings.metrics_public))

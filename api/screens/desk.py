@@ -15,7 +15,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from api.deps import LoadedRouterDep, Principal, SessionsDep, SettingsDep
+from api.auth.models import AuditRecord
+from api.deps import ClientDep, LoadedRouterDep, Principal, SessionsDep, SettingsDep
 from api.routing_pool import route_with_vector, text_embedder
 from api.screens.session import CsrfChecked, staff_screen
 from api.screens.templating import render
@@ -23,6 +24,14 @@ from hotline.core.clock import utcnow
 from hotline.core.db import transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_phone
+from orders.callbacks import (
+    CallbackConflict,
+    CallbackInvalid,
+    CallbackNotFound,
+    close_callback,
+    open_callbacks,
+    take_callback,
+)
 from orders.dispatch import NothingToConfirm, confirm_department
 from orders.intake import file_complaint
 from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State, timeliness
@@ -91,7 +100,10 @@ def _similar(sessions, settings, router_, routing: dict, vector) -> list[dict]:
 
 def _page(request: Request, staff: Principal, sessions, router_, *, form: dict | None = None,
           analysis: dict | None = None, status_code: int = 200, **extra) -> Response:
+    with sessions() as session:
+        callbacks = open_callbacks(session, limit=50)
     return render(request, "desk.html", staff=staff, active="desk", queue=_queue(sessions), form=form or {},
+                  callbacks=callbacks,
                   analysis=analysis, channels=CHANNEL_CHOICES, departments=department_names(router_),
                   diversion_lines=DIVERSION_LINES, status_code=status_code, **extra)
 
@@ -195,3 +207,30 @@ async def file_call(request: Request, staff: Agent, sessions: SessionsDep, route
         except ValueError:
             pass   # a unit outside the knowledge base teaches nothing
     return RedirectResponse(f"/desk/orders/{order_no}?filed=1", status_code=303)
+
+
+# -- 转人工: call-back tasks from the chat (orders/callbacks.py) ----------------------------------------------------
+@router.post("/desk/callbacks/{task_id}", dependencies=[CsrfChecked])
+def callback_step(task_id: int, request: Request, staff: Agent, sessions: SessionsDep, router_: LoadedRouterDep,
+                  client: ClientDep, step: Annotated[str, Form(max_length=8)] = "take",
+                  note: Annotated[str, Form(max_length=2000)] = "",
+                  order_no: Annotated[str, Form(max_length=32)] = "") -> Response:
+    """take: the agent calls back (the full phone is shown to them, and the reveal audited); close: done, with what
+    was said and the order it led to."""
+    phone = None
+    try:
+        with transaction(sessions) as session:
+            if step == "close":
+                close_callback(session, id=task_id, actor=staff.name, note=note or None, order_no=order_no or None)
+            else:
+                task = take_callback(session, id=task_id, actor=staff.name)
+                session.add(AuditRecord(actor=staff.name[:64], action="callback_take", client=client,
+                                        detail={"callback_id": task_id}))
+                phone = task.phone
+    except CallbackNotFound as exc:
+        return _page(request, staff, sessions, router_, error=str(exc), status_code=404)
+    except (CallbackConflict, CallbackInvalid) as exc:
+        return _page(request, staff, sessions, router_, error=str(exc), status_code=409)
+    if step == "close":
+        return _page(request, staff, sessions, router_, notice="回电已办结")
+    return _page(request, staff, sessions, router_, taken=(task_id, phone), notice="已认领，请回电")

@@ -22,8 +22,10 @@ SCREENS = {"desk": ("坐席受理", "/desk"), "review": ("派单与联合研判"
            "admin": ("系统管理", "/desk/admin")}
 
 
-def local_time(moment: dt.datetime | None, fmt: str = "%m-%d %H:%M") -> str:
-    """A stored (UTC) moment on the city's clock, as staff read it."""
+def local_time(moment: dt.datetime | str | None, fmt: str = "%m-%d %H:%M") -> str:
+    """A stored (UTC) moment, or its ISO text, on the city's clock, as staff read it."""
+    if isinstance(moment, str):
+        moment = dt.datetime.fromisoformat(moment)
     return moment.astimezone(CITY_TZ).strftime(fmt) if moment else ""
 
 

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from api.auth.staff import create_staff
+from hotline.core.clock import utcnow
 from hotline.core.db import transaction
 
 CALL = ("来电人反映：岳麓区望月湖街道望月湖小区门口，晚上好多摊贩占道摆摊卖烧烤，油烟很大，人行道都过不去！！"
@@ -249,3 +250,30 @@ def test_a_second_caller_about_the_same_event_is_merged_from_the_desk(client, st
     refused = client.post("/desk/file", data={"csrf": token, "text": CALL, "channel": "web",
                                               "outcome": "merge:CS00000000000000"})
     assert refused.status_code == 422 and "没有工单" in refused.text
+
+
+def test_a_chat_handoff_appears_on_the_desk_and_is_called_back(client, staff):
+    from orders.callbacks import request_callback
+
+    with transaction(client.app.state.sessions) as session:
+        request_callback(session, channel="web", contact="web:session-abc", phone="13812345678",
+                         reason="投诉三次了都没人管，我要找人工！！", order_no=None, now=utcnow(),
+                         conversation=[{"who": "citizen", "text": "转人工，我的电话13812345678"},
+                                       {"who": "assistant", "text": "已为您转人工"}])
+    login(client, "agent")
+    desk = client.get("/desk")
+    assert "待回电（转人工）" in desk.text and "138****5678" in desk.text and "13812345678" not in desk.text
+    task_id = re.search(r'action="/desk/callbacks/(\d+)"', desk.text).group(1)
+    token = csrf_of(desk.text)
+    taken = client.post(f"/desk/callbacks/{task_id}", data={"csrf": token, "step": "take"})
+    assert taken.status_code == 200 and "<code>13812345678</code>" in taken.text   # the agent who calls sees it
+    client.cookies.clear()
+    login(client, "dispatcher")
+    other = client.post(f"/desk/callbacks/{task_id}", data={"csrf": csrf_of(client.get("/desk").text),
+                                                            "step": "close", "note": "已回电"})
+    assert other.status_code == 409 and "认领" in other.text
+    client.cookies.clear()
+    login(client, "agent")
+    closed = client.post(f"/desk/callbacks/{task_id}", data={"csrf": token, "step": "close",
+                                                             "note": "已回电说明办理进度"})
+    assert closed.status_code == 200 and "回电已办结" in closed.text and "暂无待回电" in closed.text
