@@ -47,6 +47,7 @@ from orders.merge import (
     merge_order,
 )
 from orders.models import MERGED_ROLE, WorkOrder
+from orders.queues import latest_decision
 from orders.search import search_orders
 from orders.service import (
     CHANNELS,
@@ -236,7 +237,13 @@ def get_order_view(order_no: str, principal: OrdersReader, sessions: SessionsDep
         order = order_or_404(session, order_no)
         if not visible_to(order, principal):
             raise HTTPException(404, f"no work order {order_no}")   # not 403: do not confirm it exists
-        return order_json(order, events=True)
+        decision = latest_decision(session, order=order)
+        # The router's answer as stored at intake, so a dispatch system or screen sees why after the fact.
+        routing = {"decision": decision.decision, "confidence": decision.confidence,
+                   "department_code": decision.department_code, "kb_item_id": decision.kb_item_id,
+                   "candidates": decision.candidates, "decided_by": decision.model, "correct": decision.correct,
+                   "reasons": decision.explanation} if decision else None
+        return order_json(order, events=True) | {"routing": routing}
 
 
 @router.post("/orders/{order_no}/actions")

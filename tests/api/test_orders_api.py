@@ -338,3 +338,15 @@ def test_a_knife_attack_reaches_the_agent_as_urgent_and_for_110(client):
               for o in client.get(f"/api/v1/queues/{queue}", headers=headers).json()["items"]
               if o["order_no"] == order["order_no"]]
     assert listed and listed[0]["urgency"] == "紧急" and "转110" in listed[0]["tags"]
+
+
+def test_an_order_keeps_the_routers_reasons_after_intake(client):
+    """GET /orders/{no} answered `routing: null` once the order was stored (review 2026-12-06, feature 7): the
+    reasons the agent saw at intake are kept with the decision."""
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    filed = client.post("/api/v1/orders", json={"text": STALL}, headers=headers).json()
+    order = client.get(f"/api/v1/orders/{filed['order_no']}", headers=headers).json()
+    routing = order["routing"]
+    assert routing["decision"] in {"auto", "suggest", "review"} and routing["department_code"]
+    assert routing["reasons"]["explanation"].startswith("事项：") and routing["reasons"]["kb_item"]["id"]
+    assert routing["candidates"] and "jurisdiction" in routing["reasons"]
