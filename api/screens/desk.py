@@ -159,7 +159,8 @@ async def file_call(request: Request, staff: Agent, sessions: SessionsDep, route
                     outcome: Annotated[str, Form(max_length=48)] = "dispatch",
                     note: Annotated[str, Form(max_length=500)] = "") -> Response:
     """File the call as an order (routed again, so the stored answer is the one for the final text), then:
-    dispatch to the chosen unit (`dispatch`), leave it for the review queue (`hold`), or divert it (`divert:110`)."""
+    dispatch to the chosen unit (`dispatch`), leave it in the intake queue (`hold`), merge it into an order about the same
+    event (`merge:<order no>`), or divert it (`divert:110`)."""
     form, problem = _form(text, caller_phone, channel)
     if problem:
         return _page(request, staff, sessions, router_, form=form, error=problem, status_code=422)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 from support import start_chromium
 
@@ -76,7 +77,7 @@ def _no_console_errors(browser, *, blocked_ok: tuple[str, ...] = ()) -> None:
     assert not errors, errors
 
 
-def test_each_role_does_its_main_task_in_the_browser(browser, server, shots):
+def test_each_role_does_its_main_task_in_the_browser(browser, server, shots, app_and_keys):
     from selenium.webdriver.common.keys import Keys
 
     base, _, factory = server
@@ -88,10 +89,41 @@ def test_each_role_does_its_main_task_in_the_browser(browser, server, shots):
     assert "12345 政务服务便民热线" in _text(browser)
     browser.save_screenshot(str(shots / "landing.png"))
 
-    # The agent: type the call, Ctrl+Enter analyses it, Alt+S files and dispatches to the suggestion.
+    # A citizen asked the chat for a person: the assistant filed a call-back task (as its action does).
+    app, _, _ = app_and_keys
+    asked = httpx.post(f"{base}/api/v1/callbacks", headers={"X-API-Key": app.state.assistant_api_key},
+                       json={"channel": "web", "contact": "web:browser-test", "phone": "13812345678",
+                             "reason": "反映三次了没人管，要求人工",
+                             "conversation": [{"who": "citizen", "text": "转人工 13812345678"}]})
+    assert asked.status_code == 201, asked.text
+
+    # The agent: the call-back task is on the desk; take it, the number to call appears.
     _login(browser, base, "b-agent", "/desk")
+    _wait(browser, lambda b: "待回电（转人工）" in _text(b) and "138****5678" in _text(b), "the call-back task is listed")
+    browser.find_element(*_by(".callback-list button[value=take]")).click()
+    _wait(browser, lambda b: "13812345678" in _text(b), "the agent who calls back sees the number")
+
+    # A first caller's order is held for review; the same event told again is proposed for merging.
     record = browser.find_element(*_by("#call-text"))
     record.send_keys(CALL)
+    record.send_keys(Keys.CONTROL, Keys.ENTER)
+    _wait(browser, lambda b: b.find_elements(*_by("#analysis")), "the analysis appears")
+    browser.find_element(*_by("button[value=hold]")).click()
+    _wait(browser, lambda b: "/desk/orders/" in b.current_url, "filing opens the order")
+    first_no = browser.current_url.split("/desk/orders/")[1].split("?")[0]
+    browser.get(base + "/desk")
+    record = browser.find_element(*_by("#call-text"))
+    record.send_keys(CALL)
+    record.send_keys(Keys.CONTROL, Keys.ENTER)
+    _wait(browser, lambda b: b.find_elements(*_by(f"button[value='merge:{first_no}']")), "the same event is proposed")
+    browser.save_screenshot(str(shots / "desk_same_event.png"))
+    browser.find_element(*_by(f"button[value='merge:{first_no}']")).click()
+    _wait(browser, lambda b: "已合并（同一事件）" in _text(b), "the second caller is merged into the first order")
+
+    # The agent: type the call, Ctrl+Enter analyses it, Alt+S files and dispatches to the suggestion.
+    browser.get(base + "/desk")
+    record = browser.find_element(*_by("#call-text"))
+    record.send_keys("另一位来电：" + CALL.replace("烧烤", "小龙虾"))
     browser.find_element(*_by("input[name=caller_phone]")).send_keys("13974512345")
     record.send_keys(Keys.CONTROL, Keys.ENTER)
     _wait(browser, lambda b: b.find_elements(*_by("#analysis")), "the analysis appears")
@@ -105,7 +137,7 @@ def test_each_role_does_its_main_task_in_the_browser(browser, server, shots):
     browser.find_element(*_by("button[value=dispatch]")).click()
     _wait(browser, lambda b: "/desk/orders/" in b.current_url, "filing opens the order")
     order_no = browser.current_url.split("/desk/orders/")[1].split("?")[0]
-    assert "已派单" in _text(browser)
+    _wait(browser, lambda b: "已派单" in _text(b), "dispatched")
     browser.save_screenshot(str(shots / "order.png"))
 
     # The unit's handler: the order is in their queue; sign, then complete with the result.
@@ -113,7 +145,7 @@ def test_each_role_does_its_main_task_in_the_browser(browser, server, shots):
         create_staff(session, username="b-handler", password="b-handler-Passw0rd!", role="handler",
                      department_code=department)
     _login(browser, base, "b-handler", "/desk/department")
-    assert order_no in _text(browser)
+    _wait(browser, lambda b: order_no in _text(b), "the dispatched order is in the unit's queue")
     browser.save_screenshot(str(shots / "department.png"))
     browser.find_element(*_by(f"a[href='/desk/orders/{order_no}']")).click()
     _wait(browser, lambda b: b.find_elements(*_by("details.action[open] button")), "the first step is open")
@@ -128,12 +160,12 @@ def test_each_role_does_its_main_task_in_the_browser(browser, server, shots):
 
     # The centre: the completion waits for review, with the result text.
     _login(browser, base, "b-dispatcher", "/desk/review")
-    assert order_no in _text(browser) and "已联合城管中队清理占道摊贩" in _text(browser)
+    _wait(browser, lambda b: order_no in _text(b) and "已联合城管中队清理占道摊贩" in _text(b), "the completion to review")
     browser.save_screenshot(str(shots / "review.png"))
 
     # An official: the supervision list (alerts and follow-ups).
     _login(browser, base, "b-official", "/desk/supervision")
-    assert "预警" in _text(browser) and "待回访" in _text(browser)
+    _wait(browser, lambda b: "预警" in _text(b) and "待回访" in _text(b), "the supervision lists")
     browser.save_screenshot(str(shots / "supervision.png"))
     _no_console_errors(browser)
 
