@@ -19,6 +19,8 @@ from api.auth.staff import create_staff
 from hotline.core.db import transaction
 
 WAIT_S = 20
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+       b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
 CALL = ("来电人反映：岳麓区望月湖街道望月湖小区门口，晚上好多摊贩占道摆摊卖烧烤，油烟很大，人行道都过不去！！"
         "已经反映过两次了😡，请尽快处理。")
 
@@ -77,7 +79,7 @@ def _no_console_errors(browser, *, blocked_ok: tuple[str, ...] = ()) -> None:
     assert not errors, errors
 
 
-def test_each_role_does_its_main_task_in_the_browser(browser, server, shots, app_and_keys):
+def test_each_role_does_its_main_task_in_the_browser(browser, server, shots, app_and_keys, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
     base, _, factory = server
@@ -155,8 +157,12 @@ def test_each_role_does_its_main_task_in_the_browser(browser, server, shots, app
                     if d.find_element(*_by("summary")).text == "办结")
     complete.find_element(*_by("summary")).click()
     complete.find_element(*_by("textarea[name=result]")).send_keys("已联合城管中队清理占道摊贩，设置劝导点，每晚巡查。")
+    photo = tmp_path / "整改后.png"
+    photo.write_bytes(PNG)
+    complete.find_element(*_by("input[type=file]")).send_keys(str(photo))
     complete.find_element(*_by("button")).click()
     _wait(browser, lambda b: "已办结待审核" in _text(b), "completed")
+    _wait(browser, lambda b: "整改后.png" in _text(b), "the photo is listed with the order")
 
     # The centre: the completion waits for review, with the result text.
     _login(browser, base, "b-dispatcher", "/desk/review")
