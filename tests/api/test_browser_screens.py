@@ -63,11 +63,11 @@ def _login(browser, base: str, username: str, path: str) -> None:
 
 
 def _text(browser) -> str:
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
 
     try:
         return browser.find_element(*_by("body")).text
-    except StaleElementReferenceException:   # the page is being replaced (a form's redirect): ask again
+    except WebDriverException:   # the page is being replaced (a form's redirect; a stale or detached node): ask again
         return ""
 
 
