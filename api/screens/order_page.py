@@ -138,6 +138,25 @@ def _order_view(session, order: WorkOrder, staff, names: dict[str, str], router_
     }
 
 
+def _page(request: Request, staff, view: dict, names: dict[str, str], *, notice: str | None = None,
+          error: str | None = None, status_code: int = 200) -> Response:
+    return render(request, "order.html", staff=staff, order=view, notice=notice, error=error, departments=names,
+                  field_labels=FIELD_LABELS, satisfaction=SATISFACTION, supervision_types=SUPERVISION_TYPES,
+                  channel_labels=CHANNEL_LABELS, status_code=status_code)
+
+
+def _refused(request: Request, staff, sessions, router_, settings, order_no: str, message: str) -> Response:
+    """The order's page again with why the step was not taken (409), or 404 when the order is not theirs to see."""
+    names = department_names(router_)
+    with sessions() as session:
+        order = _find(session, order_no)
+        if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
+            return render(request, "message.html", staff=staff, heading="找不到工单", message=message,
+                          status_code=404)
+        view = _order_view(session, order, staff, names, router_, settings)
+    return _page(request, staff, view, names, error=message, status_code=409)
+
+
 @router.get("/desk/orders/{order_no}")
 def order_page(order_no: str, request: Request, staff: AnyStaff, sessions: SessionsDep, router_: LoadedRouterDep,
                settings: SettingsDep, filed: int = 0, done: str | None = None) -> Response:
@@ -150,9 +169,7 @@ def order_page(order_no: str, request: Request, staff: AnyStaff, sessions: Sessi
         view = _order_view(session, order, staff, names, router_, settings)
     done_words = {"merge": "合并", "link": "关联"}
     notice = "已登记" if filed else (f"已{done_words.get(done) or ACTION_LABELS.get(done, done)}" if done else None)
-    return render(request, "order.html", staff=staff, order=view, notice=notice, departments=names,
-                  field_labels=FIELD_LABELS, satisfaction=SATISFACTION, supervision_types=SUPERVISION_TYPES,
-                  channel_labels=CHANNEL_LABELS)
+    return _page(request, staff, view, names, notice=notice)
 
 
 def _data(action: Action, fields: dict[str, str]) -> dict:
@@ -227,15 +244,7 @@ async def act(order_no: str, request: Request, staff: AnyStaff, sessions: Sessio
         except (Forbidden, ConcurrentUpdate, ValueError) as exc:
             problem = str(exc)
     if problem:
-        with sessions() as session:
-            order = _find(session, order_no)
-            if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
-                return render(request, "message.html", staff=staff, heading="找不到工单", message=problem,
-                              status_code=404)
-            view = _order_view(session, order, staff, names)
-        return render(request, "order.html", staff=staff, order=view, error=f"未能{ACTION_LABELS[chosen]}：{problem}",
-                      departments=names, field_labels=FIELD_LABELS, satisfaction=SATISFACTION,
-                      supervision_types=SUPERVISION_TYPES, channel_labels=CHANNEL_LABELS, status_code=409)
+        return _refused(request, staff, sessions, router_, settings, order_no, f"未能{ACTION_LABELS[chosen]}：{problem}")
     if moved and router_ is not None:
         try:   # a re-dispatch: the router's guarded correction memory learns who really owns it (as the API does)
             router_.learn(moved[0], data["department_code"], created_by=staff.name)
@@ -284,14 +293,6 @@ def merge(order_no: str, request: Request, staff: AnyStaff, sessions: SessionsDe
     except (MergeRefused, Forbidden, ConcurrentUpdate) as exc:
         problem = str(exc)
     if problem:
-        names = department_names(router_)
-        with sessions() as session:
-            order = _find(session, order_no)
-            if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
-                return render(request, "message.html", staff=staff, heading="找不到工单", message=problem,
-                              status_code=404)
-            view = _order_view(session, order, staff, names, router_, settings)
-        return render(request, "order.html", staff=staff, order=view, error=f"未能{'关联' if how == 'link' else '合并'}：{problem}",
-                      departments=names, field_labels=FIELD_LABELS, satisfaction=SATISFACTION,
-                      supervision_types=SUPERVISION_TYPES, channel_labels=CHANNEL_LABELS, status_code=409)
+        return _refused(request, staff, sessions, router_, settings, order_no,
+                        f"未能{'关联' if how == 'link' else '合并'}：{problem}")
     return RedirectResponse(f"/desk/orders/{order_no}?done={'link' if how == 'link' else 'merge'}", status_code=303)
