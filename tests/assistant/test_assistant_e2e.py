@@ -252,6 +252,15 @@ def test_a_citizen_files_a_complaint_in_chat_and_follows_it(served, chat):
     wrong_digits = citizen.say(f"查一下工单{order_no}，手机尾号0000")
     assert "没有查到" in wrong_digits and stored_label not in wrong_digits, citizen
 
+    # Completed and approved by the centre: the citizen's answer carries the 办理结果.
+    headers = {"X-API-Key": served.dispatch_key}
+    with httpx.Client(base_url=served.url, timeout=10) as api:
+        for step in ({"action": "complete", "result": "已联合城管中队清理占道烧烤摊，每晚巡查"}, {"action": "approve"}):
+            response = api.post(f"/api/v1/orders/{order_no}/actions", json=step, headers=headers)
+            assert response.status_code == 200, response.text
+    done = citizen.say(f"查一下工单{order_no}，手机尾号{PHONE[-4:]}")
+    assert "办理结果" in done and "已联合城管中队清理占道烧烤摊" in done, citizen
+
     stranger = chat()                                                  # another browser: not their order
     theirs = stranger.say("我的工单处理得怎么样了")
     assert order_no not in theirs and "还没有登记" in theirs, stranger
