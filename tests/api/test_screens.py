@@ -274,6 +274,7 @@ def test_a_chat_handoff_appears_on_the_desk_and_is_called_back(client, staff):
     assert other.status_code == 409 and "认领" in other.text
     client.cookies.clear()
     login(client, "agent")
+    token = csrf_of(client.get("/desk").text)   # a new login is a new session: its own form token
     closed = client.post(f"/desk/callbacks/{task_id}", data={"csrf": token, "step": "close",
                                                              "note": "已回电说明办理进度"})
     assert closed.status_code == 200 and "回电已办结" in closed.text and "暂无待回电" in closed.text

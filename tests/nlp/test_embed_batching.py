@@ -199,7 +199,7 @@ def test_concurrent_routing_requests_are_routed_in_one_call_with_their_own_answe
 
     def caller(i: int, text: str) -> None:
         try:
-            results[i] = _route_one(router, router.settings, text, None, f"id{i}")
+            results[i] = _route_one(router, router.settings, text, None, f"id{i}")[0]   # (routing, vector)
         except Exception as exc:  # noqa: BLE001
             results[i] = exc
 
@@ -261,7 +261,7 @@ def test_a_complaint_that_breaks_the_router_fails_only_its_own_request(router):
 
     def caller(text: str) -> None:
         try:
-            results[text] = _route_one(router, router.settings, text, None, "")
+            results[text] = _route_one(router, router.settings, text, None, "")[0]   # (routing, vector)
         except Exception as exc:  # noqa: BLE001
             results[text] = exc
 
