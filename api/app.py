@@ -33,7 +33,7 @@ from api.routes import (
     vitals,
     work,
 )
-from api.screens import admin, desk, order_page, pages, queues
+from api.screens import admin, cockpit, desk, order_page, pages, queues
 from api.screens.session import LoginRequired
 from api.security_headers import SecurityHeadersMiddleware
 from api.trusted_host import TrustedHostMiddleware, allowed_hosts
@@ -177,7 +177,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.add_exception_handler(LoginRequired, _to_login)
 
     for module in (ops, routing, auth, orders, callbacks, indicators, vitals, work, kb, open311, chat, assistant_webhook,
-                   wechat_views, access, pages, desk, order_page, queues, admin):
+                   wechat_views, access, pages, desk, order_page, queues, admin, cockpit):
         app.include_router(module.router)
     app.include_router(ops.metrics_router(public=settings.metrics_public))
     return app

@@ -70,6 +70,7 @@ def get_reloader(request: Request) -> RouterReloader:
     return app.state.router_reloader
 
 
+STAFF_COOKIE = "hotline_staff"   # the staff screens' session (api/screens/session.py sets it)
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ReloaderDep = Annotated[RouterReloader, Depends(get_reloader)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
@@ -113,8 +114,14 @@ class Principal(Actor):
 
 def require_scope(scope: str):
     """Dependency: a staff Bearer token or an X-API-Key that carries `scope`."""
-    def check(sessions: SessionsDep, jwt_key: JwtKeyDep, x_api_key: Annotated[str | None, Header()] = None,
+    def check(request: Request, sessions: SessionsDep, jwt_key: JwtKeyDep,
+              x_api_key: Annotated[str | None, Header()] = None,
               authorization: Annotated[str | None, Header()] = None) -> Principal:
+        # The staff screens' cookie counts for reads only (the cockpit's charts call the indicator API with it):
+        # a write needs the header, which another site's page cannot send (no CSRF through the API).
+        cookie = request.cookies.get(STAFF_COOKIE) if request.method in ("GET", "HEAD") else None
+        if not authorization and not x_api_key and cookie:
+            authorization = f"Bearer {cookie}"
         if authorization and authorization.lower().startswith("bearer "):
             claims = read_token(authorization[7:].strip(), jwt_key)
             if claims is not None:   # the account's state now, not when the token was issued (M7)

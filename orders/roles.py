@@ -8,7 +8,7 @@ A role rule says:
 - `centre`: whether they work in the 12345 centre (queues, joint review, returns, the unfiled WeChat messages);
 - `supervises`: whether they see the supervision and follow-up lists;
 - `screens`: the staff web screens (api/screens/) the role works in: `desk` (坐席受理), `review` (派单/联合研判),
-  `department` (承办单位), `supervision` (督办与回访), `admin` (管理);
+  `department` (承办单位), `supervision` (督办与回访), `cockpit` (驾驶舱), `admin` (管理);
 - `merges`: whether they may merge callers' orders about one event into a handling order, or link orders
   (orders/merge.py): the centre decides what is one event, not a department judging its own load.
 
@@ -52,14 +52,16 @@ RULES: dict[str, RoleRule] = {
                         frozenset({Action.SIGN, Action.RETURN, Action.HANDLE, Action.REQUEST_EXTENSION,
                                    Action.COMPLETE}),
                         sees="department", supervises=True, screens=("department",)),
-    # 回访 (the follow-up call and its satisfaction) is the supervision office's work in most centres.
-    "supervisor": RoleRule("督办人员", _READ_WRITE, frozenset({Action.SUPERVISE, Action.RATE, *EXTENSION_REVIEW}),
-                           centre=True, supervises=True, merges=True, screens=("supervision", "review")),
+    # 回访 (the follow-up call and its satisfaction) is the supervision office's work in most centres; supervisors
+    # read the indicators and alerts their 督办 list is driven by (review 2026-12-06, feature 22).
+    "supervisor": RoleRule("督办人员", _READ_WRITE | {"indicators:read"},
+                           frozenset({Action.SUPERVISE, Action.RATE, *EXTENSION_REVIEW}), centre=True,
+                           supervises=True, merges=True, screens=("supervision", "cockpit", "review")),
     "official": RoleRule("领导", frozenset({"orders:read", "indicators:read"}), frozenset(), supervises=True,
-                         screens=("supervision",)),
+                         screens=("cockpit", "supervision")),
     "admin": RoleRule("管理员", _READ_WRITE | {"kb:write", "route", "indicators:read", "metrics:read", "access:admin"},
                       frozenset(Action), centre=True, supervises=True, merges=True,
-                      screens=("desk", "review", "department", "supervision", "admin")),
+                      screens=("desk", "review", "department", "supervision", "cockpit", "admin")),
     # Not accounts: the service's machine clients (their key's scopes) and citizens (through the channels).
     "system": RoleRule("系统", frozenset(), frozenset(Action), centre=True, supervises=True, merges=True,
                        staff=False),

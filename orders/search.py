@@ -12,8 +12,8 @@ from orders.models import WorkOrder
 
 def search_orders(session: Session, *, state: str | None = None, department_code: str | None = None,
                   district_adcode: str | None = None, channel: str | None = None, start: dt.datetime | None = None,
-                  end: dt.datetime | None = None, words: Sequence[str] = (), limit: int = 50,
-                  offset: int = 0) -> list[WorkOrder]:
+                  end: dt.datetime | None = None, words: Sequence[str] = (), category_prefix: str | None = None,
+                  limit: int = 50, offset: int = 0) -> list[WorkOrder]:
     """Orders matching every filter given, newest first; `end` is exclusive, words match the masked text (the
     only text staff lists show)."""
     query = select(WorkOrder)
@@ -27,6 +27,9 @@ def search_orders(session: Session, *, state: str | None = None, department_code
         query = query.where(WorkOrder.created_at < end)
     for word in words:
         query = query.where(WorkOrder.text_masked.contains(word, autoescape=True))
+    if category_prefix:   # 大类 or 大类/子类: the path itself or below it
+        query = query.where((WorkOrder.category_path == category_prefix)
+                            | WorkOrder.category_path.startswith(category_prefix + "/", autoescape=True))
     return list(session.scalars(query.order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc())
                                 .offset(offset).limit(limit)))
 

@@ -29,7 +29,8 @@ ASSETS = {path.name: path for folder in (OWN_ASSETS, DOCS_ASSETS) for path in fo
 SCREEN_DESCRIPTIONS = {"desk": "接听来电、登记诉求，查看分拨建议、相似工单与来电历史，确认派单",
                        "review": "联合研判与退单审核：改派、主协办拆分、退回",
                        "department": "本单位待办：签收、退单、办理、申请延期、办结",
-                       "supervision": "预警驱动的督办清单与回访工作单", "admin": "权责清单、工作人员、接口密钥与部门对接"}
+                       "supervision": "预警驱动的督办清单与回访工作单",
+                       "cockpit": "今日/本周/本月诉求态势、同比环比、地图、单位考核与预警", "admin": "权责清单、工作人员、接口密钥与部门对接"}
 # The docs pages run Swagger's and ReDoc's own inline start-up script: their policy allows inline script for
 # those two pages only; everything they load still comes from this server.
 DOCS_POLICY = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "

@@ -14,10 +14,10 @@ from urllib.parse import quote
 from fastapi import Depends, Form, HTTPException, Request
 
 from api.auth.staff import current_claims, read_token
-from api.deps import JwtKeyDep, Principal, SessionsDep
+from api.deps import STAFF_COOKIE, JwtKeyDep, Principal, SessionsDep
 from orders import roles
 
-COOKIE = "hotline_staff"
+COOKIE = STAFF_COOKIE
 
 
 class LoginRequired(Exception):

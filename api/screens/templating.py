@@ -19,6 +19,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
                            "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 SCREENS = {"desk": ("坐席受理", "/desk"), "review": ("派单与联合研判", "/desk/review"),
            "department": ("承办单位", "/desk/department"), "supervision": ("督办与回访", "/desk/supervision"),
+           "cockpit": ("驾驶舱", "/cockpit"),
            "admin": ("系统管理", "/desk/admin")}
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from hotline.core.clock import CITY_TZ, as_utc
 from orders.indicators.catalogue import CATALOGUE, DEF_RANKING, DIMENSIONS
 from orders.indicators.measures import OF_ORDERS
 from orders.indicators.scope import NO_NAMES, UNKNOWN, Indicator, Names, Scope, category_level, scoped_orders
@@ -30,6 +31,7 @@ _KEYS: dict[str, Callable[[WorkOrder], str | None]] = {
     "district": lambda o: o.district_adcode,
     "street": lambda o: o.street_id,
     "department": lambda o: o.department_code,
+    "day": lambda o: as_utc(o.created_at).astimezone(CITY_TZ).date().isoformat(),   # the city's calendar day
 }
 GROUPINGS: dict[str, Grouping] = {name: Grouping(label, _KEYS[name]) for name, label in DIMENSIONS.items()}
 

@@ -186,3 +186,37 @@ def test_the_api_docs_render_without_the_internet(browser, server, shots):
     # ReDoc's sidebar asks for its maker's logo from their CDN; the page's policy blocks it (nothing leaves the
     # server's network) and the documentation is complete without it.
     _no_console_errors(browser, blocked_ok=("https://cdn.redoc.ly/",))
+
+
+def test_an_official_reads_the_cockpit_and_drills_down_to_an_order(browser, server, shots):
+    from selenium.webdriver.support.ui import Select
+
+    base, keys, factory = server
+    with transaction(factory) as session:
+        create_staff(session, username="b-leader", password="b-leader-Passw0rd!", role="official")
+    for text in (CALL, "岳麓区望月湖街道小区门口路灯不亮一周了", "雨花区高桥街道垃圾站好几天没人清运，臭气熏天"):
+        filed = httpx.post(f"{base}/api/v1/orders", headers={"X-API-Key": keys["dispatch"]},
+                           json={"text": text, "channel": "wechat"})
+        assert filed.status_code == 201, filed.text
+    _login(browser, base, "b-leader", "/cockpit")
+    _wait(browser, lambda b: b.find_element(*_by("#cockpit")).get_attribute("data-loaded"), "the cockpit drew itself")
+    shown = browser.find_element(*_by("[data-indicator=order_count]")).text
+    cookie = {"hotline_staff": browser.get_cookie("hotline_staff")["value"]}
+    setup = browser.execute_script("return JSON.parse(document.getElementById('cockpit').dataset.setup)")
+    api = httpx.get(f"{base}/api/v1/indicators/order_count", cookies=cookie,
+                    params={"start": setup["start"], "end": setup["end"]}).json()
+    assert shown == f"{api['value']:,.0f}件", (shown, api["value"])   # the page shows the API's number
+    assert browser.find_elements(*_by("#map canvas")), "the district map is drawn"
+    browser.save_screenshot(str(shots / "cockpit.png"))
+    _no_console_errors(browser)
+
+    # Change the period and the district; then the orders behind the view, and one of them.
+    Select(browser.find_element(*_by("select[name=period]"))).select_by_value("week")
+    Select(browser.find_element(*_by("select[name=channel]"))).select_by_value("wechat")
+    browser.find_element(*_by(".filters button[type=submit]")).click()
+    _wait(browser, lambda b: "period=week" in b.current_url and "channel=wechat" in b.current_url, "filters applied")
+    _wait(browser, lambda b: b.find_element(*_by("#cockpit")).get_attribute("data-loaded"), "redrawn")
+    browser.find_element(*_by("#orders-link")).click()
+    _wait(browser, lambda b: "/cockpit/orders" in b.current_url and "工单明细" in _text(b), "the orders behind it")
+    browser.find_element(*_by("table.worklist a")).click()
+    _wait(browser, lambda b: "/desk/orders/" in b.current_url and "办理过程" in _text(b), "one order's page")

@@ -1,0 +1,258 @@
+// 驾驶舱: every number comes from the indicator API for the page's filters (the staff cookie authorises these reads),
+// so the cockpit, the API and the assistant show one figure. Charts: Apache ECharts, served by the app.
+"use strict";
+
+const root = document.getElementById("cockpit");
+const setup = JSON.parse(root.dataset.setup);
+const base = { start: setup.start, end: setup.end, ...setup.filters };
+const KPIS = ["order_count", "completion_rate", "on_time_rate", "satisfaction_rate", "overdue_count",
+              "average_handling_hours"];
+const RED = "#c8102e";
+const charts = {};
+let catalogue = {};
+let mapMode = "volume";
+
+async function api(path, params = {}) {
+  const query = new URLSearchParams({ ...base, ...params });
+  const response = await fetch(`${path}?${query}`, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value; else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function formatted(value, unit) {
+  if (value === null || value === undefined) return "—";
+  if (unit === "比例") return `${(value * 100).toFixed(1)}%`;
+  if (unit === "小时" || unit === "分钟") return `${value.toFixed(1)}${unit}`;
+  return `${Math.round(value).toLocaleString("zh-CN")}${unit === "件" ? "件" : ""}`;
+}
+
+function change(current, before, entry) {
+  // 环比/同比 as the change of the value; a rate's change is in percentage points.
+  if (current === null || before === null || before === undefined) return { text: "—", cls: "" };
+  const diff = current - before;
+  const rate = entry.unit === "比例";
+  const text = rate ? `${diff >= 0 ? "+" : ""}${(diff * 100).toFixed(1)}个百分点`
+                    : before ? `${diff >= 0 ? "+" : ""}${((diff / before) * 100).toFixed(1)}%` : "—";
+  const good = diff === 0 || text === "—" ? null : (diff > 0) === entry.higher_is_better;
+  return { text, cls: good === null ? "" : good ? "better" : "worse" };
+}
+
+function chart(id) {
+  if (!charts[id]) charts[id] = echarts.init(document.getElementById(id));
+  return charts[id];
+}
+
+async function kpis() {
+  const box = document.getElementById("kpis");
+  const cards = await Promise.all(KPIS.map(async (name) => {
+    const entry = catalogue[name];
+    const [now, yoy] = await Promise.all([
+      api(`/api/v1/indicators/${name}`, { compare: true }),
+      api(`/api/v1/indicators/${name}`, { start: setup.yoyStart, end: setup.yoyEnd }),
+    ]);
+    const current = now.current.value;
+    const mom = change(current, now.previous.value, entry);
+    const yoyChange = change(current, yoy.value, entry);
+    return el("div", { class: "kpi", title: entry.definition },
+      el("span", { class: "kpi-label" }, entry.label),
+      el("strong", { class: "kpi-value", "data-indicator": name }, formatted(current, entry.unit)),
+      el("span", { class: `kpi-change ${mom.cls}`, title: "与前一个等长时段相比" }, `环比 ${mom.text}`),
+      el("span", { class: `kpi-change ${yoyChange.cls}` }, `同比 ${yoyChange.text}`));
+  }));
+  box.replaceChildren(...cards);
+}
+
+async function trend() {
+  const data = await api("/api/v1/indicators/order_count", { by: "day", top: 400, min_denominator: 1 });
+  const days = Object.keys(data.breakdown).sort();
+  chart("trend").setOption({
+    grid: { left: 48, right: 16, top: 16, bottom: 32 }, tooltip: { trigger: "axis" },
+    xAxis: { type: "category", data: days.map((d) => d.slice(5)) }, yAxis: { type: "value", minInterval: 1 },
+    series: [{ type: "line", smooth: true, data: days.map((d) => data.breakdown[d].value), color: RED,
+               areaStyle: { opacity: 0.12 } }],
+  });
+}
+
+async function channels() {
+  const data = await api("/api/v1/indicators/ranking", { dimension: "channel", top: 20 });
+  chart("channels").setOption({
+    tooltip: { trigger: "item", formatter: "{b}: {c}件 ({d}%)" },
+    series: [{ type: "pie", radius: ["38%", "68%"],
+               data: Object.entries(data.breakdown).map(([code, n]) => ({ name: setup.channels[code] || code, value: n })) }],
+  });
+}
+
+async function categories() {
+  const level = setup.filters.category ? "category2" : "category1";
+  document.getElementById("category-title").textContent = setup.filters.category
+    ? `${setup.filters.category} · 子类` : "事项大类（点击查看子类）";
+  const data = await api("/api/v1/indicators/order_count", { by: level, top: 12, min_denominator: 1 });
+  const rows = Object.values(data.breakdown).reverse();
+  const c = chart("categories");
+  c.setOption({
+    grid: { left: 120, right: 24, top: 8, bottom: 24 }, tooltip: {},
+    xAxis: { type: "value", minInterval: 1 },
+    yAxis: { type: "category", data: rows.map((r) => r.label.split("/").pop()) },
+    series: [{ type: "bar", data: rows.map((r) => r.value), color: RED }],
+  });
+  c.off("click");
+  if (!setup.filters.category) {
+    c.on("click", (params) => drill({ category: rows[params.dataIndex].label }));
+  }
+}
+
+function drill(change) {
+  const query = new URLSearchParams(window.location.search);
+  for (const [key, value] of Object.entries(change)) query.set(key, value);
+  window.location.search = query.toString();
+}
+
+let shapes = null;
+async function districtMap() {
+  if (!shapes) {
+    const response = await fetch("/cockpit/districts.geojson", { credentials: "same-origin" });
+    shapes = await response.json();
+    echarts.registerMap("city", shapes);
+  }
+  const measure = mapMode === "volume" ? "order_count" : "on_time_rate";
+  const data = await api(`/api/v1/indicators/${measure}`, { by: "district", top: 100, min_denominator: 1,
+                                                          district: "" });
+  const rows = Object.entries(data.breakdown).map(([code, r]) => ({ name: r.label, value: r.value, code }));
+  const values = rows.map((r) => r.value);
+  const c = chart("map");
+  c.setOption({
+    tooltip: { trigger: "item", formatter: (p) => `${p.name}: ${p.value === undefined || isNaN(p.value) ? "—"
+      : mapMode === "volume" ? `${p.value}件` : `${(p.value * 100).toFixed(1)}%`}` },
+    visualMap: { min: Math.min(...values, 0), max: Math.max(...values, 1), left: 8, bottom: 8, calculable: true,
+                 inRange: { color: mapMode === "volume" ? ["#fff5f0", RED] : ["#c8102e", "#fff8c5", "#116329"] },
+                 formatter: (v) => (mapMode === "volume" ? Math.round(v) : `${(v * 100).toFixed(0)}%`) },
+    series: [{ type: "map", map: "city", roam: false, data: rows,
+               emphasis: { label: { show: true } }, label: { show: true, fontSize: 11 },
+               select: { disabled: true } }],
+  }, true);
+  c.off("click");
+  c.on("click", (params) => {
+    const row = rows.find((r) => r.name === params.name);
+    const feature = shapes.features.find((f) => f.properties.name === params.name);
+    const code = row ? row.code : feature ? String(feature.properties.adcode) : null;
+    if (code) drill({ district: code });
+  });
+}
+
+async function hotAreas() {
+  const data = await api("/api/v1/indicators/hot_areas", { min_count: 3, top: 8 });
+  const items = (data.breakdown.areas || []).map((a) =>
+    el("li", {}, `${a.district_name || ""}${a.street && a.street !== "未知" ? ` ${a.street}` : ""}`
+      + `${a.community ? ` ${a.community}` : ""}：${a.count}件（上期${a.previous ?? "—"}件）`));
+  document.getElementById("hot-areas").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "暂无高发区域")]));
+}
+
+async function hotTopics() {
+  const data = await api("/api/v1/indicators/hot_topics", { top: 8 });
+  const items = (data.breakdown.topics || []).map((t) => el("li", {}, `${t.topic}（${t.size}件）`));
+  document.getElementById("hot-topics").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "暂无热点诉求")]));
+}
+
+function rateClass(value) {
+  if (value === null || value === undefined) return "";
+  return value >= 0.9 ? "ok" : value >= 0.8 ? "watch" : "alarm";
+}
+
+let unitRows = [];
+async function units() {
+  const measures = ["order_count", "completion_rate", "on_time_rate", "satisfaction_rate", "overdue_count"];
+  const [results, returns] = await Promise.all([
+    Promise.all(measures.map((m) => api(`/api/v1/indicators/${m}`, { by: "department", top: 500, min_denominator: 1 }))),
+    api("/api/v1/indicators/return_ranking", { top: 500 }),
+  ]);
+  const byUnit = {};
+  measures.forEach((m, i) => {
+    for (const [code, r] of Object.entries(results[i].breakdown)) {
+      byUnit[code] ??= { code, name: setup.departments[code] || r.label || code };
+      byUnit[code][m] = r.value;
+    }
+  });
+  for (const [code, r] of Object.entries(returns.breakdown)) {
+    byUnit[code] ??= { code, name: setup.departments[code] || code };
+    byUnit[code].returns = r["退单"];
+    byUnit[code].at_fault = r["有责退单"];
+  }
+  unitRows = Object.values(byUnit).filter((r) => r.order_count && r.code !== "未知");
+  drawUnits("order_count", -1);
+}
+
+function drawUnits(key, direction) {
+  unitRows.sort((a, b) => (key === "name" ? a.name.localeCompare(b.name, "zh") : (a[key] ?? -1) - (b[key] ?? -1)) * direction);
+  const rates = ["completion_rate", "on_time_rate", "satisfaction_rate"];
+  const body = document.querySelector("#units tbody");
+  body.replaceChildren(...unitRows.slice(0, 60).map((r) => el("tr", {},
+    el("td", {}, r.name), el("td", {}, String(r.order_count ?? 0)),
+    ...rates.slice(0, 2).map((k) => el("td", { class: rateClass(r[k]) }, formatted(r[k] ?? null, "比例"))),
+    el("td", { class: r.overdue_count ? "alarm" : "" }, String(r.overdue_count ?? 0)),
+    el("td", {}, String(r.returns ?? 0)), el("td", {}, String(r.at_fault ?? 0)),
+    el("td", { class: rateClass(r.satisfaction_rate) }, formatted(r.satisfaction_rate ?? null, "比例")))));
+}
+
+document.querySelectorAll("#units th").forEach((th) => {
+  let direction = -1;
+  th.addEventListener("click", () => { direction = -direction; drawUnits(th.dataset.key, direction); });
+});
+
+async function alerts() {
+  const data = await api("/api/v1/indicators/alerts", { limit: 20 });
+  const items = (data.breakdown.alerts || []).slice(0, 12).map((a) =>
+    el("li", { class: `sev-row sev-${a.severity}` }, el("span", { class: `badge sev sev-${a.severity}` }, a.severity),
+       ` ${a.kind}：${a.reason}`));
+  document.getElementById("alerts").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "暂无预警")]));
+}
+
+async function vitals() {
+  const response = await fetch("/api/v1/vitals", { credentials: "same-origin" });
+  if (!response.ok) return;
+  const data = await response.json();
+  const items = data.vitals.filter((v) => v.level !== "normal").slice(0, 10).map((v) =>
+    el("li", {}, el("span", { class: `badge level-${v.level}` }, v.level_label),
+       ` ${v.area} ${v.name} ${v.value}${v.unit || ""}（${v.at.slice(0, 10)}）`));
+  const summary = Object.entries(data.levels).map(([label, n]) => `${label}${n}`).join(" · ");
+  document.getElementById("vitals").replaceChildren(el("li", { class: "muted" }, summary),
+    ...(items.length ? items : [el("li", {}, "各项体征正常")]));
+}
+
+document.querySelectorAll("[data-map]").forEach((button) => button.addEventListener("click", () => {
+  mapMode = button.dataset.map;
+  document.querySelectorAll("[data-map]").forEach((b) => b.classList.toggle("on", b === button));
+  districtMap();
+}));
+
+function ordersLink() {
+  const query = new URLSearchParams({ start: setup.start, end: setup.end, ...setup.filters });
+  document.getElementById("orders-link").href = `/cockpit/orders?${query}`;
+}
+
+async function refresh() {
+  const parts = [kpis, trend, channels, categories, districtMap, hotAreas, hotTopics, units, alerts, vitals];
+  const outcomes = await Promise.allSettled(parts.map((part) => part()));
+  const failed = outcomes.filter((o) => o.status === "rejected").length;
+  const now = new Date();
+  document.getElementById("refreshed").textContent =
+    `更新于 ${now.toLocaleTimeString("zh-CN", { hour12: false })}${failed ? `（${failed}项未能加载）` : ""}`;
+  root.dataset.loaded = String(Date.now());
+}
+
+window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
+(async () => {
+  ordersLink();
+  const listing = await (await fetch("/api/v1/indicators", { credentials: "same-origin" })).json();
+  catalogue = Object.fromEntries(listing.indicators.map((entry) => [entry.name, entry]));
+  await refresh();
+  setInterval(refresh, setup.refreshSeconds * 1000);
+})();
