@@ -41,4 +41,11 @@ def test_seeded_history_is_routed_consistent_and_reproducible(router, tmp_path):
             scope = ind.Scope(now - dt.timedelta(days=31), now)
             assert ind.order_count(session, scope).value == 120
             assert 0 < ind.completion_rate(session, scope).value < 1
+            # Every seeded return is the router's named unit refusing the order: 分拨准确率 counts each as wrong
+            # (the review of 2026-12-06 found 99.96 % beside 294 returns).
+            accuracy = ind.dispatch_accuracy(session, scope)
+            wrong = session.scalar(select(func.count()).select_from(RoutingDecision)
+                                   .where(RoutingDecision.correct.is_(False)))
+            assert wrong == stats["returned"] and accuracy.value < 1
+            assert accuracy.denominator - accuracy.numerator == wrong
     assert results[0] == results[1]          # the same seed gives the same history
