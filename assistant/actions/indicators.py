@@ -282,9 +282,9 @@ def answer_list(query: dict, result: dict, catalogue: Catalogue) -> tuple[str, d
         topics = breakdown.get("topics") or []
         if not topics:
             return f"{scope}没有形成热点（相似诉求达到一定件数才算热点）。", None
-        listed = "；".join(f"{i}. {t.get('topic')}（{t.get('size')}件）" for i, t in enumerate(topics[:5], start=1))
-        return (f"{scope}热点诉求共{len(topics)}个：{listed}。最集中的是“{topics[0].get('topic')}”。",
-                _chart(f"{query.get('period_label', '')}热点诉求", "件", [t.get("topic") for t in topics[:10]],
+        listed = "；".join(f"{i}. {t.get('label') or t.get('topic')}（{t.get('size')}件）" for i, t in enumerate(topics[:5], start=1))
+        return (f"{scope}热点诉求共{len(topics)}个：{listed}。最集中的是“{topics[0].get('label') or topics[0].get('topic')}”。",
+                _chart(f"{query.get('period_label', '')}热点诉求", "件", [t.get("label") or t.get("topic") for t in topics[:10]],
                        [t.get("size") for t in topics[:10]]))
     if name == "hot_areas":
         areas = breakdown.get("areas") or []

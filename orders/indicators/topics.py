@@ -12,6 +12,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from hotline.core.clock import as_utc
+from nlp.letters import strip_courtesy
 from nlp.segment import Segmenter
 from orders.indicators.catalogue import (
     HOT_AREAS_DEFAULTS,
@@ -95,6 +96,41 @@ def _place_counts(orders: list[WorkOrder], names: Names) -> tuple[list[dict], li
     return listed(districts, "district"), listed(streets, "street")
 
 
+# What a complaint opens with before its matter: who is calling and that they report something.
+_LEAD_IN = re.compile(r"^(?:(?:来电|市民|群众|居民|网友|业主)(?:人)?|本人|我们?|有人)?(?:反映|反应|投诉|举报|咨询|求助|称)[:：，,]?")
+_CLAUSE = re.compile(r"[，。！？；、,.!?;:：\s]+")
+# A residential place a clause may open with (XX小区门口…), and the words locating something there.
+_ESTATE = re.compile(r"^[\u4e00-\u9fa5]{1,8}?(?:小区|社区|花园|公寓|大院|新村|村)")
+_BY = re.compile(r"^(?:的)?(?:门口|门前|附近|旁边|周边|周围|楼下|里面|内)")
+LABEL_PHRASE_CHARS = 12
+
+
+def topic_label(sample: str, terms: list[str], place: str | None, known_places: tuple[str, ...] = ()) -> str:
+    """A short phrase an official would write for a hot topic ("望月湖街道 路灯不亮"): where, if most of the group
+    is in one place, and the first clause of the most typical complaint that holds one of the topic's words, with
+    the lead-in (来电人反映…) and the place words cut off; the topic's words when no clause holds them."""
+    places = sorted({p for p in (place, *known_places) if p}, key=len, reverse=True)
+    phrase = ""
+    for clause in _CLAUSE.split(strip_courtesy(sample or "")):
+        clause = _LEAD_IN.sub("", clause.strip())
+        for name in places:
+            clause = clause.replace(name, "")
+        core = _BY.sub("", _ESTATE.sub("", clause))
+        if any(term in core for term in terms[:3]):
+            phrase = core[:LABEL_PHRASE_CHARS]
+            break
+    phrase = phrase or "、".join(terms[:2])
+    return f"{place} {phrase}".strip() if place else phrase
+
+
+def _main_place(group: list[WorkOrder], streets: list[dict], districts: list[dict]) -> str | None:
+    """The street (else the district) of at least half the group's orders, by name; None when spread out."""
+    for places in (streets, districts):
+        if places and places[0]["count"] * 2 >= len(group) and places[0]["name"] != UNKNOWN:
+            return places[0]["name"]
+    return None
+
+
 def hot_topics(session: Session, scope: Scope, *, similarity: float = HOT_TOPICS_DEFAULTS["similarity"],
                min_size: int = HOT_TOPICS_DEFAULTS["min_size"], top: int = 10,
                max_orders: int = HOT_TOPICS_DEFAULTS["max_orders"], names: Names = NO_NAMES,
@@ -134,8 +170,11 @@ def hot_topics(session: Session, scope: Scope, *, similarity: float = HOT_TOPICS
         categories = Counter(o.category_path for o in group if o.category_path)
         districts, streets = _place_counts(group, names)
         terms_of = _topic_terms([words[r] for r in rows], document_frequency, len(orders))
+        sample = orders[representative[0]].text_masked or ""
         topics.append({
             "topic": "、".join(terms_of[:3]), "size": len(rows), "terms": terms_of,
+            "label": topic_label(sample, terms_of, _main_place(group, streets, districts),
+                                 (*names.districts.values(), *names.streets.values())),
             "order_nos": [orders[r].order_no for r in representative],
             "sample": (orders[representative[0]].text_masked or "")[:80],
             "category": categories.most_common(1)[0][0] if categories else None,

@@ -518,3 +518,16 @@ def test_api_takes_codes_but_not_names_while_the_knowledge_base_loads(cockpit, a
         assert by_name.status_code == 503 and "loading" in by_name.json()["detail"]
     finally:
         app.state.router = loaded
+
+
+def test_a_hot_topic_reads_as_a_place_and_a_phrase_from_its_own_text():
+    from orders.indicators.topics import topic_label
+
+    places = ("岳麓区", "望月湖街道", "雨花区", "高桥街道", "芙蓉区", "定王台街道")
+    assert topic_label("来电人反映：岳麓区望月湖街道望月湖小区门口路灯不亮，已经一周了😡，晚上出行不安全。",
+                       ["路灯", "不亮", "晚上"], "望月湖街道", places) == "望月湖街道 路灯不亮"
+    assert topic_label("书记您好！我是雨花区高桥街道某小区的业主，小区垃圾站好几天没人清运，臭气熏天！！",
+                       ["垃圾站", "清运"], "高桥街道", places).startswith("高桥街道 ")
+    spread = topic_label("市民反映芙蓉区定王台街道菜市场周边占道经营严重，早上车都开不过去", ["占道"], None, places)
+    assert spread == "菜市场周边占道经营严重"             # no single place: the phrase alone
+    assert topic_label("", ["噪音", "施工"], "东塘街道") == "东塘街道 噪音、施工"   # no clause: the topic's words

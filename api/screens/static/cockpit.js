@@ -158,7 +158,7 @@ async function hotAreas() {
 
 async function hotTopics() {
   const data = await api("/api/v1/indicators/hot_topics", { top: 8 });
-  const items = (data.breakdown.topics || []).map((t) => el("li", {}, `${t.topic}（${t.size}件）`));
+  const items = (data.breakdown.topics || []).map((t) => el("li", { title: t.topic }, `${t.label || t.topic}（${t.size}件）`));
   document.getElementById("hot-topics").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "暂无热点诉求")]));
 }
 
