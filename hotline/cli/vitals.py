@@ -72,8 +72,11 @@ def check_command(
         trend = "" if r.previous_value is None else " ↑" if r.value > r.previous_value else " ↓" if r.value < \
             r.previous_value else " →"
         value = f"{r.value:g}{' ' + r.unit if r.unit else ''}{trend}"
-        table.add_row(r.name, r.metric, r.area, r.at.astimezone(CITY_TZ).strftime("%m-%d %H:%M"), value,
+        when = r.at.astimezone(CITY_TZ).strftime("%m-%d %H:%M") + (" [dim](已过期)[/]" if r.stale else "")
+        table.add_row(r.name, r.metric, r.area, when, value,
                       f"[{colours[r.level]}]{LEVEL_LABELS[r.level]}[/]", lines)
     out.print(table)
     counts = {LEVEL_LABELS[level]: sum(r.level == level for r in readings) for level in ("alarm", "warn")}
-    out.print(f"告警 {counts['告警']} 项，预警 {counts['预警']} 项，共 {len(readings)} 项")
+    stale = sum(r.stale for r in readings)
+    out.print(f"告警 {counts['告警']} 项，预警 {counts['预警']} 项，共 {len(readings)} 项"
+              + (f"；{stale} 项已超过两个上报周期未更新（已过期）" if stale else ""))

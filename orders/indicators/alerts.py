@@ -1,5 +1,5 @@
-"""预警: 久而未决 (open too long), 群体高发 (a surge of similar orders on one street) and 敏感诉求 (sensitive tags),
-most severe first; thresholds and 口径 in catalogue.py."""
+"""预警: 久而未决 (open too long), 群体高发 (a surge of similar orders on one street), 敏感诉求 (sensitive tags) and
+城市体征 (a vital at its warning line), most severe first; thresholds and 口径 in catalogue.py."""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,6 +15,8 @@ from orders.indicators.scope import NO_NAMES, Indicator, Names, Scope, handled, 
 from orders.indicators.topics import tfidf_rows
 from orders.lifecycle import OPEN_STATES, STATE_LABELS, State, timeliness
 from orders.models import WorkOrder, utcnow
+from orders.vitals.models import CITY_WIDE, LEVEL_LABELS
+from orders.vitals.readings import latest_readings, threshold_words
 
 SEVERITY_ORDER = {"高": 0, "中": 1, "低": 2}
 SENSITIVE_SEVERITY = {"扬言": "高", "维稳": "高", "信访": "中", "舆情": "中"}
@@ -120,20 +122,40 @@ def _alert(kind: str, severity: str, orders: list[WorkOrder], reason: str, names
             "latest_at": local_iso(max(o.created_at for o in orders))}
 
 
+def _vital_signs(session: Session, scope: Scope, names: Names, now: dt.datetime) -> list[dict]:
+    """城市体征 at a warning line, as they stand now: the latest reading of each series at 预警 or 告警 that is not stale,
+    for the whole city or the scope's district (a stale figure is not news: the vitals list marks it)."""
+    district = names.of("district", scope.district_adcode) if scope.district_adcode else None
+    found = []
+    for reading in latest_readings(session, now=now):
+        if reading.level not in ("warn", "alarm") or reading.stale:
+            continue
+        if district and reading.area not in (district, CITY_WIDE):
+            continue
+        lines = "；".join(threshold_words(t) for t in reading.thresholds)
+        found.append({"kind": "城市体征", "severity": "高" if reading.level == "alarm" else "中", "order_nos": [],
+                      "reason": f"{reading.area}{reading.name}为{reading.value:g}{reading.unit or ''}，达到"
+                                f"{LEVEL_LABELS[reading.level]}线（{lines}），{spoken_time(reading.at)}上报",
+                      "district": reading.area if reading.area != CITY_WIDE else None, "street": None,
+                      "latest_at": local_iso(reading.at), "metric": reading.metric})
+    return found
+
+
 def alerts(session: Session, scope: Scope, *, now: dt.datetime | None = None,
            overdue_working_days: int = ALERTS_DEFAULTS["overdue_working_days"],
            open_days: int = ALERTS_DEFAULTS["open_days"], cluster_size: int = ALERTS_DEFAULTS["cluster_size"],
            cluster_hours: float = ALERTS_DEFAULTS["cluster_hours"],
            cluster_similarity: float = ALERTS_DEFAULTS["cluster_similarity"],
            sensitive_tags: tuple[str, ...] | None = ALERTS_DEFAULTS["sensitive_tags"], limit: int = 200,
-           names: Names = NO_NAMES) -> Indicator:
+           names: Names = NO_NAMES, vital_signs: bool = True) -> Indicator:
     """预警 over the orders registered in the scope, most severe first:
 
     - 久而未决: still open and past the deadline by more than `overdue_working_days` working days, or registered more
       than `open_days` days ago (高 when 严重超期 or open for twice that long);
     - 群体高发: at least `cluster_size` similar orders on one street within `cluster_hours` hours — similar meaning the
       same matter (细类) or text cosine similarity ≥ `cluster_similarity` (高 at twice the size);
-    - 敏感诉求: still open and tagged 扬言/信访/维稳/舆情 (高 for 扬言 and 维稳).
+    - 敏感诉求: still open and tagged 扬言/信访/维稳/舆情 (高 for 扬言 and 维稳);
+    - 城市体征 (with `vital_signs`): a city vital at its warning (中) or alarm (高) line now, not stale.
     """
     if overdue_working_days < 0 or open_days < 1 or cluster_size < 2 or cluster_hours <= 0 or limit < 1:
         raise ValueError("thresholds out of range: overdue_working_days ≥ 0, open_days ≥ 1, cluster_size ≥ 2, "
@@ -144,8 +166,9 @@ def alerts(session: Session, scope: Scope, *, now: dt.datetime | None = None,
     matrix = tfidf_rows(orders)
     found = (_long_unresolved(handled(orders), now, overdue_working_days, open_days, names)
              + _surges(orders, matrix, cluster_size, cluster_hours, cluster_similarity, names)
-             + _sensitive(orders, tags, names))
-    kinds = ("敏感诉求", "群体高发", "久而未决")
+             + _sensitive(orders, tags, names)
+             + (_vital_signs(session, scope, names, now) if vital_signs else []))
+    kinds = ("敏感诉求", "城市体征", "群体高发", "久而未决")
     found.sort(key=lambda a: (SEVERITY_ORDER[a["severity"]], kinds.index(a["kind"]), a["latest_at"] or "",
                               a["order_nos"]))
     definition = alerts_definition(overdue_working_days=overdue_working_days, open_days=open_days,

@@ -74,7 +74,8 @@ def alerts_definition(*, overdue_working_days: int, open_days: int, cluster_size
     return (f"期间内登记的工单（不含协办子工单）中：久而未决＝仍未办结且超过办理时限{overdue_working_days}个工作日以上，"
             f"或登记超过{open_days}天（严重超期或登记超过{2 * open_days}天为高）；群体高发＝同一街道{cluster_hours:g}小时内"
             f"不少于{cluster_size}件相似诉求（同一细类事项，或文本余弦相似度≥{cluster_similarity}），达到{2 * cluster_size}件"
-            f"为高；敏感诉求＝仍未办结且带有{tags}标签（扬言、维稳为高）。按严重程度排序")
+            f"为高；敏感诉求＝仍未办结且带有{tags}标签（扬言、维稳为高）；城市体征＝全市或该区最新上报、未过期的体征"
+            f"达到预警线（中）或告警线（高）。按严重程度排序")
 
 
 # The order is the listing's: measures, the ranking, the lists, then the groups.

@@ -56,17 +56,27 @@ class Reading:
     level: str
     previous_value: float | None = None
     thresholds: list[dict] = field(default_factory=list)
+    every_hours: float | None = None      # the series' reporting interval (the gap before its latest point)
+    stale: bool = False                   # nothing new for more than STALE_INTERVALS intervals
 
     def to_json(self) -> dict:
         return {"metric": self.metric, "name": self.name, "unit": self.unit, "domain": self.domain, "area": self.area,
                 "at": self.at.astimezone(CITY_TZ).isoformat(), "value": self.value, "level": self.level,
                 "level_label": LEVEL_LABELS[self.level], "previous_value": self.previous_value,
-                "thresholds": self.thresholds}
+                "thresholds": self.thresholds, "every_hours": self.every_hours, "stale": self.stale}
+
+
+# A series is stale once its next point is more than two reporting intervals late (a daily figure not updated for
+# two days); a series with one point is taken as daily.
+STALE_INTERVALS = 2.0
+DEFAULT_INTERVAL = dt.timedelta(days=1)
 
 
 def latest_readings(session: Session, *, metric: str | None = None, area: str | None = None,
-                    domain: str | None = None) -> list[Reading]:
-    """The latest point of every (metric, area) series with its level, worst first, then by metric and area."""
+                    domain: str | None = None, now: dt.datetime | None = None) -> list[Reading]:
+    """The latest point of every (metric, area) series with its level and whether it is stale, worst first, then by
+    metric and area."""
+    now = as_utc(now) if now else dt.datetime.now(dt.UTC)
     newest = select(VitalPoint.metric, VitalPoint.area, func.max(VitalPoint.at).label("at")) \
         .group_by(VitalPoint.metric, VitalPoint.area)
     for column, wanted in ((VitalPoint.metric, metric), (VitalPoint.area, area), (VitalPoint.domain, domain)):
@@ -79,12 +89,16 @@ def latest_readings(session: Session, *, metric: str | None = None, area: str | 
     readings = []
     for point in points:
         applicable = _thresholds_for(thresholds, point.metric, point.area)
-        before = session.scalar(select(VitalPoint.value).where(VitalPoint.metric == point.metric,
-                                                               VitalPoint.area == point.area, VitalPoint.at < point.at)
-                                .order_by(VitalPoint.at.desc()).limit(1))
-        readings.append(Reading(point.metric, point.name, point.unit, point.domain, point.area, as_utc(point.at),
-                                point.value, level_of(point.value, applicable), before,
-                                [threshold_json(t) for t in applicable]))
+        before = session.execute(select(VitalPoint.value, VitalPoint.at).where(
+            VitalPoint.metric == point.metric, VitalPoint.area == point.area, VitalPoint.at < point.at)
+            .order_by(VitalPoint.at.desc()).limit(1)).first()
+        at = as_utc(point.at)
+        interval = (at - as_utc(before[1])) if before else DEFAULT_INTERVAL
+        readings.append(Reading(point.metric, point.name, point.unit, point.domain, point.area, at,
+                                point.value, level_of(point.value, applicable), before[0] if before else None,
+                                [threshold_json(t) for t in applicable],
+                                every_hours=round(interval.total_seconds() / 3600, 1),
+                                stale=now - at > interval * STALE_INTERVALS))
     readings.sort(key=lambda r: (-_LEVEL_RANK[r.level], r.metric, r.area != CITY_WIDE, r.area))
     return readings
 

@@ -283,3 +283,36 @@ def test_the_embedded_demo_loads_the_sample_once(tmp_path):
     assert vital_files.import_sample_if_empty(sessions, settings) == 0
     with sessions() as session:
         assert {r.metric for r in vital_readings.latest_readings(session)} >= {"aqi", "pm25"}
+
+
+def test_a_series_not_updated_for_two_reporting_intervals_is_stale(sessions):
+    """The sample vitals stop on 11-20: a daily figure weeks old must say so (review 2026-12-06, feature 24)."""
+    for path in vital_files.files_of([SAMPLE]):
+        _import(sessions, path)
+    with sessions() as session:
+        latest = vital_readings.latest_readings(session)
+        newest = max(r.at for r in latest)
+        fresh = vital_readings.latest_readings(session, now=newest + dt.timedelta(hours=1))
+        later = vital_readings.latest_readings(session, now=newest + dt.timedelta(days=30))
+    assert all(r.every_hours for r in fresh)
+    assert not any(r.stale for r in fresh if r.at == newest)
+    assert all(r.stale for r in later) and all(r.to_json()["stale"] for r in later)
+
+
+def test_vitals_at_their_warning_line_are_alerts_while_fresh(sessions):
+    from orders import indicators as ind
+
+    for path in vital_files.files_of([SAMPLE]):
+        _import(sessions, path)
+    with sessions() as session:
+        readings = vital_readings.latest_readings(session)
+        newest = max(r.at for r in readings)
+        at_line = [r for r in vital_readings.latest_readings(session, now=newest + dt.timedelta(hours=1))
+                   if r.level in ("warn", "alarm") and not r.stale]
+        scope = ind.Scope(newest - dt.timedelta(days=30), newest + dt.timedelta(days=1))
+        fresh = ind.alerts(session, scope, now=newest + dt.timedelta(hours=1)).breakdown["alerts"]
+        stale = ind.alerts(session, scope, now=newest + dt.timedelta(days=30)).breakdown["alerts"]
+    vital_alerts = [a for a in fresh if a["kind"] == "城市体征"]
+    assert at_line and len(vital_alerts) == len(at_line)
+    assert {a["severity"] for a in vital_alerts} <= {"高", "中"} and all("线" in a["reason"] for a in vital_alerts)
+    assert not [a for a in stale if a["kind"] == "城市体征"]   # a stale figure is not news

@@ -220,9 +220,10 @@ async function vitals() {
   if (!response.ok) return;
   const data = await response.json();
   const items = data.vitals.filter((v) => v.level !== "normal").slice(0, 10).map((v) =>
-    el("li", {}, el("span", { class: `badge level-${v.level}` }, v.level_label),
-       ` ${v.area} ${v.name} ${v.value}${v.unit || ""}（${v.at.slice(0, 10)}）`));
-  const summary = Object.entries(data.levels).map(([label, n]) => `${label}${n}`).join(" · ");
+    el("li", { class: v.stale ? "muted" : "" }, el("span", { class: `badge level-${v.level}` }, v.level_label),
+       ` ${v.area} ${v.name} ${v.value}${v.unit || ""}（${v.at.slice(0, 10)}${v.stale ? "，已过期" : ""}）`));
+  const summary = Object.entries(data.levels).map(([label, n]) => `${label}${n}`).join(" · ")
+    + (data.stale ? ` · ${data.stale}项已过期` : "");
   document.getElementById("vitals").replaceChildren(el("li", { class: "muted" }, summary),
     ...(items.length ? items : [el("li", {}, "各项体征正常")]));
 }
