@@ -23,6 +23,8 @@ run: setup
 	$(BIN)/hotline eval --input training_data/dev/routing_dev.jsonl --report out/eval-dev.json
 	$(BIN)/hotline route --input training_data/samples/complaints.jsonl --output out/routed.jsonl
 	@echo "routed samples: out/routed.jsonl · evaluation report: out/eval-dev.json"
+	@echo "starting the service (Ctrl-C stops it, Rasa included)…"
+	$(BIN)/hotline serve
 
 ## Run the whole test suite, database tests on SQLite and on a throwaway PostgreSQL (started by scripts/test_postgres.sh).
 test: setup lint

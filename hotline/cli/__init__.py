@@ -319,7 +319,8 @@ def serve(
     assistant: Annotated[bool, typer.Option("--assistant/--no-assistant", help=(
         "also start the Rasa assistant on 127.0.0.1:5005 when it is installed and trained"))] = True,
 ) -> None:
-    """Run the service: routing, work orders, channels, indicators, the web chat page (/chat)."""
+    """Run the service: routing, work orders, channels, indicators, the staff screens (/desk, /cockpit) and the web
+    chat page (/chat)."""
     import uvicorn
 
     from api.app import create_app
@@ -347,6 +348,9 @@ def serve(
         settings = settings.model_copy(update={"allowed_hosts": [*settings.allowed_hosts, host]})
     rasa = _start_assistant(settings, host, port) if assistant else None
     stop_rasa = _stop_with_this_process(rasa)
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    err.print(f"\n[bold]hotline[/] at {base}/ — web chat {base}/chat · workbench {base}/desk · cockpit {base}/cockpit · "
+              f"API docs {base}/docs   (Ctrl-C stops it{', Rasa included' if rasa else ''})\n", highlight=False)
     configure_json_logging()
     try:
         # Our access log records route templates only; uvicorn's would print paths and query strings (order
@@ -434,6 +438,31 @@ def _seed_if_empty(router) -> None:
     except ImportError:
         return
     import_sample_if_empty(sessions, get_settings())
+    _demo_accounts(sessions)
+
+
+DEMO_ROLES = ("agent", "dispatcher", "supervisor", "official", "admin")
+
+
+def _demo_accounts(sessions) -> None:
+    """One staff account per centre role for the demo (demo-agent, demo-official…), sharing one random password that
+    is shown once here and kept in state_dir/demo-accounts.txt (mode 0600); made only with the demo history, so a
+    real installation (PostgreSQL, or --no-seed) never has them."""
+    import secrets
+
+    from api.auth.staff import create_staff
+    from hotline.core.db import transaction
+
+    password = secrets.token_urlsafe(12)
+    with transaction(sessions) as session:
+        for role in DEMO_ROLES:
+            create_staff(session, username=f"demo-{role}", password=password, role=role)
+    note = get_settings().state_dir / "demo-accounts.txt"
+    note.parent.mkdir(parents=True, exist_ok=True)
+    note.write_text("".join(f"demo-{role}\t{password}\n" for role in DEMO_ROLES), encoding="utf-8")
+    note.chmod(0o600)
+    err.print(f"demo staff accounts: {', '.join(f'demo-{r}' for r in DEMO_ROLES)} — password [bold]{password}[/] "
+              f"(also in {note})", highlight=False)
 
 
 def _start_assistant(settings, host: str, port: int):

@@ -427,6 +427,36 @@ def test_serve_no_assistant_turns_the_relay_off(tmp_path, monkeypatch):
     assert served["app"].state.settings.assistant_enabled is False
 
 
+def test_serve_prints_where_everything_is_and_the_demo_makes_one_account_per_centre_role(tmp_path, monkeypatch):
+    import uvicorn
+
+    from api.auth.staff import authenticate
+    from hotline import cli
+    from hotline.core.migrate import upgrade
+
+    monkeypatch.setenv("HOTLINE_STATE_DIR", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'hotline.sqlite3'}"
+    monkeypatch.setenv("HOTLINE_DATABASE_URL", url)
+    monkeypatch.setattr(cli, "_load_router", lambda *_: None)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: None)
+    get_settings.cache_clear()
+    try:
+        upgrade(url)
+        cli._demo_accounts(cli._database_sessions())
+        result = runner.invoke(app, ["serve", "--no-seed", "--no-assistant", "--port", "8123"])
+        note = (tmp_path / "demo-accounts.txt").read_text(encoding="utf-8").splitlines()
+        with cli._database_sessions()() as session:
+            user, password = note[-1].split("\t")
+            assert user == "demo-admin" and authenticate(session, username=user, password=password, client=None)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert [line.split("\t")[0] for line in note] == [f"demo-{r}" for r in cli.DEMO_ROLES]
+    assert oct((tmp_path / "demo-accounts.txt").stat().st_mode & 0o777) == "0o600"
+    for path in ("/chat", "/desk", "/cockpit", "/docs"):
+        assert f"http://127.0.0.1:8123{path}" in _flat(result.output)
+
+
 SERVE_WITH_A_FAKE_RASA = r"""
 import subprocess, sys
 from pathlib import Path
