@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hotline.core.clock import utcnow  # noqa: F401  (the order code imports it from here too)
@@ -232,3 +244,20 @@ class Attachment(Base):
     storage_key: Mapped[str] = mapped_column(String(128), unique=True)
     uploaded_by: Mapped[str] = mapped_column(String(64))
     uploaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Report(Base):
+    """An archived 日报/周报/月报/季报 (orders/reports): the files live in state_dir/reports/<period>-<start>.<ext>;
+    one row per period and first day, replaced when the same period is generated again."""
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("period", "start", name="uq_reports_period_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(8))                     # day / week / month / quarter
+    start: Mapped[dt.date] = mapped_column(Date)                       # first day, the city's calendar
+    end: Mapped[dt.date] = mapped_column(Date)                         # the day after the last
+    formats: Mapped[list] = mapped_column(JSON, default=list)          # ["html", "pdf", "xlsx"]
+    sizes: Mapped[dict] = mapped_column(JSON, default=dict)            # {"pdf": bytes, …}
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))                # a username, a key's name, or "schedule"
