@@ -914,11 +914,13 @@ def orders_import(
 
 from assistant.manage import cli as assistant_cli  # noqa: E402
 from hotline.cli.gazetteer import cli as gazetteer_cli  # noqa: E402
+from hotline.cli.report import report_command  # noqa: E402
 from hotline.cli.vitals import cli as vitals_cli  # noqa: E402
 
 app.add_typer(assistant_cli, name="assistant")
 app.add_typer(gazetteer_cli, name="gazetteer")
 app.add_typer(vitals_cli, name="vitals")
+app.command("report")(report_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point
