@@ -197,4 +197,9 @@ def indicator(name: str, sessions: SessionsDep, router_: LoadedRouterDep, princi
             result = ind.with_previous(metric, session, scope)
             return {"current": asdict(result["current"]), "previous": asdict(result["previous"]),
                     "change": result["change"], "scope": _scope_json(scope)}
-        return _answer(metric(session, scope), scope)
+        result = metric(session, scope)
+        if name == "return_ranking":   # keyed by unit code: each with the unit's name, as rankings are
+            names = _names(router_)
+            for code, counts in result.breakdown.items():
+                counts["label"] = names.of("department", code)
+        return _answer(result, scope)

@@ -304,8 +304,8 @@ def answer_list(query: dict, result: dict, catalogue: Catalogue) -> tuple[str, d
         return (f"{scope}共有{total}条预警：{listed}。最需要关注的是：{first.get('reason', '')}。",
                 _chart(f"{query.get('period_label', '')}预警", "条", list(kinds), list(kinds.values())))
     # return_ranking: {department: {"退单": n, "有责退单": m}}
-    rows = [(dept, counts.get("退单", 0), counts.get("有责退单", 0)) for dept, counts in breakdown.items()
-            if isinstance(counts, dict)]
+    rows = [(counts.get("label") or dept, counts.get("退单", 0), counts.get("有责退单", 0))
+            for dept, counts in breakdown.items() if isinstance(counts, dict)]   # names, not unit codes
     if not rows:
         return f"{scope}没有退单。", None
     listed = "、".join(f"{dept} {n}次（有责{fault}次）" for dept, n, fault in rows[:5])

@@ -531,3 +531,16 @@ def test_a_hot_topic_reads_as_a_place_and_a_phrase_from_its_own_text():
     spread = topic_label("市民反映芙蓉区定王台街道菜市场周边占道经营严重，早上车都开不过去", ["占道"], None, places)
     assert spread == "菜市场周边占道经营严重"             # no single place: the phrase alone
     assert topic_label("", ["噪音", "施工"], "东塘街道") == "东塘街道 噪音、施工"   # no clause: the topic's words
+
+
+def test_api_names_the_units_of_the_return_ranking(cockpit, app_and_keys):
+    """The assistant read out unit codes for 退单 (review 2026-12-06, feature 15): the API gives each unit's name."""
+    _, _, app_factory = app_and_keys
+    with transaction(app_factory) as session:
+        order, _ = create_order(session, text="岳麓区望月湖街道门口垃圾堆了一周没人管", channel="hotline", actor=SYSTEM,
+                                routing=None, now=at(17, 9))
+        for action, data in (("accept", {}), ("dispatch", {"department_code": "430104-CHENGGUAN"}),
+                             ("return", {"reason": "非本单位职责", "at_fault": False})):
+            apply_action(session, order_id=order.id, action=action, actor=SYSTEM, now=at(17, 10), **data)
+    ranked = cockpit.get("/api/v1/indicators/return_ranking", params=PERIOD).json()
+    assert ranked["breakdown"]["430104-CHENGGUAN"]["label"] == "岳麓区城市管理和综合执法局"
