@@ -2,6 +2,7 @@
 middleware in its order, the routers of api/routes/ and api/channels/, and the background worker."""
 import asyncio
 import logging
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -29,11 +30,13 @@ from api.routes import (
     kb,
     ops,
     orders,
+    reports,
     routing,
     vitals,
     work,
 )
 from api.screens import admin, cockpit, desk, order_page, pages, queues
+from api.screens import reports as report_screens
 from api.screens.session import LoginRequired
 from api.security_headers import SecurityHeadersMiddleware
 from api.trusted_host import TrustedHostMiddleware, allowed_hosts
@@ -45,7 +48,9 @@ from nlp.batching import with_batching
 from nlp.pii import install_log_masking
 from orders import outbox
 from orders.attachments import MAX_REQUEST_BYTES
+from orders.indicators import Names
 from orders.outbox import HttpWebhookSender
+from orders.reports import due_reports
 from routing.service import build_router, choose_encoders
 
 log = logging.getLogger("hotline.api")
@@ -67,6 +72,25 @@ def _provision_assistant_key(app: FastAPI) -> None:
     app.state.assistant_api_key = key
 
 
+def _generate_due_reports(app: FastAPI) -> None:
+    """The scheduled reports (HOTLINE_REPORT_SCHEDULE) of the periods just ended, once each; after a failure (the
+    font missing, a full disk) the next try waits ten minutes rather than filling the log every round."""
+    settings = app.state.settings
+    current = app.state.router
+    if not settings.report_schedule or current is None or time.monotonic() < getattr(app.state, "reports_retry_at", 0):
+        return
+    try:
+        with transaction(app.state.sessions) as session:
+            made = due_reports(session=session, schedule=settings.report_schedule, hour=settings.report_hour,
+                               state_dir=settings.state_dir, city_name=settings.city_name,
+                               names=Names.from_kb(current.kb, current.gazetteer), segmenter=current.segmenter)
+            for report in made:
+                log.info("scheduled report made: %s %s", report.period, report.start)
+    except Exception:
+        app.state.reports_retry_at = time.monotonic() + 600
+        log.exception("scheduled report failed; retrying in ten minutes")
+
+
 async def _deliver_webhooks_forever(app: FastAPI) -> None:
     """The outbox worker: deliver due department webhooks, keep the backlog gauge current, and file the WeChat
     messages whose filing failed once they are due again."""
@@ -80,6 +104,7 @@ async def _deliver_webhooks_forever(app: FastAPI) -> None:
                                max_attempts=settings.webhook_max_attempts,
                                backoff_base_s=settings.webhook_backoff_base_s, timeout_s=settings.webhook_timeout_s)
         file_due(app)
+        _generate_due_reports(app)
         with app.state.sessions() as session:
             return outbox.backlog(session)
 
@@ -177,7 +202,8 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.add_exception_handler(LoginRequired, _to_login)
 
     for module in (ops, routing, auth, orders, callbacks, indicators, vitals, work, kb, open311, chat, assistant_webhook,
-                   wechat_views, access, pages, desk, order_page, queues, admin, cockpit):
+                   wechat_views, access, pages, desk, order_page, queues, admin, cockpit, reports,
+                   report_screens):
         app.include_router(module.router)
     app.include_router(ops.metrics_router(public=settings.metrics_public))
     return app
