@@ -125,7 +125,7 @@ def _change(current: float | None, before: float | None, kind: str) -> float | N
     return round((current - before) / before, 4) if before else None
 
 
-def key_figure(session: Session, period: Period, name: str, *, now: dt.datetime) -> dict:
+def key_figure(*, session: Session, period: Period, name: str, now: dt.datetime) -> dict:
     entry = ind.CATALOGUE[name]
     function = _indicator_function(name)
     extra = {"now": now} if entry.group == "overdue" else {}
@@ -139,7 +139,7 @@ def key_figure(session: Session, period: Period, name: str, *, now: dt.datetime)
             "year_ago": year_ago.value, "year_change": _change(current.value, year_ago.value, entry.kind)}
 
 
-def direct_and_transferred(session: Session, scope: ind.Scope) -> dict:
+def direct_and_transferred(*, session: Session, scope: ind.Scope) -> dict:
     """直办 vs 转办 (口径: DEF_DIRECT) over the orders a figure counts (scoped_orders, handled as 办结率 does)."""
     orders = handled(ind.scoped_orders(session, scope))
     transferred = sum(1 for o in orders if o.first_dispatched_at)
@@ -192,7 +192,7 @@ def build_content(*, session: Session, period: Period, names: ind.Names = ind.NO
     """Everything a report shows, as plain data (the HTML, Excel and PDF renderers only lay it out)."""
     now = now or utcnow()
     scope = period.scope()
-    figures = {name: key_figure(session, period, name, now=now) for name in KEY_FIGURES}
+    figures = {name: key_figure(session=session, period=period, name=name, now=now) for name in KEY_FIGURES}
     count = figures["order_count"]
     units = _unit_table(session, scope, now=now, names=names)
     topics = ind.hot_topics(session, scope, top=5, names=names, segmenter=segmenter)
@@ -206,7 +206,7 @@ def build_content(*, session: Session, period: Period, names: ind.Names = ind.NO
         "generated_at": now.astimezone(CITY_TZ).isoformat(timespec="minutes"),
         "figures": figures,
         "daily_average": round(count["value"] / period.days, 1) if count["value"] is not None else None,
-        "direct": direct_and_transferred(session, scope),
+        "direct": direct_and_transferred(session=session, scope=scope),
         "channels": _shares(session, scope, "channel", names),
         "categories": _shares(session, scope, "category1", names),
         "subcategories": _shares(session, scope, "category2", names, top=10),
