@@ -25,7 +25,7 @@ def _styles(font: str) -> dict:
     body = ParagraphStyle("body", fontName=font, fontSize=10, leading=15, wordWrap="CJK")
     return {"title": ParagraphStyle("title", parent=body, fontSize=18, leading=26, alignment=1),
             "sub": ParagraphStyle("sub", parent=body, fontSize=9, alignment=1, textColor="#666666"),
-            "h2": ParagraphStyle("h2", parent=body, fontSize=13, leading=20, spaceBefore=10, spaceAfter=4,
+            "h2": ParagraphStyle("h2", parent=body, fontSize=13, leading=20, spaceBefore=10, spaceAfter=4, keepWithNext=1,
                                  textColor="#1f4e80"),
             "body": body, "note": ParagraphStyle("note", parent=body, fontSize=8, leading=11, textColor="#666666"),
             "cell": ParagraphStyle("cell", parent=body, fontSize=8, leading=10)}
