@@ -80,7 +80,7 @@ def _generate_due_reports(app: FastAPI) -> None:
     if not settings.report_schedule or current is None or time.monotonic() < getattr(app.state, "reports_retry_at", 0):
         return
     try:
-        with transaction(app.state.sessions) as session:
+        with reports.GENERATING, transaction(app.state.sessions) as session:
             made = due_reports(session=session, schedule=settings.report_schedule, hour=settings.report_hour,
                                state_dir=settings.state_dir, city_name=settings.city_name,
                                names=Names.from_kb(current.kb, current.gazetteer), segmenter=current.segmenter)

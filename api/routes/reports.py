@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import IndicatorsReader as Reader
@@ -21,9 +22,10 @@ from orders.indicators import NO_NAMES, Names
 from orders.models import Report
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
-# One generation at a time in this process: two requests for the same period would both insert its archive row,
-# and a report is heavy enough (seconds of figures and rendering) that queueing them costs nothing noticeable.
-_GENERATING = threading.Lock()
+# One generation at a time in this process (the API, the cockpit's form and the scheduled worker): two of the same
+# period would both insert its archive row, and queueing seconds-long jobs costs nothing noticeable. Another process
+# doing the same period meets the unique constraint: a 409, retry.
+GENERATING = threading.Lock()
 
 
 class ReportRequest(BaseModel):
@@ -54,7 +56,7 @@ def generate(sessions: sessionmaker[Session], settings: Settings, current, *, pe
               reports.last_complete(period, reports.city_today()))
     names = Names.from_kb(current.kb, current.gazetteer) if current is not None else NO_NAMES
     try:
-        with _GENERATING, transaction(sessions) as session:
+        with GENERATING, transaction(sessions) as session:
             report = reports.generate_report(session=session, period=chosen, formats=formats,
                                              state_dir=settings.state_dir, created_by=created_by, names=names,
                                              segmenter=getattr(current, "segmenter", None),
@@ -62,6 +64,8 @@ def generate(sessions: sessionmaker[Session], settings: Settings, current, *, pe
             return entry_json(report, settings.city_name)
     except reports.MissingFontError as exc:
         raise HTTPException(503, str(exc)) from None
+    except IntegrityError:
+        raise HTTPException(409, "this period's report is being generated elsewhere: retry in a moment") from None
 
 
 @router.post("")
