@@ -52,8 +52,11 @@ def entry_json(report: Report, city_name: str = "") -> dict:
 def generate(sessions: sessionmaker[Session], settings: Settings, current, *, period: str, day: dt.date | None,
              formats: tuple[str, ...], created_by: str) -> dict:
     """Generate (or regenerate) a report; the font missing is a 503 naming it, not a 500."""
-    chosen = (reports.period_containing(period, day) if day else
-              reports.last_complete(period, reports.city_today()))
+    try:
+        chosen = (reports.period_containing(period, day) if day else
+                  reports.last_complete(period, reports.city_today()))
+    except reports.PeriodError as exc:
+        raise HTTPException(422, str(exc)) from None
     names = Names.from_kb(current.kb, current.gazetteer) if current is not None else NO_NAMES
     try:
         with GENERATING, transaction(sessions) as session:
@@ -74,7 +77,7 @@ def create_report(body: ReportRequest, sessions: SessionsDep, settings: Settings
     """Generate the report of the period containing `date` (HTML, PDF, Excel) into the archive; generating the same
     period again replaces it. Answers the archive entry with its download addresses."""
     if body.date and body.date > reports.city_today() + dt.timedelta(days=366):
-        raise HTTPException(422, "date is more than a year ahead")
+        raise HTTPException(422, "date is more than a year ahead")   # no figures there, only an empty archive entry
     return generate(sessions, settings, current, period=body.period, day=body.date,
                     formats=reports.parse_formats(body.formats), created_by=principal.name)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
@@ -55,6 +55,9 @@ async def make_report(request: Request, staff: Official, sessions: SessionsDep, 
     except reports.PeriodError:
         return refused("请选择网页、PDF 或 Excel")
     # The figures and the PDF take seconds: off the event loop, as the API's sync view is.
-    entry = await run_in_threadpool(generate, sessions, settings, current, period=period, day=day, formats=chosen,
-                                    created_by=staff.name)
+    try:
+        entry = await run_in_threadpool(generate, sessions, settings, current, period=period, day=day,
+                                        formats=chosen, created_by=staff.name)
+    except HTTPException as exc:   # a date off the calendar, the font missing: said on the page
+        return _page(request, staff, sessions, settings, status_code=exc.status_code, error=str(exc.detail))
     return RedirectResponse(f"/cockpit/reports?made={entry['id']}", status_code=303)

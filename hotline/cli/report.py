@@ -39,6 +39,8 @@ def report_command(
     else:
         try:
             chosen = reports.period_containing(period, dt.date.fromisoformat(date))
+        except reports.PeriodError as exc:
+            fail(f"--date: {exc}")
         except ValueError:
             fail(f"--date must be a day as YYYY-MM-DD, not {date!r}")
     settings = get_settings()

@@ -88,6 +88,8 @@ def period_containing(kind: str, day: dt.date) -> Period:
     """The day, week (Monday to Sunday), month or quarter that contains `day`."""
     if kind not in PERIOD_LABELS:
         raise PeriodError(f"period must be one of {', '.join(PERIOD_LABELS)}, not {kind!r}")
+    if not 1901 <= day.year <= 9998:   # 同比 and the period's end must stay on the calendar
+        raise PeriodError(f"date must be between 1901 and 9998, not {day.isoformat()}")
     if kind == "day":
         return Period(kind, day, day + dt.timedelta(days=1))
     if kind == "week":

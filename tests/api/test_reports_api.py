@@ -73,7 +73,8 @@ def test_agents_cannot_and_bad_input_is_422(client, staff):
     official = _bearer(client, "official")
     for body, field in (({"period": "year"}, "period"), ({"period": "week", "date": "2026-13-01"}, "date"),
                         ({"period": "week", "formats": ["doc"]}, "formats"), ({"period": "week", "formats": []}, "formats"),
-                        ({"period": "week", "colour": "red"}, "colour"), ({}, "period")):
+                        ({"period": "week", "colour": "red"}, "colour"), ({}, "period"),
+                        ({"period": "day", "date": "0001-01-01"}, "date"), ({"period": "week", "date": "9999-12-31"}, "date")):
         answer = client.post("/api/v1/reports", json=body, headers=official)
         assert answer.status_code == 422 and field in answer.text, (body, answer.text)
 
@@ -96,6 +97,8 @@ def test_the_cockpit_reports_page(client, staff):
     assert client.post("/cockpit/reports", data={"period": "week"}).status_code == 403          # no form token
     assert client.post("/cockpit/reports", data={"csrf": csrf, "period": "year"}).status_code == 422
     assert client.post("/cockpit/reports", data={"csrf": csrf, "period": "week", "date": "12/01"}).status_code == 422
+    far = client.post("/cockpit/reports", data={"csrf": csrf, "period": "day", "date": "0001-01-01"})
+    assert far.status_code == 422 and "1901" in far.text and "<form" in far.text
     client.cookies.clear()
     client.post("/login", data={"username": "agent", "password": "agent-Passw0rd!"})
     assert client.get("/cockpit/reports").status_code == 403

@@ -40,6 +40,7 @@ def test_report_is_generated_and_its_files_printed(report_env):
 
 @pytest.mark.parametrize(("arguments", "option"), [(["--period", "year"], "--period"),
                                                    (["--date", "2026-13-01"], "--date"),
+                                                   (["--period", "day", "--date", "0001-01-01"], "--date"),
                                                    (["--format", "pdf,doc"], "--format")])
 def test_bad_options_are_named(report_env, arguments, option):
     result = runner.invoke(app, ["report", *arguments])
