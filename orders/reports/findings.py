@@ -62,7 +62,7 @@ def findings(content: dict) -> list[str]:
         sentences.append(f"低于通报线的单位{len(below)}项：{listed}" + ("等" if len(below) > 5 else "") + "。")
     if content["hot_topics"]:
         topic = content["hot_topics"][0]
-        sentences.append(f"热点诉求{len(content['hot_topics'])}个，最集中的是“{topic['topic']}”，"
+        sentences.append(f"热点诉求{len(content['hot_topics'])}个，最集中的是“{topic.get('label') or topic['topic']}”，"
                          f"{number(topic['size'])}件。")
     if content["alerts_total"]:
         kinds = "，".join(f"{kind}{number(n)}条" for kind, n in content["alerts_by_kind"].items())

@@ -92,7 +92,7 @@ img { max-width: 100%; }
 <table>
 <tr><th>话题</th><th>件数</th><th>主要事项</th><th>典型工单</th></tr>
 {% for t in c.hot_topics %}
-<tr><td>{{ t.topic }}</td><td>{{ t.size }}</td><td class="text">{{ t.category or "—" }}</td>
+<tr><td>{{ t.label or t.topic }}</td><td>{{ t.size }}</td><td class="text">{{ t.category or "—" }}</td>
 <td class="text">{{ t.order_nos | join("、") }}：{{ t.sample }}</td></tr>
 {% endfor %}
 </table>

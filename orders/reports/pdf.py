@@ -99,7 +99,7 @@ def render_pdf(*, content: dict, findings: list[str], charts: dict[str, bytes]) 
     story.append(Paragraph("六、热点诉求", s["h2"]))
     if c["hot_topics"]:
         rows = [["话题", "件数", "主要事项", "典型工单"]]
-        rows += [[t["topic"], str(t["size"]), t["category"] or "—",
+        rows += [[t.get("label") or t["topic"], str(t["size"]), t["category"] or "—",
                   "、".join(n for n in t["order_nos"] if n) + "：" + t["sample"]] for t in c["hot_topics"]]
         story.append(_table(rows, s, [width * 0.18, width * 0.08, width * 0.22, width * 0.52]))
     else:

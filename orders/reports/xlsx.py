@@ -89,7 +89,7 @@ def _topics(book: Workbook, content: dict) -> None:
     sheet = book.create_sheet("热点与预警")
     _header(sheet, ["热点话题", "件数", "主要事项", "典型工单", "诉求摘要（已脱敏）"])
     for t in content["hot_topics"]:
-        sheet.append([t["topic"], t["size"], t["category"], "、".join(n for n in t["order_nos"] if n), t["sample"]])
+        sheet.append([t.get("label") or t["topic"], t["size"], t["category"], "、".join(n for n in t["order_nos"] if n), t["sample"]])
     sheet.append([])
     _header(sheet, ["预警类型", "等级", "区域", "说明", "工单"])
     for a in content["alerts"]:
