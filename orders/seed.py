@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hotline.core.db import transaction
 from orders.lifecycle import add_working_days
 from orders.service import Actor, apply_action, create_order
+from orders.similar import store_embedding
 from routing.router import Router, RouteRequest
 
 CHANNEL_WEIGHTS = {"hotline": 0.55, "wechat": 0.25, "web": 0.12, "app": 0.05, "grid": 0.03}
@@ -54,20 +55,25 @@ def seed_history(router: Router, sessions: sessionmaker[Session], *, orders: int
     order_of = sorted(range(orders), key=lambda i: created_times[i])
 
     routed: list[dict] = []
+    vectors: list = []
     batch = 256
     for start in range(0, orders, batch):
-        chunk = [RouteRequest(str(i), texts[i]) for i in order_of[start:start + batch]]
-        routed.extend(router.route_many(chunk, batch_size=batch))
-        progress(len(chunk) // 2)
+        items = [router.prepare(RouteRequest(str(i), texts[i])) for i in order_of[start:start + batch]]
+        routed.extend(router.route_prepared(items, batch_size=batch))
+        vectors.extend(item.get("matter_vector") for item in items)   # kept for same-event search, as intake does
+        progress(len(items) // 2)
+    vector_model = router.matcher.encoders.embedders[0].model_id
 
     stats = {"orders": 0, "closed": 0, "returned": 0, "reopened": 0, "open": 0, "rejected": 0}
     departments = [d.code for d in kb.departments.values() if d.kind != "hotline"]
-    for n, (i, routing) in enumerate(zip(order_of, routed)):
+    for n, (i, routing, vector) in enumerate(zip(order_of, routed, vectors)):
         created = created_times[i]
         phone = f"13{rng.randrange(10**8, 10**9)}" if rng.random() < 0.9 else None
         with transaction(sessions) as session:
             order, _ = create_order(session, text=texts[i], channel=channels[i], actor=SYSTEM, caller_phone=phone,
                                     routing=routing, routing_model=router.embedder_note, now=created)
+            if vector is not None:
+                store_embedding(session, order=order, vector=vector, model_id=vector_model)
             _simulate(session, rng, order.id, routing, created, now, departments, stats)
         stats["orders"] += 1
         if n % 2 == 1:

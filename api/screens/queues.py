@@ -9,6 +9,8 @@ Each row links to the order's page, where the steps are taken."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections import Counter
 from typing import Annotated
 
@@ -24,7 +26,7 @@ from api.screens.templating import render
 from hotline.core.clock import utcnow
 from orders import indicators as ind
 from orders.lifecycle import STATE_LABELS, Action, State, timeliness
-from orders.models import WorkOrder
+from orders.models import OrderEvent, WorkOrder
 from orders.queues import queue_items
 from orders.service import pending_extension
 
@@ -66,9 +68,13 @@ def review_lists(sessions, names: dict[str, str]) -> dict:
                 reasons = (item.decision.explanation or {}).get("decision_reasons") if item.decision else None
                 row["why"] = "；".join(reasons) if reasons else "职责交叉，需联合研判"
             disputed.append(row)
+        # Completions to review, and orders with an extension request (answered or not: pending_extension decides);
+        # not every open order, whose steps would each be loaded.
+        asked = select(OrderEvent.order_id).where(OrderEvent.action == Action.REQUEST_EXTENSION.value)
         open_orders = list(session.scalars(select(WorkOrder).where(
-            WorkOrder.state.in_((State.SIGNED, State.HANDLING, State.COMPLETED))).order_by(WorkOrder.deadline_at)
-            .limit(2000)))
+            (WorkOrder.state == State.COMPLETED)
+            | (WorkOrder.state.in_((State.SIGNED, State.HANDLING)) & WorkOrder.id.in_(asked)))
+            .order_by(WorkOrder.deadline_at).limit(2000)))
         extensions, completed = [], []
         for order in open_orders:
             if order.state == State.COMPLETED:
@@ -114,15 +120,37 @@ async def department(request: Request, staff: Handler, sessions: SessionsDep, ro
                   department_name=names.get(staff.department_code or ""))
 
 
-def supervision_lists(sessions, router_, names: dict[str, str]) -> dict:
-    now = utcnow()
+# The alerts of 30 days take a second on a busy month (text similarity over every order): the list keeps them for a
+# minute, and says when they were computed.
+ALERTS_FRESH_S = 60
+_alerts_cache: dict[tuple, tuple[float, dt.datetime, list]] = {}
+_alerts_lock = threading.Lock()
+
+
+def _recent_alerts(sessions, router_, now: dt.datetime) -> tuple[dt.datetime, list]:
+    bind = sessions.kw.get("bind")
+    key = (id(sessions), str(bind.url) if bind is not None else "", router_.kb.version if router_ is not None else "")
+    with _alerts_lock:
+        cached = _alerts_cache.get(key)
+        if cached and time.monotonic() - cached[0] < ALERTS_FRESH_S:
+            return cached[1], cached[2]
     scope = ind.Scope(now - dt.timedelta(days=ALERT_DAYS), now + dt.timedelta(minutes=1))
     labels = ind.Names.from_kb(router_.kb, router_.gazetteer) if router_ is not None else ind.NO_NAMES
     with sessions() as session:
         alerts = ind.alerts(session, scope, names=labels).breakdown.get("alerts", [])
+    with _alerts_lock:
+        _alerts_cache.clear()
+        _alerts_cache[key] = (time.monotonic(), now, alerts)
+    return now, alerts
+
+
+def supervision_lists(sessions, router_, names: dict[str, str]) -> dict:
+    now = utcnow()
+    computed_at, alerts = _recent_alerts(sessions, router_, now)
+    with sessions() as session:
         follow_ups = [_row(order, names, now) for order in session.scalars(
             select(WorkOrder).where(WorkOrder.state == State.CLOSED).order_by(WorkOrder.completed_at).limit(200))]
-    return {"alerts": alerts, "follow_ups": follow_ups}
+    return {"alerts": alerts, "follow_ups": follow_ups, "alerts_at": computed_at}
 
 
 @router.get("/desk/supervision")

@@ -278,3 +278,19 @@ def test_a_chat_handoff_appears_on_the_desk_and_is_called_back(client, staff):
     closed = client.post(f"/desk/callbacks/{task_id}", data={"csrf": token, "step": "close",
                                                              "note": "已回电说明办理进度"})
     assert closed.status_code == 200 and "回电已办结" in closed.text and "暂无待回电" in closed.text
+
+
+def test_an_extension_request_waits_for_the_centre_on_the_review_screen(client, staff, app_and_keys):
+    order_no = _dispatched_to_new_handler(client, app_and_keys)
+    token = csrf_of(client.get(f"/desk/orders/{order_no}").text)
+    client.post(f"/desk/orders/{order_no}/act", data={"csrf": token, "action": "sign"})
+    asked = client.post(f"/desk/orders/{order_no}/act", data={"csrf": token, "action": "extend_request", "days": "3",
+                                                              "reason": "需协调产权单位，现场勘查后整改"},
+                        follow_redirects=False)
+    assert asked.status_code == 303
+    client.cookies.clear()
+    login(client, "dispatcher")
+    review = client.get("/desk/review").text
+    assert order_no in review and "申请延期 3 个工作日：需协调产权单位" in review
+    page = client.get(f"/desk/orders/{order_no}").text
+    assert "批准延期" in page and "驳回延期" in page   # the centre decides, the unit does not grant itself

@@ -9,7 +9,7 @@ from hotline.core.db import make_engine, session_factory
 from hotline.core.migrate import upgrade
 from orders import indicators as ind
 from orders.lifecycle import State
-from orders.models import OrderEvent, RoutingDecision, WorkOrder
+from orders.models import OrderEmbedding, OrderEvent, RoutingDecision, WorkOrder
 from orders.seed import seed_history
 
 
@@ -29,6 +29,8 @@ def test_seeded_history_is_routed_consistent_and_reproducible(router, tmp_path):
             assert stats["closed"] + stats["open"] + stats["rejected"] == 120
             assert stats["closed"] > 40 and stats["returned"] >= 1 and stats["open"] >= 1
             assert session.scalar(select(func.count()).select_from(RoutingDecision)) == 120
+            # Each order keeps its matter vector (as intake does), so same-event search embeds nothing seeded.
+            assert session.scalar(select(func.count()).select_from(OrderEmbedding)) == 120
             for order in orders:
                 events = order.events
                 assert events[0].action == "create" and [e.seq for e in events] == list(range(1, len(events) + 1))
