@@ -244,3 +244,63 @@ def test_an_official_logs_in_and_the_token_goes_with_each_question(browser, serv
         _type_and_send(browser, "按时办结率最低的三个部门")
         _wait(browser, lambda b: len(rasa.turns) == 2, "the second question was not sent")
         assert rasa.turns[-1]["metadata"]["role"] == "citizen" and "auth_token" not in rasa.turns[-1]["metadata"]
+
+
+def test_a_citizen_reads_the_result_and_asks_for_a_person_who_is_listed_on_the_desk(browser, serve, tmp_path):
+    """With the real assistant: the status answer carries the 办理结果 once the centre approved it, and "转人工"
+    files a call-back task that the agents' desk lists."""
+    from selenium.webdriver.common.by import By
+    from sqlalchemy import select
+
+    from orders.intake import file_complaint
+    from orders.models import CallbackRequest
+    from orders.service import Actor, apply_action
+
+    why_not_real = why_rasa_cannot_run(get_settings())
+    if why_not_real:
+        if os.environ.get("HOTLINE_REQUIRE_RASA") == "1":
+            pytest.fail(f"HOTLINE_REQUIRE_RASA=1 but {why_not_real}")
+        pytest.skip(f"needs the trained assistant: {why_not_real}")
+    rasa_port = free_port()
+    rasa_url = f"http://127.0.0.1:{rasa_port}"
+    base_url = serve(rasa_url)
+    # The trained assistant, with this app's state folder: its action calls carry this app's webhook token.
+    rasa_settings = get_settings().model_copy(update={"state_dir": serve.app.state.settings.state_dir})
+    process = start_rasa(rasa_settings, port=rasa_port, service_url=base_url, log_file=tmp_path / "rasa.log")
+    try:
+        wait_until_ready(rasa_url, timeout=240, process=process)
+        sessions = serve.app.state.sessions
+        centre = Actor("dispatch-system", "system")
+        with transaction(sessions) as session:
+            order, _ = file_complaint(session, text="岳麓区望月湖街道小区门口路灯不亮一周了，晚上出行很不安全",
+                                      channel="hotline", actor=centre, caller_phone="13812345678", routing=None,
+                                      routing_model=None, auto_dispatch=False)
+            for action, data in (("accept", {}), ("dispatch", {"department_code": "430104-CHENGGUAN"}),
+                                 ("sign", {}), ("complete", {"result": "已更换路灯灯具，恢复夜间照明"}), ("approve", {})):
+                apply_action(session, order_id=order.id, action=action, actor=centre, **data)
+            order_no = order.order_no
+            create_staff(session, username="desk.agent", password="desk.agent-Passw0rd!", role="agent")
+        _open(browser, base_url)
+        _type_and_send(browser, f"查一下工单{order_no}，手机尾号5678")
+        try:
+            _wait(browser, lambda b: any(order_no in t for t in _bot_texts(b)) or _notices(b), "no status answer")
+        except Exception:
+            pytest.fail(f"no status answer: bot {_bot_texts(browser)}, notices {_notices(browser)}")
+        assert any("办理结果" in t and "已更换路灯灯具" in t for t in _bot_texts(browser)), _bot_texts(browser)
+        asked = len(_bot_texts(browser))
+        _type_and_send(browser, "转人工")
+        _wait(browser, lambda b: len(_bot_texts(b)) > asked and any("回电" in t for t in _bot_texts(b)[asked:]),
+              "no call-back was promised")
+        with sessions() as session:
+            assert len(session.scalars(select(CallbackRequest).where(CallbackRequest.channel == "web")).all()) == 1
+
+        browser.get(f"{base_url}/login?next=/desk")
+        browser.find_element(By.CSS_SELECTOR, "input[name=username]").send_keys("desk.agent")
+        password = browser.find_element(By.CSS_SELECTOR, "input[name=password]")
+        password.send_keys("desk.agent-Passw0rd!")
+        password.submit()
+        _wait(browser, lambda b: b.current_url.endswith("/desk") and "待回电" in b.find_element(By.TAG_NAME, "body").text,
+              "the desk did not list the call-back")
+        assert "网站" in browser.find_element(By.CSS_SELECTOR, ".callback-list").text
+    finally:
+        stop_process(process)
