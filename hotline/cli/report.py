@@ -1,5 +1,6 @@
 """`hotline report`: generate a 日报/周报/月报/季报 into the archive (and optionally copy it to a folder).
-The work is `orders/reports/`; this module is only the command."""
+The work is `orders/reports/`; this module is only the command. Its imports sit inside the command, as in the rest of
+the CLI, so `hotline --help` does not load the knowledge base, numpy or matplotlib."""
 from __future__ import annotations
 
 import datetime as dt

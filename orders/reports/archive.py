@@ -60,7 +60,7 @@ def generate_report(*, session: Session, period: Period, formats: tuple[str, ...
                     now: dt.datetime | None = None,
                     progress: Callable[[str], None] = lambda step: None) -> Report:
     """Compute the figures, render the formats, store the files and the archive row (the caller commits)."""
-    from orders.reports.charts import cjk_font, share_chart, trend_chart
+    from orders.reports.charts import cjk_font, share_chart, trend_chart  # matplotlib: imported when drawn (slow)
 
     now = now or utcnow()
     if "pdf" in formats:
