@@ -9,6 +9,7 @@ Each screen is photographed: into HOTLINE_SCREENSHOT_DIR when set (docs/screens/
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import httpx
@@ -206,6 +207,16 @@ def test_an_official_reads_the_cockpit_and_drills_down_to_an_order(browser, serv
     api = httpx.get(f"{base}/api/v1/indicators/order_count", cookies=cookie,
                     params={"start": setup["start"], "end": setup["end"]}).json()
     assert shown == f"{api['value']:,.0f}件", (shown, api["value"])   # the page shows the API's number
+    for card in browser.find_elements(*_by("[data-indicator]")):   # every key figure is the API's, as printed
+        name, text = card.get_attribute("data-indicator"), card.text
+        value = httpx.get(f"{base}/api/v1/indicators/{name}", cookies=cookie,
+                          params={"start": setup["start"], "end": setup["end"]}).json()["value"]
+        if value is None:
+            assert text == "—", (name, text)
+        else:
+            number = float(re.sub(r"[^0-9.]", "", text))
+            expected = value * 100 if text.endswith("%") else value
+            assert abs(number - expected) <= 0.05 + 1e-9, (name, text, value)
     assert browser.find_elements(*_by("#map canvas")), "the district map is drawn"
     browser.save_screenshot(str(shots / "cockpit.png"))
     _no_console_errors(browser)
