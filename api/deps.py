@@ -112,6 +112,24 @@ class Principal(Actor):
         return f"{self.kind}:{self.name}"
 
 
+def staff_principal(sessions, jwt_key: str, token: str) -> Principal | None:
+    """The staff member a token (a Bearer header or the screens' cookie) stands for, with the account's state now,
+    not when the token was issued (M7); None for a bad, expired, disabled or unknown one."""
+    claims = read_token(token, jwt_key) if token else None
+    if claims is not None:
+        with sessions() as session:
+            claims = current_claims(session, claims)
+    if claims is None:
+        return None
+    return Principal(claims["sub"], claims["role"], claims.get("dept"), scopes=roles.scopes_of(claims["role"]),
+                     kind="staff")
+
+
+def department_names(router_) -> dict[str, str]:
+    """Unit code → name from the loaded knowledge base (empty while it loads)."""
+    return {code: unit.name for code, unit in router_.kb.departments.items()} if router_ is not None else {}
+
+
 def require_scope(scope: str):
     """Dependency: a staff Bearer token or an X-API-Key that carries `scope`."""
     def check(request: Request, sessions: SessionsDep, jwt_key: JwtKeyDep,
@@ -123,14 +141,9 @@ def require_scope(scope: str):
         if not authorization and not x_api_key and cookie:
             authorization = f"Bearer {cookie}"
         if authorization and authorization.lower().startswith("bearer "):
-            claims = read_token(authorization[7:].strip(), jwt_key)
-            if claims is not None:   # the account's state now, not when the token was issued (M7)
-                with sessions() as session:
-                    claims = current_claims(session, claims)
-            if claims is None:
+            principal = staff_principal(sessions, jwt_key, authorization[7:].strip())
+            if principal is None:
                 raise HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
-            principal = Principal(claims["sub"], claims["role"], claims.get("dept"),
-                                  scopes=roles.scopes_of(claims["role"]), kind="staff")
         elif x_api_key:
             with sessions() as session:
                 key = verify_api_key(session, x_api_key)

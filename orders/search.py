@@ -46,3 +46,10 @@ def orders_of_caller(session: Session, *, phone: str | None = None, openid: str 
     latest = session.scalars(select(WorkOrder).where(condition, own)
                              .order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc()).limit(limit))
     return int(total or 0), list(latest)
+
+
+def find_order(session: Session, *, order_no: str) -> WorkOrder | None:
+    """The order with this number, or None. A NUL never matches (PostgreSQL would refuse it in the query)."""
+    if "\x00" in order_no:
+        return None
+    return session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no))

@@ -9,6 +9,7 @@ import os
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth.models import AuditRecord, StaffUser
+from hotline.core.db import transaction
 from orders.models import utcnow
 from orders.roles import STAFF_ROLES
 
@@ -213,3 +215,34 @@ class LoginThrottle:
 def list_staff(session: Session) -> list[StaffUser]:
     """Every account, active first, then by username (for the admins' screen and GET /api/v1/staff)."""
     return list(session.scalars(select(StaffUser).order_by(StaffUser.active.desc(), StaffUser.username)))
+
+
+def record_audit(session: Session, *, actor: str, action: str, client: str | None, **detail) -> None:
+    """One line of the audit trail: who (cut to the column), what, from where, and the details."""
+    session.add(AuditRecord(actor=actor[:64], action=action, client=client, detail=detail))
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    user: StaffUser | None = None
+    token: str | None = None
+    retry_after_s: int | None = None   # locked out: the password was not even checked
+
+
+def log_in(sessions, throttle: LoginThrottle, *, username: str, password: str, client: str | None,
+           jwt_key: str) -> LoginOutcome:
+    """Staff login, the same for the API's token and the screens' cookie: refused without a password check while
+    the account or address is locked out (M6), every attempt audited, failures counted towards the lockout."""
+    wait = throttle.wait(username, client)
+    if wait is not None:
+        with transaction(sessions) as session:
+            record_audit(session, actor=username, action="login_locked", client=client, retry_after_s=int(wait) + 1)
+        return LoginOutcome(retry_after_s=int(wait) + 1)
+    with transaction(sessions) as session:
+        user = authenticate(session, username=username, password=password, client=client)
+        token = issue_token(user, jwt_key) if user else None
+    if token is None:
+        throttle.failed(username, client)
+        return LoginOutcome()
+    throttle.succeeded(username)
+    return LoginOutcome(user, token)

@@ -7,8 +7,8 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from api.auth.keys import SCOPES, create_api_key, list_api_keys, revoke_api_key
-from api.auth.models import ApiKey, AuditRecord, StaffUser
-from api.auth.staff import ROLES, create_staff, disable_staff, list_staff, set_staff_role
+from api.auth.models import ApiKey, StaffUser
+from api.auth.staff import ROLES, create_staff, disable_staff, list_staff, record_audit, set_staff_role
 from api.deps import AccessAdmin, ClientDep, SessionsDep
 from hotline.core.db import transaction
 
@@ -45,10 +45,6 @@ def key_json(key: ApiKey) -> dict:
             "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None}
 
 
-def _audit(session, admin: str, action: str, client: str | None, **detail) -> None:
-    session.add(AuditRecord(actor=admin[:64], action=action, client=client, detail=detail))
-
-
 @router.get("/staff")
 def staff_list(sessions: SessionsDep, admin: AccessAdmin) -> list[dict]:
     with sessions() as session:
@@ -61,7 +57,7 @@ def staff_create(body: StaffIn, sessions: SessionsDep, admin: AccessAdmin, clien
         with transaction(sessions) as session:
             user = create_staff(session, username=body.username, password=body.password, role=body.role,
                                 department_code=body.department_code)
-            _audit(session, admin.name, "staff_created", client, username=body.username, role=body.role)
+            record_audit(session, actor=admin.name, action="staff_created", client=client, username=body.username, role=body.role)
             return staff_json(user)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
@@ -74,7 +70,7 @@ def staff_disable(username: str, sessions: SessionsDep, admin: AccessAdmin, clie
     try:
         with transaction(sessions) as session:
             changed = disable_staff(session, username=username)
-            _audit(session, admin.name, "staff_disable", client, username=username)
+            record_audit(session, actor=admin.name, action="staff_disable", client=client, username=username)
     except ValueError as exc:
         raise HTTPException(404, str(exc)) from None
     return {"username": username, "active": False, "changed": changed}
@@ -85,7 +81,7 @@ def staff_role(username: str, body: RoleIn, sessions: SessionsDep, admin: Access
     try:
         with transaction(sessions) as session:
             user = set_staff_role(session, username=username, role=body.role, department_code=body.department_code)
-            _audit(session, admin.name, "staff_role_set", client, username=username, role=body.role)
+            record_audit(session, actor=admin.name, action="staff_role_set", client=client, username=username, role=body.role)
             return staff_json(user)
     except ValueError as exc:
         raise HTTPException(404 if "no staff user" in str(exc) else 422, str(exc)) from None
@@ -104,7 +100,7 @@ def key_create(body: KeyIn, sessions: SessionsDep, admin: AccessAdmin, client: C
         with transaction(sessions) as session:
             row, key = create_api_key(session, name=body.name, scopes=body.scopes,
                                       department_code=body.department_code)
-            _audit(session, admin.name, "key_created", client, name=body.name, scopes=sorted(body.scopes))
+            record_audit(session, actor=admin.name, action="key_created", client=client, name=body.name, scopes=sorted(body.scopes))
             return key_json(row) | {"key": key}
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
@@ -115,5 +111,5 @@ def key_revoke(name: str, sessions: SessionsDep, admin: AccessAdmin, client: Cli
     with transaction(sessions) as session:
         if not revoke_api_key(session, name=name):
             raise HTTPException(404, f"no active API key named {name!r}")
-        _audit(session, admin.name, "key_revoked", client, name=name)
+        record_audit(session, actor=admin.name, action="key_revoked", client=client, name=name)
     return Response(status_code=204)

@@ -48,7 +48,7 @@ from orders.merge import (
 )
 from orders.models import MERGED_ROLE, WorkOrder
 from orders.queues import latest_decision
-from orders.search import search_orders
+from orders.search import find_order, search_orders
 from orders.service import (
     CHANNELS,
     WECHAT_SCOPE,
@@ -224,8 +224,7 @@ def lifecycle_errors():
 
 
 def order_or_404(session: Session, order_no: str) -> WorkOrder:
-    # NUL: PostgreSQL refuses it in a query (a 500); no order number holds one anyway.
-    order = session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no)) if "\x00" not in order_no else None
+    order = find_order(session, order_no=order_no)
     if order is None:
         raise HTTPException(404, f"no work order {order_no}")
     return order

@@ -17,6 +17,7 @@ from api.deps import (
     LoadedRouterDep,
     Principal,
     SessionsDep,
+    department_names,
     require_scope,
 )
 from api.routes.orders import lifecycle_errors, order_json, order_or_404, visible_to
@@ -41,16 +42,12 @@ def centre_only(principal: Principal) -> None:
         raise HTTPException(403, "only the hotline centre's staff and systems may do this")
 
 
-def _department_names(router_) -> dict[str, str]:
-    return {code: unit.name for code, unit in router_.kb.departments.items()} if router_ is not None else {}
-
-
 # -- agents: the router's suggestions, and confirming or changing the department ----------------------------------
 @router.get("/orders/{order_no}/suggestions")
 def suggestions(order_no: str, router_: LoadedRouterDep, sessions: SessionsDep, principal: Reader) -> dict:
     """The router's ranked departments for an order, as stored at intake (with the matched duty and score)."""
     centre_only(principal)
-    names = _department_names(router_)
+    names = department_names(router_)
     with sessions() as session:
         order = order_or_404(session, order_no)
         decision = latest_decision(session, order=order)
@@ -75,7 +72,7 @@ def confirm(order_no: str, body: ConfirmIn, sessions: SessionsDep, router_: Load
     """An agent confirms the suggested department (人机联动) or picks another (人工): accept if needed, then dispatch.
     A changed department is the router's feedback: the stored decision is marked wrong and the router learns."""
     centre_only(principal)
-    known = set(_department_names(router_))
+    known = set(department_names(router_))
     try:
         with lifecycle_errors(), transaction(sessions) as session:
             done = confirm_department(session, order=order_or_404(session, order_no), actor=principal,
@@ -123,7 +120,7 @@ def work_queue(queue: Literal["intake", "review", "department"], router_: Loaded
         raise HTTPException(403, "this role has no work queue")
     if queue == "department" and not department:
         raise HTTPException(422, "name the department (department=…)")
-    now, names = utcnow(), _department_names(router_)
+    now, names = utcnow(), department_names(router_)
     with sessions() as session:
         items = [_queue_item(item, names, now) for item in queue_items(session, queue=queue, department_code=department)]
     return {"queue": queue, "department": department, "total": len(items), "items": items[:limit]}
@@ -169,7 +166,7 @@ class WebhookIn(BaseModel):
 def set_webhook(department_code: str, body: WebhookIn, router_: LoadedRouterDep, sessions: SessionsDep,
                 principal: Annotated[Principal, Depends(require_scope("kb:write"))]) -> dict:
     """Register where a department's system receives its orders. The signing secret is shown once."""
-    known = _department_names(router_)
+    known = department_names(router_)
     if known and department_code not in known:
         raise HTTPException(404, f"unknown department {department_code!r}")
     with transaction(sessions) as session:

@@ -11,10 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from api.auth.keys import SCOPES, create_api_key, list_api_keys, revoke_api_key
-from api.auth.models import AuditRecord
-from api.auth.staff import ROLES, create_staff, disable_staff, list_staff, set_staff_role
-from api.deps import ClientDep, LoadedRouterDep, Principal, ReloaderDep, SessionsDep, SettingsDep
-from api.screens.desk import department_names
+from api.auth.staff import ROLES, create_staff, disable_staff, list_staff, record_audit, set_staff_role
+from api.deps import ClientDep, LoadedRouterDep, Principal, ReloaderDep, SessionsDep, SettingsDep, department_names
 from api.screens.session import CsrfChecked, staff_screen
 from api.screens.templating import render
 from hotline.core.db import transaction
@@ -115,10 +113,6 @@ async def edit_entry(entry_id: str, request: Request, staff: Admin, settings: Se
                          "重建完成前沿用旧版本分拨。")
 
 
-def _audit(session, staff: Principal, action: str, client: str | None, **detail) -> None:
-    session.add(AuditRecord(actor=staff.name[:64], action=action, client=client, detail=detail))
-
-
 @router.post("/desk/admin/staff", dependencies=[CsrfChecked])
 def add_staff(request: Request, staff: Admin, sessions: SessionsDep, router_: LoadedRouterDep, reloader: ReloaderDep,
               client: ClientDep, username: Annotated[str, Form(max_length=64)] = "",
@@ -128,7 +122,7 @@ def add_staff(request: Request, staff: Admin, sessions: SessionsDep, router_: Lo
         with transaction(sessions) as session:
             create_staff(session, username=username.strip(), password=password, role=role,
                          department_code=department_code.strip() or None)
-            _audit(session, staff, "staff_created", client, username=username.strip(), role=role)
+            record_audit(session, actor=staff.name, action="staff_created", client=client, username=username.strip(), role=role)
     except ValueError as exc:
         return _page(request, staff, sessions, router_, reloader, error=f"未创建：{exc}", status_code=422)
     return _page(request, staff, sessions, router_, reloader, notice=f"已创建账号 {username.strip()}")
@@ -147,7 +141,7 @@ def change_staff(username: str, request: Request, staff: Admin, sessions: Sessio
                 disable_staff(session, username=username)
             else:
                 set_staff_role(session, username=username, role=role, department_code=department_code.strip() or None)
-            _audit(session, staff, f"staff_{change or 'role'}", client, username=username, role=role or None)
+            record_audit(session, actor=staff.name, action=f"staff_{change or 'role'}", client=client, username=username, role=role or None)
     except ValueError as exc:
         return _page(request, staff, sessions, router_, reloader, error=f"未修改：{exc}", status_code=422)
     return _page(request, staff, sessions, router_, reloader,
@@ -163,7 +157,7 @@ def add_key(request: Request, staff: Admin, sessions: SessionsDep, router_: Load
         with transaction(sessions) as session:
             _, key = create_api_key(session, name=name.strip(), scopes=scopes or [],
                                     department_code=department_code.strip() or None)
-            _audit(session, staff, "key_created", client, name=name.strip(), scopes=sorted(scopes or []))
+            record_audit(session, actor=staff.name, action="key_created", client=client, name=name.strip(), scopes=sorted(scopes or []))
     except ValueError as exc:
         return _page(request, staff, sessions, router_, reloader, error=f"未创建：{exc}", status_code=422)
     return _page(request, staff, sessions, router_, reloader, shown_secret=("接口密钥", name.strip(), key))
@@ -175,7 +169,7 @@ def revoke_key(name: str, request: Request, staff: Admin, sessions: SessionsDep,
     with transaction(sessions) as session:
         revoked = revoke_api_key(session, name=name)
         if revoked:
-            _audit(session, staff, "key_revoked", client, name=name)
+            record_audit(session, actor=staff.name, action="key_revoked", client=client, name=name)
     return _page(request, staff, sessions, router_, reloader, notice=f"已吊销 {name}" if revoked else None,
                  error=None if revoked else f"没有有效的密钥 {name}", status_code=200 if revoked else 404)
 
@@ -192,7 +186,7 @@ def set_webhook(request: Request, staff: Admin, sessions: SessionsDep, router_: 
         with transaction(sessions) as session:
             endpoint, secret = outbox.register_endpoint(session, department_code=department_code.strip(),
                                                         url=url.strip())
-            _audit(session, staff, "webhook_set", client, department=endpoint.department_code)
+            record_audit(session, actor=staff.name, action="webhook_set", client=client, department=endpoint.department_code)
     except ValueError as exc:
         return _page(request, staff, sessions, router_, reloader, error=f"未保存：{exc}", status_code=422)
     return _page(request, staff, sessions, router_, reloader,

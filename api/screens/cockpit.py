@@ -14,8 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
-from api.deps import LoadedRouterDep, Principal, SessionsDep, SettingsDep
-from api.screens.desk import department_names
+from api.deps import LoadedRouterDep, Principal, SessionsDep, SettingsDep, department_names
 from api.screens.session import staff_screen
 from api.screens.templating import render
 from hotline.core.clock import CITY_TZ, city_midnight

@@ -13,10 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 
 from api.auth.models import AuditRecord
-from api.deps import ClientDep, LoadedRouterDep, Principal, SessionsDep, SettingsDep
+from api.deps import ClientDep, LoadedRouterDep, Principal, SessionsDep, SettingsDep, department_names
 from api.routing_pool import route_with_vector, text_embedder
 from api.screens.session import CsrfChecked, staff_screen
 from api.screens.templating import render
@@ -36,9 +35,8 @@ from orders.dispatch import NothingToConfirm, confirm_department
 from orders.intake import file_complaint
 from orders.lifecycle import STATE_LABELS, Action, IllegalTransition, State, timeliness
 from orders.merge import MergeRefused, merge_order
-from orders.models import WorkOrder
 from orders.queues import queue_items
-from orders.search import orders_of_caller
+from orders.search import find_order, orders_of_caller
 from orders.service import CHANNELS, ConcurrentUpdate, Forbidden, apply_action
 from orders.similar import Place, find_similar
 
@@ -49,10 +47,6 @@ CHANNEL_CHOICES = {"hotline": "12345热线", "wechat": "微信公众号", "web":
                    "110": "110联动"}
 DIVERSION_LINES = {"110": "公安110", "119": "消防119", "122": "交警122", "120": "急救120"}
 MAX_TEXT_CHARS = 5000
-
-
-def department_names(router_) -> dict[str, str]:
-    return {code: unit.name for code, unit in router_.kb.departments.items()} if router_ is not None else {}
 
 
 def _queue(sessions) -> list[dict]:
@@ -183,7 +177,7 @@ async def file_call(request: Request, staff: Agent, sessions: SessionsDep, route
                                       text_vector=vector, vector_model=model_id)
             if outcome.startswith("merge:"):
                 # Another caller about an event already on file: one handling order, every caller kept.
-                into = session.scalar(select(WorkOrder).where(WorkOrder.order_no == outcome[6:]))
+                into = find_order(session, order_no=outcome[6:])
                 if into is None:
                     raise MergeRefused(f"没有工单 {outcome[6:]}")
                 merge_order(session, order=order, into=into, actor=staff, reason=note or None)

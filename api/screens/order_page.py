@@ -10,11 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from sqlalchemy import select
 
-from api.deps import LoadedRouterDep, SessionsDep, SettingsDep
+from api.deps import LoadedRouterDep, SessionsDep, SettingsDep, department_names
 from api.routing_pool import text_embedder
-from api.screens.desk import department_names
 from api.screens.session import AnyStaff, CsrfChecked
 from api.screens.templating import render
 from hotline.core.clock import utcnow
@@ -48,6 +46,7 @@ from orders.lifecycle import (
 from orders.merge import MERGED_ROLE, MergeRefused, link_orders, linked_order_nos, merge_order
 from orders.models import Attachment, WorkOrder
 from orders.queues import latest_decision
+from orders.search import find_order
 from orders.service import ConcurrentUpdate, Forbidden, apply_action, pending_extension
 from orders.similar import similar_to_order
 
@@ -62,10 +61,6 @@ WITH_FILES = {Action.COMPLETE, Action.HANDLE}   # steps a handler documents with
 FIELD_LABELS = {"reason": "原因", "at_fault": "是否有责", "note": "说明", "result": "办理结果（将告知来电人）",
                 "days": "延期天数（工作日）", "satisfaction": "满意度", "supervision_type": "督办类型",
                 "department_code": "承办单位代码", "co_handlers": "协办单位代码（逗号分隔，可空）"}
-
-
-def _find(session, order_no: str) -> WorkOrder | None:
-    return session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no)) if "\x00" not in order_no else None
 
 
 def available_actions(order: WorkOrder, staff) -> list[dict]:
@@ -149,7 +144,7 @@ def _refused(request: Request, staff, sessions, router_, settings, order_no: str
     """The order's page again with why the step was not taken (409), or 404 when the order is not theirs to see."""
     names = department_names(router_)
     with sessions() as session:
-        order = _find(session, order_no)
+        order = find_order(session, order_no=order_no)
         if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
             return render(request, "message.html", staff=staff, heading="找不到工单", message=message,
                           status_code=404)
@@ -162,7 +157,7 @@ def order_page(order_no: str, request: Request, staff: AnyStaff, sessions: Sessi
                settings: SettingsDep, filed: int = 0, done: str | None = None) -> Response:
     names = department_names(router_)
     with sessions() as session:
-        order = _find(session, order_no)
+        order = find_order(session, order_no=order_no)
         if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
             return render(request, "message.html", staff=staff, heading="找不到工单",
                           message=f"没有工单 {order_no}，或您无权查看。", status_code=404)
@@ -224,7 +219,7 @@ async def act(order_no: str, request: Request, staff: AnyStaff, sessions: Sessio
 
     def apply() -> str | None:
         with transaction(sessions) as session:
-            order = _find(session, order_no)
+            order = find_order(session, order_no=order_no)
             if order is None or not roles.sees_order(staff.role, staff.department_code, order.department_code):
                 return "没有此工单，或您无权查看"
             previous = order.department_code
@@ -258,7 +253,7 @@ def attachment(order_no: str, attachment_id: int, staff: AnyStaff, sessions: Ses
                settings: SettingsDep) -> Response:
     """A file of an order, for staff who see the order; images shown inline, PDFs downloaded."""
     with sessions() as session:
-        order = _find(session, order_no)
+        order = find_order(session, order_no=order_no)
         found = session.get(Attachment, attachment_id)
         if (order is None or found is None or found.order_id != order.id
                 or not roles.sees_order(staff.role, staff.department_code, order.department_code)):
@@ -283,7 +278,7 @@ def merge(order_no: str, request: Request, staff: AnyStaff, sessions: SessionsDe
     problem = None
     try:
         with transaction(sessions) as session:
-            order, other = _find(session, order_no), _find(session, into.strip())
+            order, other = find_order(session, order_no=order_no), find_order(session, order_no=into.strip())
             if order is None or other is None:
                 problem = f"没有工单 {into.strip() or order_no}"
             elif how == "link":

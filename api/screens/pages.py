@@ -11,12 +11,10 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from api.auth.models import AuditRecord
-from api.auth.staff import authenticate, issue_token
+from api.auth.staff import log_in
 from api.deps import ClientDep, JwtKeyDep, LoadedRouterDep, LoginThrottleDep, SessionsDep, SettingsDep
 from api.screens.session import COOKIE, CsrfChecked, OptionalStaff
 from api.screens.templating import protect, render
-from hotline.core.db import transaction
 
 router = APIRouter(include_in_schema=False)
 
@@ -67,21 +65,14 @@ def login(request: Request, sessions: SessionsDep, throttle: LoginThrottleDep, j
     if not username or not password:
         return render(request, "login.html", staff=None, next_path=target, username=username,
                       error="请输入用户名和密码", status_code=422)
-    wait = throttle.wait(username, client)
-    if wait is not None:
-        with transaction(sessions) as session:
-            session.add(AuditRecord(actor=username[:64], action="login_locked", client=client,
-                                    detail={"retry_after_s": int(wait) + 1}))
+    outcome = log_in(sessions, throttle, username=username, password=password, client=client, jwt_key=jwt_key)
+    if outcome.retry_after_s is not None:
         return render(request, "login.html", staff=None, next_path=target, username=username,
-                      error=f"登录失败次数过多，请 {int(wait) + 1} 秒后再试", status_code=429)
-    with transaction(sessions) as session:
-        user = authenticate(session, username=username, password=password, client=client)
-        token = issue_token(user, jwt_key) if user else None
-    if token is None:
-        throttle.failed(username, client)
+                      error=f"登录失败次数过多，请 {outcome.retry_after_s} 秒后再试", status_code=429)
+    if outcome.token is None:
         return render(request, "login.html", staff=None, next_path=target, username=username,
                       error="用户名或密码错误", status_code=401)
-    throttle.succeeded(username)
+    token = outcome.token
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                         path="/")

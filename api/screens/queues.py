@@ -19,8 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from api.deps import LoadedRouterDep, Principal, SessionsDep
-from api.screens.desk import department_names
+from api.deps import LoadedRouterDep, Principal, SessionsDep, department_names
 from api.screens.session import staff_screen
 from api.screens.templating import render
 from hotline.core.clock import utcnow

@@ -13,8 +13,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, Form, HTTPException, Request
 
-from api.auth.staff import current_claims, read_token
-from api.deps import STAFF_COOKIE, JwtKeyDep, Principal, SessionsDep
+from api.deps import STAFF_COOKIE, JwtKeyDep, Principal, SessionsDep, staff_principal
 from orders import roles
 
 COOKIE = STAFF_COOKIE
@@ -36,15 +35,7 @@ def csrf_token(jwt_key: str, session_token: str) -> str:
 
 
 def staff_from_cookie(request: Request, sessions: SessionsDep, jwt_key: JwtKeyDep) -> Principal | None:
-    token = request.cookies.get(COOKIE)
-    claims = read_token(token, jwt_key) if token else None
-    if claims is not None:
-        with sessions() as session:
-            claims = current_claims(session, claims)
-    if claims is None:
-        return None
-    return Principal(claims["sub"], claims["role"], claims.get("dept"), scopes=roles.scopes_of(claims["role"]),
-                     kind="staff")
+    return staff_principal(sessions, jwt_key, request.cookies.get(COOKIE) or "")
 
 
 OptionalStaff = Annotated[Principal | None, Depends(staff_from_cookie)]
