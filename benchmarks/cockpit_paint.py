@@ -13,22 +13,19 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from rich.console import Console  # noqa: E402
+from seeded import seeded_database  # noqa: E402
 from support import serving, start_chromium  # noqa: E402  (the tests' own server and browser helpers)
 
 from api.app import create_app  # noqa: E402
 from api.auth.staff import create_staff  # noqa: E402
-from hotline.core.config import get_settings  # noqa: E402
-from hotline.core.db import make_engine, session_factory, transaction  # noqa: E402
-from hotline.core.migrate import upgrade  # noqa: E402
-from orders.seed import seed_history  # noqa: E402
-from routing.service import build_router  # noqa: E402
+from hotline.core.db import transaction  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "cockpit_paint.json"
 
@@ -39,15 +36,8 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=10)
     parser.add_argument("--db", type=Path, help="an existing seeded SQLite file (its folder is the state folder)")
     args = parser.parse_args()
-    folder = args.db.parent if args.db else Path(tempfile.mkdtemp(prefix="cockpit-paint-"))
-    url = f"sqlite:///{args.db or folder / 'hotline.db'}"
-    settings = get_settings().model_copy(update={"database_url": url, "state_dir": folder, "outbox_poll_s": 0})
-    upgrade(url)
-    router = build_router(settings, progress=lambda message: None)
-    sessions = session_factory(make_engine(url))
-    if not args.db:
-        print(f"seeding {args.orders} orders …", flush=True)
-        seed_history(router, sessions, orders=args.orders)
+    seeded = seeded_database(orders=args.orders, prefix="cockpit-paint-", console=Console(), existing=args.db)
+    folder, settings, router, sessions = seeded.folder, seeded.settings, seeded.router, seeded.sessions
     username = f"paint-{time.time_ns()}"   # a fresh official on a reused database
     with transaction(sessions) as session:
         create_staff(session, username=username, password="paint-official-Passw0rd!", role="official")

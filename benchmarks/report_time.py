@@ -14,20 +14,16 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from seeded import seeded_database
 
-from hotline.core.config import get_settings
-from hotline.core.db import make_engine, session_factory, transaction
-from hotline.core.migrate import upgrade
+from hotline.core.db import transaction
 from orders import reports
 from orders.indicators import Names
-from orders.seed import seed_history
-from routing.service import build_router
 
 RESULTS = Path(__file__).resolve().parent / "results" / "report_time.json"
 MONTH = dt.date(2026, 11, 1)
@@ -40,15 +36,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     console = Console()
-    workdir = Path(tempfile.mkdtemp(prefix="report-time-"))
-    url = f"sqlite:///{workdir / 'hotline.db'}"
-    settings = get_settings().model_copy(update={"database_url": url, "state_dir": workdir, "outbox_poll_s": 0})
-    upgrade(url)
-    console.print("building the router …")
-    router = build_router(settings, progress=lambda message: None)
-    sessions = session_factory(make_engine(url))
-    console.print(f"seeding {args.orders} orders over November 2026 …")
-    seed_history(router, sessions, orders=args.orders, now=SEED_UNTIL)
+    seeded = seeded_database(orders=args.orders, prefix="report-time-", console=console, until=SEED_UNTIL)
+    workdir, settings, router, sessions = seeded.folder, seeded.settings, seeded.router, seeded.sessions
     names = Names.from_kb(router.kb, router.gazetteer)
     period = reports.period_containing("month", MONTH)
     runs = []

@@ -13,7 +13,6 @@ import argparse
 import json
 import random
 import statistics
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,16 +21,13 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
+from seeded import seeded_database
 from sqlalchemy import select
 
 from api.app import create_app
 from api.auth.staff import create_staff
-from hotline.core.config import get_settings
-from hotline.core.db import make_engine, session_factory, transaction
-from hotline.core.migrate import upgrade
+from hotline.core.db import transaction
 from orders.models import WorkOrder
-from orders.seed import seed_history
-from routing.service import build_router
 
 RESULTS = Path(__file__).resolve().parent / "results" / "screen_timings.json"
 CALLS = ["来电人反映岳麓区望月湖街道某小区门口路灯不亮已经一周了，晚上出行很不安全，请尽快处理。",
@@ -68,15 +64,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     console = Console()
-    workdir = Path(tempfile.mkdtemp(prefix="screen-timings-"))
-    url = f"sqlite:///{workdir / 'hotline.db'}"
-    settings = get_settings().model_copy(update={"database_url": url, "state_dir": workdir, "outbox_poll_s": 0})
-    upgrade(url)
-    console.print("building the router …")
-    router = build_router(settings, progress=lambda message: None)
-    sessions = session_factory(make_engine(url))
-    console.print(f"seeding {args.orders} orders …")
-    seed_history(router, sessions, orders=args.orders)
+    seeded = seeded_database(orders=args.orders, prefix="screen-timings-", console=console)
+    settings, router, sessions = seeded.settings, seeded.router, seeded.sessions
     with sessions() as session:
         orders = list(session.scalars(select(WorkOrder.order_no)))
         busiest = Counter(session.scalars(select(WorkOrder.department_code).where(
