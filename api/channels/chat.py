@@ -18,9 +18,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.auth.staff import current_claims, read_token
 from api.channels.assistant_client import UNAVAILABLE_MESSAGE, AssistantUnavailable, clean_message, get_assistant
-from api.deps import ClientDep, JwtKeyDep, PublicLimiterDep, SessionsDep
+from api.deps import ClientDep, JwtKeyDep, Principal, PublicLimiterDep, SessionsDep, staff_principal
 from api.schemas import Location
 
 log = logging.getLogger("hotline.chat")
@@ -88,21 +87,19 @@ def chat_session(request: Request, response: Response, key: JwtKeyDep) -> str:
     return session_id
 
 
-def staff_claims(sessions: SessionsDep, jwt_key: JwtKeyDep,
-                 authorization: Annotated[str | None, Header()] = None) -> tuple[str, dict] | None:
-    """The official's token and its verified claims, None for an anonymous visitor; a bad token is refused (401)
-    rather than silently downgraded, so the page knows to log in again."""
+def chat_staff(sessions: SessionsDep, jwt_key: JwtKeyDep,
+                 authorization: Annotated[str | None, Header()] = None) -> tuple[str, Principal] | None:
+    """The official's token and who it stands for now (disabled: refused; re-roled: the new role), None for an
+    anonymous visitor; a bad token is refused (401) rather than silently downgraded, so the page knows to log in
+    again."""
     if authorization is None:
         return None
     scheme, _, token = authorization.partition(" ")
-    claims = read_token(token.strip(), jwt_key) if scheme.lower() == "bearer" else None
-    if claims is not None:   # the account's current state (disabled: refused; re-roled: the new role)
-        with sessions() as session:
-            claims = current_claims(session, claims)
-    if claims is None:
+    staff = staff_principal(sessions, jwt_key, token.strip()) if scheme.lower() == "bearer" else None
+    if staff is None:
         raise HTTPException(401, "登录已失效，请重新登录 (invalid or expired staff token)",
                             headers={"WWW-Authenticate": "Bearer"})
-    return token.strip(), claims
+    return token.strip(), staff
 
 
 def chat_rate_limit(request: Request, limiter: PublicLimiterDep, client: ClientDep) -> None:
@@ -119,15 +116,15 @@ def chat_rate_limit(request: Request, limiter: PublicLimiterDep, client: ClientD
 # -- the relay -----------------------------------------------------------------------------------------------
 @router.post("/api/v1/chat", dependencies=[Depends(chat_rate_limit)])
 async def chat(body: ChatIn, request: Request, response: Response,
-               staff: Annotated[tuple[str, dict] | None, Depends(staff_claims)],
+               staff: Annotated[tuple[str, Principal] | None, Depends(chat_staff)],
                visitor: Annotated[str, Depends(chat_session)]) -> list[dict[str, Any]]:
     """One turn of the web chat: relayed to the assistant; the answer is Rasa's list of messages
     (`text`, `buttons`, `custom.chart`). 503 with a message to show when the assistant is unavailable."""
     openid = f"web:{visitor}"
     metadata: dict[str, Any] = {"channel": "web", "openid": openid, "role": "citizen"}
     if staff is not None:
-        token, claims = staff
-        metadata.update(auth_token=token, role=claims["role"])
+        token, official = staff
+        metadata.update(auth_token=token, role=official.role)
     if body.metadata and body.metadata.location:
         metadata["location"] = body.metadata.location.model_dump()
     try:
