@@ -165,7 +165,8 @@ def indicator(name: str, sessions: SessionsDep, router_: LoadedRouterDep, princi
               compare: Annotated[bool, Query(description="also the previous period of the same length")] = False
               ) -> dict:
     """One indicator for a period and filters: value, numerator, denominator, definition (口径), breakdown.
-    With `by`, the indicator for each value of a dimension, ranked (e.g. on_time_rate?by=department&order=asc&top=3)."""
+    With `by`, the indicator for each value of a dimension, ranked (e.g. on_time_rate?by=department&order=asc&top=3);
+    with `by` and `compare`, each group and the whole also with the previous period's value and the change."""
     with sessions() as session:
         if name == "ranking":
             dimension = dimension or by
@@ -173,8 +174,6 @@ def indicator(name: str, sessions: SessionsDep, router_: LoadedRouterDep, princi
                 raise HTTPException(422, f"dimension must be one of {', '.join(ind.GROUPINGS)}")
             return _answer(ind.ranking(session, scope, dimension, top=top), scope)
         if by is not None:
-            if compare:
-                raise HTTPException(422, "by and compare cannot be combined: ask for each period separately")
             entry = ind.CATALOGUE.get(name)
             if entry is not None and entry.kind == "group":
                 members = ", ".join(m.name for m in ind.members(name))
@@ -183,10 +182,14 @@ def indicator(name: str, sessions: SessionsDep, router_: LoadedRouterDep, princi
                 raise HTTPException(404, f"unknown indicator {name!r}")
             try:
                 result = ind.by_dimension(session, scope, measure=name, dimension=by, order=order, top=top,
-                                          min_denominator=min_denominator, names=_names(router_))
+                                          min_denominator=min_denominator, names=_names(router_), compare=compare)
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from None
-            return _answer(result, scope)
+            answer = _answer(result, scope)
+            if compare:   # the overall figure of the previous period too, as without `by`
+                before = _computation(name)(session, scope.previous()).value
+                answer["previous"] = {"value": before, "change": ind.relative_change(result.value, before)}
+            return answer
         metric = _computation(name)
         if metric is None:
             raise HTTPException(404, f"unknown indicator {name!r}")

@@ -23,13 +23,15 @@ def _city_time(moment: dt.datetime) -> dt.datetime:
 @router.get("")
 def latest_vitals(sessions: SessionsDep, principal: Reader,
                   area: Annotated[str | None, Query(max_length=64, description="e.g. 全市, 岳麓区")] = None,
-                  domain: Annotated[str | None, Query(description="/".join(VITAL_DOMAINS))] = None) -> dict:
+                  domain: Annotated[str | None, Query(description="/".join(VITAL_DOMAINS))] = None,
+                  metric: Annotated[str | None, Query(max_length=64, description="one sign's code, e.g. pm25")] = None
+                  ) -> dict:
     """The latest value of every vital sign (by area) with its level: 告警, 预警, 正常 (or 未设阈值), and whether it is
     stale (no new point for more than two of its reporting intervals)."""
     if domain and domain not in VITAL_DOMAINS:
         raise HTTPException(422, f"domain must be one of {'/'.join(VITAL_DOMAINS)}")
     with sessions() as session:
-        readings = latest_readings(session, area=area, domain=domain)
+        readings = latest_readings(session, metric=metric, area=area, domain=domain)
     levels = {VITAL_LEVEL_LABELS[level]: sum(r.level == level for r in readings) for level in VITAL_LEVEL_LABELS}
     return {"vitals": [r.to_json() for r in readings], "levels": levels, "stale": sum(r.stale for r in readings)}
 

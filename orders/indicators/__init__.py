@@ -32,6 +32,7 @@ from orders.indicators.measures import (
     on_time_rates,
     order_count,
     overdue,
+    relative_change,
     reopen_rate,
     repeat_requests,
     return_ranking,
@@ -55,7 +56,7 @@ from orders.indicators.topics import hot_areas, hot_topics
 __all__ = [
     "CATALOGUE", "CHANNEL_LABELS", "DIMENSIONS", "GROUPINGS", "GROUP_FUNCTIONS", "NO_NAMES",
     "OF_ORDERS", "SCOPE_FUNCTIONS", "SIMILARITY", "Entry", "Indicator", "Names", "Scope", "UnknownName", "alerts",
-    "auto_dispatch_rate", "average_dispatch_minutes", "average_handling_hours", "by_dimension", "completion_rate",
+    "auto_dispatch_rate", "average_dispatch_minutes", "average_handling_hours", "by_dimension", "completion_rate", "relative_change",
     "dispatch_accuracy", "hot_areas", "hot_topics", "members", "on_time_rates", "order_count", "overdue", "ranking",
     "reopen_rate", "repeat_requests", "resolve_department", "resolve_district", "resolve_street", "return_ranking",
     "satisfaction_rate", "scoped_orders", "with_previous",

@@ -233,10 +233,15 @@ def return_ranking(session: Session, scope: Scope, *, top: int = 10) -> Indicato
 def with_previous(metric, session: Session, scope: Scope, **kwargs) -> dict:
     """A figure and the same figure for the previous period (环比), for "换成上个月" style follow-ups."""
     current, before = metric(session, scope, **kwargs), metric(session, scope.previous(), **kwargs)
-    change = None
-    if isinstance(current, Indicator) and current.value is not None and before.value:
-        change = round((current.value - before.value) / before.value, 4)
+    change = relative_change(current.value, before.value) if isinstance(current, Indicator) else None
     return {"current": current, "previous": before, "change": change}
+
+
+def relative_change(now: float | None, before: float | None) -> float | None:
+    """Relative change (0.25 = +25%); None when either value is missing or the previous one is 0."""
+    if now is None or not before:
+        return None
+    return round((now - before) / before, 4)
 
 
 # The indicators of a scope answered one at a time, and the groups answered together (catalogue: kind "group").

@@ -84,7 +84,7 @@ def handled(orders: list[WorkOrder]) -> list[WorkOrder]:
 
 
 def category_level(path: str | None, level: int) -> str | None:
-    """The 大类 (1) or 大类/子类 (2) prefix of a category path."""
+    """The 大类 (1), 大类/子类 (2) or 大类/子类/细类 (3) prefix of a category path."""
     return "/".join(path.split("/")[:level]) if path else None
 
 

@@ -114,6 +114,21 @@ def test_volume_and_rankings(week):
             ind.ranking(session, WEEK, "colour")
 
 
+def test_a_ranking_compares_each_group_with_the_previous_period_and_ranks_by_matter_detail(week):
+    """"各渠道工单数和上周比" in one question: each group with last week's value and the change (G came by hotline);
+    细类 (category3) is a dimension of its own."""
+    with week() as session:
+        ranked = ind.by_dimension(session, WEEK, measure="order_count", dimension="channel", compare=True)
+        hotline = ranked.breakdown["hotline"]
+        assert (hotline["value"], hotline["previous"], hotline["change"]) == (5, 1, 4.0)
+        assert (ranked.breakdown["web"]["previous"], ranked.breakdown["web"]["change"]) == (0, None)   # no base: no %
+        assert list(ranked.breakdown) == ["hotline", "web", "wechat"] and "上一周期" in ranked.definition
+        plain = ind.by_dimension(session, WEEK, measure="order_count", dimension="channel")
+        assert "previous" not in plain.breakdown["hotline"]
+        detail = ind.by_dimension(session, WEEK, measure="order_count", dimension="category3")
+        assert detail.breakdown["城市管理/市容秩序/流动摊贩占道经营"]["value"] == 2                          # A and B
+
+
 def test_completion_and_timeliness(week):
     with week() as session:
         done = ind.completion_rate(session, WEEK)
@@ -432,6 +447,10 @@ def test_api_ranks_a_rate_by_a_dimension_with_labels(cockpit):
     assert (body["numerator"], body["denominator"]) == (3, 8) and "不参与排名" in body["definition"]
     guarded = cockpit.get("/api/v1/indicators/completion_rate", params=PERIOD | {"by": "district", "min_denominator": 5})
     assert guarded.json()["breakdown"] == {}
+    compared = cockpit.get("/api/v1/indicators/order_count", params=PERIOD | {"by": "district", "compare": True}).json()
+    assert {k: (g["value"], g["previous"]) for k, g in compared["breakdown"].items()} == {
+        "430104": (4, 0), "430111": (4, 0)}
+    assert compared["value"] == 8 and compared["previous"] == {"value": 0, "change": None}
     member = cockpit.get("/api/v1/indicators/on_time_rate", params=PERIOD)
     assert member.json()["name"] == "按时办结率" and member.json()["denominator"] == 3
 
@@ -463,7 +482,6 @@ def test_api_accepts_names_as_well_as_codes(cockpit, filters, count, resolved):
     ("completion_rate", {"by": "colour"}, 422, "dimension"),
     ("on_time_rates", {"by": "district"}, 422, "on_time_rate"),
     ("return_ranking", {"by": "district"}, 422, "cannot be ranked"),
-    ("completion_rate", {"by": "district", "compare": True}, 422, "compare"),
     ("completion_rate", {"by": "district", "order": "sideways"}, 422, ""),
     ("happiness_index", {"by": "district"}, 404, "unknown indicator"),
     ("order_count", {"district": "岳" * 200}, 422, ""),

@@ -254,6 +254,8 @@ def test_api_latest_and_series(app_and_keys):  # noqa: F811
         assert body["levels"]["告警"] == 1 and body["levels"]["预警"] == 4
         environment = client.get("/api/v1/vitals", params={"domain": "环境"}, headers=headers).json()["vitals"]
         assert {v["metric"] for v in environment} == {"aqi", "pm25"}
+        one_sign = client.get("/api/v1/vitals", params={"metric": "pm25"}, headers=headers).json()["vitals"]
+        assert one_sign and {v["metric"] for v in one_sign} == {"pm25"}
         water = client.get("/api/v1/vitals/xiangjiang_level", headers=headers,
                            params={"start": "2026-11-20", "end": "2026-11-21"}).json()
         assert [p["at"] for p in water["series"]["湘江长沙站"]] == [
