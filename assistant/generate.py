@@ -232,6 +232,7 @@ def build_vocabulary(settings: Settings) -> Vocabulary:
     words = {t.text for t in terms} | gazetteer.user_words()
     words |= {d.name for d in kb.departments.values()} | {a for d in kb.departments.values() for a in d.aliases}
     words |= {name for node in kb.taxonomy.values() for name in (node.level1, node.level2, node.level3)}
+    words |= {str(w) for signs in (spec.get("vital_terms") or {}).values() for w in signs}   # one token: 空气质量
     jieba_words = sorted((w for w in words if len(w) >= 2 and not any(ch.isspace() for ch in w)
                           and not has_number_inside(w)), key=lambda w: (len(w), w))
     return Vocabulary(terms, MONTH_PERIOD_REGEX, jieba_words, metric_indicators(), _inputs_hash(settings, kb))

@@ -2,7 +2,8 @@
 Rasa's REST channel and a test double that answers in the same format.
 
 Rasa's REST channel: POST {rasa_url}/webhooks/rest/webhook {"sender", "message", "metadata"} → a list of bot
-messages, each {"recipient_id", "text"?, "buttons"?: [{"title", "payload"}], "custom"?: {...}, "image"?}.
+messages, each {"recipient_id", "text"?, "buttons"?: [{"title", "payload"}], "custom"?: {"chart"?, "link"?},
+"image"?}.
 """
 from __future__ import annotations
 
@@ -159,6 +160,13 @@ def clean_messages(payload: list[Any]) -> list[dict[str, Any]]:
                     log.warning("dropped a malformed chart from the assistant")
                 else:
                     custom["chart"] = chart
+            if "link" in custom:
+                link = clean_link(custom["link"])
+                if link is None:
+                    custom.pop("link")
+                    log.warning("dropped a link from the assistant that is not a path on this site")
+                else:
+                    custom["link"] = link
             if custom:
                 message["custom"] = custom
         if isinstance(raw.get("image"), str) and safe_image_url(raw["image"]):
@@ -180,6 +188,17 @@ def safe_image_url(url: str) -> bool:
     if parts.scheme:
         return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
     return ":" not in url.split("/", 1)[0]   # "javascript%3A…" stays a path; "x:y" without a scheme is refused
+
+
+def clean_link(link: Any) -> dict[str, str] | None:
+    """A link to one of this site's pages {"href": "/cockpit?…", "title"}: a path only (no scheme, no other host),
+    so an answer can never send a member of staff elsewhere."""
+    if not isinstance(link, dict) or not isinstance(link.get("href"), str) or not isinstance(link.get("title"), str):
+        return None
+    href, title = link["href"], link["title"].strip()
+    if not href.startswith("/") or href.startswith("//") or "\\" in href or not safe_image_url(href) or not title:
+        return None
+    return {"href": href, "title": title[:40]}
 
 
 def clean_chart(chart: Any) -> dict[str, Any] | None:

@@ -79,6 +79,15 @@
       const drawing = barChart(chart);
       if (drawing) append(element("div", "msg bot chart")).appendChild(drawing);
     }
+    const link = message.custom && message.custom.link;
+    // The service only passes paths on this site (clean_link); checked again here before it becomes an href.
+    if (link && typeof link.href === "string" && link.href.startsWith("/") && !link.href.startsWith("//")) {
+      const anchor = element("a", "", String(link.title || "查看"));
+      anchor.href = link.href;
+      anchor.target = "_blank";
+      anchor.rel = "noopener";
+      append(element("div", "msg bot link")).appendChild(anchor);
+    }
     if (Array.isArray(message.buttons) && message.buttons.length) {
       const row = append(element("div", "quick-replies"));
       for (const choice of message.buttons) {

@@ -125,6 +125,12 @@ class ServiceClient:
                                     headers={"Authorization": f"Bearer {token}"})
         return self._json(response)
 
+    async def vitals(self, params: dict[str, Any], *, token: str) -> dict:
+        """The latest reading of every city vital sign (by area) with its level and staleness."""
+        response = await self._call("GET", "/api/v1/vitals", params={k: v for k, v in params.items() if v},
+                                    headers={"Authorization": f"Bearer {token}"})
+        return self._json(response)
+
     async def indicator_catalogue(self, *, token: str) -> Any:
         response = await self._call("GET", "/api/v1/indicators", headers={"Authorization": f"Bearer {token}"})
         return self._json(response)

@@ -26,11 +26,13 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from assistant.actions import vitals
 from assistant.actions.catalogue import GENERIC, Catalogue, Metric, indicator_catalogue
 from assistant.actions.client import ServiceClient, ServiceRefused, ServiceUnavailable
 from assistant.actions.context import BUSY, conversation_metadata, current_context, entity_values, latest_text
@@ -44,10 +46,10 @@ ASK_METRIC = "您想查询哪个指标？例如：本月诉求量、按时办结
 DIMENSION_WORDS = {"承办单位": "department", "部门": "department", "单位": "department", "委办局": "department",
                    "区县": "district", "县区": "district", "区": "district", "县": "district",
                    "街道": "street", "街镇": "street", "镇街": "street", "乡镇": "street",
-                   "大类": "category1", "子类": "category2", "类别": "category", "分类": "category", "类型": "category",
+                   "大类": "category1", "子类": "category2", "细类": "category3", "小类": "category3", "类别": "category", "分类": "category", "类型": "category",
                    "事项": "category", "渠道": "channel", "来源": "channel"}
 DIMENSION_LABELS = {"department": "部门", "district": "区县", "street": "街道（乡镇）", "category": "事项类别",
-                    "category1": "事项大类", "category2": "事项子类", "channel": "渠道"}
+                    "category1": "事项大类", "category2": "事项子类", "category3": "事项细类", "channel": "渠道"}
 _DIM = "(" + "|".join(sorted(DIMENSION_WORDS, key=len, reverse=True)) + ")"
 _HIGH = ("最高", "最多", "排名前", "排前", "前", "最长", "最慢", "最大")
 _LOW = ("最低", "最少", "排名后", "排后", "后", "倒数", "末位", "垫底", "最短", "最快", "最小")
@@ -163,8 +165,7 @@ def merge(last: dict | None, turn: Turn, *, today: dt.date) -> dict | None:
     elif fresh:
         query.update(by=None, order=None, top=None, extreme=None)
     if turn.compare:
-        query["compare"] = True
-        query.update(by=None, order=None, top=None, extreme=None)   # the API compares one figure, not a ranking
+        query["compare"] = True            # a ranking stays: each group is compared ("各区…和上个月比呢")
     elif fresh or turn.by:
         query["compare"] = False
     return query
@@ -218,6 +219,20 @@ def _previous_range(query: dict) -> str:
     return describe_range(start - length, start)
 
 
+def change_words(now_value: float | None, before_value: float | None, unit: str, change: float | None = None) -> str:
+    """"比上一周期增加12.5%", "比上一周期提高3.0个百分点" (rates move in points), "与上一周期持平"."""
+    if now_value is None or before_value is None:
+        return "其中一期没有可计算的工单，无法比较"
+    if unit == "比例":
+        points = round((now_value - before_value) * 100, 1)
+        return "与上一周期持平" if points == 0 else f"比上一周期{'提高' if points > 0 else '下降'}{abs(points)}个百分点"
+    if before_value == 0:
+        return "上一周期为0，无法计算增幅" if now_value else "两期都为0"
+    change = change if change is not None else (now_value - before_value) / before_value
+    return "与上一周期持平" if round(change * 100, 1) == 0 else \
+        f"比上一周期{'增加' if change > 0 else '减少'}{abs(change) * 100:.1f}%"
+
+
 def answer_compare(query: dict, result: dict, catalogue: Catalogue) -> tuple[str, dict | None]:
     metric = catalogue.metrics[query["metric"]]
     current, previous = result.get("current") or {}, result.get("previous") or {}
@@ -225,18 +240,7 @@ def answer_compare(query: dict, result: dict, catalogue: Catalogue) -> tuple[str
     before_words = f"上一周期（{_previous_range(query)}）"
     text = (f"{scope_words(query, catalogue.channel_labels)}{metric.label}为{number(now_value, metric.unit)}，"
             f"{before_words}为{number(before_value, metric.unit)}。")
-    if now_value is None or before_value is None:
-        text += "其中一期没有可计算的工单，无法比较。"
-    elif metric.unit == "比例":
-        points = round((now_value - before_value) * 100, 1)
-        text += "与上一周期持平。" if points == 0 else f"比上一周期{'提高' if points > 0 else '下降'}{abs(points)}个百分点。"
-    elif before_value == 0:
-        text += "上一周期为0，无法计算增幅。" if now_value else "两期都为0。"
-    else:
-        change = result.get("change")
-        change = change if change is not None else (now_value - before_value) / before_value
-        text += "与上一周期持平。" if round(change * 100, 1) == 0 else \
-            f"比上一周期{'增加' if change > 0 else '减少'}{abs(change) * 100:.1f}%。"
+    text += change_words(now_value, before_value, metric.unit, result.get("change")) + "。"
     chart = _chart(f"{query.get('period_label', '')}{metric.label}环比", metric.unit, ["上一周期", "本期"],
                    [chart_value(before_value, metric.unit), chart_value(now_value, metric.unit)])
     return text, chart
@@ -245,13 +249,18 @@ def answer_compare(query: dict, result: dict, catalogue: Catalogue) -> tuple[str
 def answer_by(query: dict, result: dict, catalogue: Catalogue) -> tuple[str, dict | None]:
     metric = catalogue.metrics[query["metric"]]
     dimension = DIMENSION_LABELS.get(query["by"], query["by"])
-    rows = [(item.get("label") or key, item.get("value")) for key, item in (result.get("breakdown") or {}).items()
-            if isinstance(item, dict)]
+    items = [(key, item) for key, item in (result.get("breakdown") or {}).items() if isinstance(item, dict)]
+    rows = [(item.get("label") or key, item.get("value")) for key, item in items]
     scope = scope_words(query, catalogue.channel_labels)
     if not rows:
         extra = "（比例和平均值每组至少需要5件工单才参与排名）" if metric.unit != "件" else ""
         return f"{scope}没有可以按{dimension}排列的{metric.label}数据{extra}。", None
-    listed = "、".join(f"{label} {number(value, metric.unit)}" for label, value in rows)
+    if query.get("compare") and all("previous" in item for _, item in items):
+        listed = "；".join(f"{label} {number(value, metric.unit)}（上一周期{number(item['previous'], metric.unit)}，"
+                          f"{change_words(value, item['previous'], metric.unit, item.get('change'))}）"
+                          for (label, value), (_, item) in zip(rows, items))
+    else:
+        listed = "、".join(f"{label} {number(value, metric.unit)}" for label, value in rows)
     if query.get("order"):
         extreme = query.get("extreme") or ("最低" if query["order"] == "asc" else "最高")
         head = f"{scope}{metric.label}{extreme}的{len(rows)}个{dimension}：{listed}。"
@@ -259,6 +268,11 @@ def answer_by(query: dict, result: dict, catalogue: Catalogue) -> tuple[str, dic
         if result.get("value") is not None:
             meaning += f"，总体为{number(result['value'], metric.unit)}"
         meaning += "。"
+    elif query.get("compare") and isinstance(result.get("previous"), dict):
+        head = f"{scope}{metric.label}按{dimension}：{listed}。"
+        before = result["previous"].get("value")
+        meaning = (f"总体{number(result.get('value'), metric.unit)}，"
+                   f"{change_words(result.get('value'), before, metric.unit, result['previous'].get('change'))}。")
     else:
         head = f"{scope}{metric.label}按{dimension}：{listed}。"
         if not any(value for _, value in rows):
@@ -321,12 +335,24 @@ def api_request(query: dict, metric: Metric) -> tuple[str, dict[str, Any], str]:
     if metric.kind == "list" or metric.name == "return_ranking":
         return metric.name, params, "list"
     if query.get("by") and metric.rankable:
-        params.update(by=query["by"], order=query.get("order") or "desc", top=query.get("top"))
+        params.update(by=query["by"], order=query.get("order") or "desc", top=query.get("top"),
+                      compare=bool(query.get("compare")))
         return metric.name, params, "by"
     if query.get("compare"):
         params["compare"] = True
         return metric.name, params, "compare"
     return metric.name, params, "single"
+
+
+def cockpit_link(query: dict, result: dict) -> dict:
+    """The cockpit view that shows this answer: same period, and the district, 大类 and channel as the API resolved
+    them (the cockpit filters on those; a street or unit narrows only the answer)."""
+    scope = result.get("scope") if isinstance(result.get("scope"), dict) else {}
+    if not scope and isinstance(result.get("current"), dict):
+        scope = result["current"].get("scope") or {}
+    params = {"start": query["start"], "end": query["end"], "district": scope.get("district") or "",
+              "category": (scope.get("category") or "").split("/")[0], "channel": scope.get("channel") or ""}
+    return {"href": "/cockpit?" + urlencode({k: v for k, v in params.items() if v}), "title": "在驾驶舱查看"}
 
 
 ANSWERS = {"single": answer_single, "compare": answer_compare, "by": answer_by, "list": answer_list}
@@ -357,15 +383,26 @@ class ActionQueryIndicator(Action):
         entities = {name: entity_values(tracker, name)
                     for name in ("metric", "period", "district", "street", "category", "department")}
         text = latest_text(tracker)
-        last = tracker.get_slot("indicator_query")
-        last = last if isinstance(last, dict) and last.get("metric") else None
-        if not text.strip() and not any(entities.values()) and last is None:
+        slot = tracker.get_slot("indicator_query")
+        last = slot if isinstance(slot, dict) and slot.get("metric") else None
+        last_vitals = slot if isinstance(slot, dict) and slot.get("vitals") else None
+        if not text.strip() and not any(entities.values()) and last is None and last_vitals is None:
             dispatcher.utter_message(text=ASK_METRIC)     # nothing to read and nothing to follow: no call needed
             return []
         try:
             async with ServiceClient(context) as api:
                 catalogue = await indicator_catalogue(api, token=str(token))
                 turn = parse_turn(text, entities, today=context.today(), catalogue=catalogue)
+                district = (entities.get("district") or [None])[0]
+                question = None if turn.metric not in (None, "alerts") else \
+                    vitals.read_question(text, district=district, last=None if last else last_vitals)
+                if question is not None:            # 城市体征: the latest readings, not orders
+                    readings = await api.vitals({"area": question.area}, token=str(token))
+                    dispatcher.utter_message(text=vitals.answer(question, readings.get("vitals") or [],
+                                                                today=context.today()))
+                    dispatcher.utter_message(json_message={"link": {"href": vitals.COCKPIT_VITALS,
+                                                                    "title": "在驾驶舱查看城市体征"}})
+                    return [SlotSet("indicator_query", question.to_slot())]
                 query = merge(last if last and last["metric"] in catalogue.metrics else None, turn,
                               today=context.today())
                 if query is None:
@@ -381,6 +418,5 @@ class ActionQueryIndicator(Action):
             return []            # the last good query stays the context for the next follow-up
         answer, chart = ANSWERS[kind](query, result, catalogue)
         dispatcher.utter_message(text=answer)
-        if chart:
-            dispatcher.utter_message(json_message=chart)
+        dispatcher.utter_message(json_message=(chart or {}) | {"link": cockpit_link(query, result)})
         return [SlotSet("indicator_query", query)]

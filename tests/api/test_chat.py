@@ -210,6 +210,18 @@ def test_the_assistants_answer_is_cleaned_before_the_page_sees_it():
     ]
 
 
+def test_only_links_to_this_sites_pages_reach_the_page():
+    """An answer may link to the cockpit view that shows it; never to another site or a script."""
+    links = ["/cockpit?start=2026-11-01&end=2026-12-01&district=430104", "https://evil.example/cockpit", "//evil.example",
+             "javascript:alert(1)", "/\\evil.example", "/cockpit?x=1 2", 42]
+    cleaned = clean_messages([{"recipient_id": "u", "text": "本月工单数为12件。",
+                               "custom": {"link": {"href": href, "title": "在驾驶舱查看"}}} for href in links]
+                             + [{"recipient_id": "u", "custom": {"link": {"href": "/cockpit", "title": "  "}}}])
+    assert [m.get("custom", {}).get("link") for m in cleaned] == [
+        {"href": "/cockpit?start=2026-11-01&end=2026-12-01&district=430104", "title": "在驾驶舱查看"},
+        None, None, None, None, None, None]
+
+
 # -- the real protocol, a real (fake) Rasa -------------------------------------------------------------------
 def test_the_relay_speaks_rasas_rest_webhook_protocol(make_client):
     with FakeRasa() as rasa:

@@ -251,6 +251,20 @@ def test_rankings_comparisons_and_follow_ups_are_read_from_words():
     assert merge(None, parse_turn("你好", {}, today=TODAY, catalogue=CATALOGUE), today=TODAY) is None
 
 
+def test_a_comparison_follow_up_keeps_the_ranking_and_matter_detail_is_a_dimension():
+    """"各区诉求量" then "和上个月比呢" compares each district (review 2026-12-06, feature 15: it was misread);
+    "按细类" breaks down by the taxonomy's third level."""
+    ranked = merge(None, parse_turn("本月各区诉求量", {}, today=TODAY, catalogue=CATALOGUE), today=TODAY)
+    compared = merge(ranked, parse_turn("和上个月比呢", {}, today=TODAY, catalogue=CATALOGUE), today=TODAY)
+    assert compared["by"] == "district" and compared["compare"] and compared["start"] == "2026-11-01"
+    one_question = merge(None, parse_turn("按时办结率最低的三个部门和上个月比怎么样", {}, today=TODAY,
+                                          catalogue=CATALOGUE), today=TODAY)
+    assert (one_question["by"], one_question["order"], one_question["top"], one_question["compare"]) == (
+        "department", "asc", 3, True)
+    assert parse_turn("本月投诉按细类拆分", {}, today=TODAY, catalogue=CATALOGUE).by == "category3"
+    assert parse_turn("哪个小类投诉最多", {}, today=TODAY, catalogue=CATALOGUE).by == "category3"
+
+
 # == tracker plumbing =================================================================================================
 def make_tracker(text: str = "", *, slots: dict | None = None, entities: dict | None = None, intent: str | None = None,
                  metadata: dict | None = None, history: list | None = None, sender: str = "web:session-1",
@@ -647,6 +661,68 @@ def test_indicator_ranking_comparison_and_chart(service, official, october):
                       make_tracker("上个月投诉按街道拆分", metadata=official))
     chart = next(m["custom"]["chart"] for m in messages if m.get("custom"))
     assert dict(zip(chart["labels"], chart["values"])) == {"望月湖街道": 2.0, "高桥街道": 2.0, "桔子洲街道": 1.0}
+
+
+def test_rank_and_compare_in_one_question_and_a_link_to_the_cockpit(service, official, october):
+    context = _frozen(service)
+    events, messages = run(context, ActionQueryIndicator(), make_tracker("本月各区诉求量和上个月比", metadata=official))
+    reply = texts(messages)
+    assert "本月（2026年11月）工单数按区县：岳麓区 1件（上一周期3件，比上一周期减少66.7%）。" in reply, reply
+    with httpx.Client(base_url=service.base, timeout=30) as http:   # the numbers the indicators API gives
+        direct = http.get("/api/v1/indicators/order_count",
+                          params={"start": "2026-11-01", "end": "2026-12-01", "by": "district", "compare": True},
+                          headers={"Authorization": f"Bearer {official['auth_token']}"}).json()
+    assert (direct["breakdown"]["430104"]["value"], direct["breakdown"]["430104"]["previous"]) == (1, 3)
+    link = next(m["custom"]["link"] for m in messages if m.get("custom", {}).get("link"))
+    assert link == {"href": "/cockpit?start=2026-11-01&end=2026-12-01", "title": "在驾驶舱查看"}
+    query = slot_values(events)["indicator_query"]
+    _, messages = run(context, ActionQueryIndicator(), make_tracker("上个月岳麓区呢", entities={"district": ["岳麓区"]},
+                                                                    metadata=official, slots={"indicator_query": query}))
+    link = next(m["custom"]["link"] for m in messages if m.get("custom", {}).get("link"))
+    assert link["href"] == "/cockpit?start=2026-10-01&end=2026-11-01&district=430104"
+
+
+@pytest.fixture
+def city_vitals(service):
+    from hotline.core.config import Settings
+    from orders.vitals.files import import_sample_if_empty
+
+    assert import_sample_if_empty(service.factory, Settings()) > 0   # the bundled 长沙 sample (ends 2026-11-20)
+
+
+def test_vitals_questions_give_the_services_readings_with_levels_and_staleness(service, official, city_vitals):
+    headers = {"Authorization": f"Bearer {official['auth_token']}"}
+    with httpx.Client(base_url=service.base, timeout=30) as http:
+        readings = http.get("/api/v1/vitals", headers=headers).json()["vitals"]
+    air = [r for r in readings if r["metric"] in ("aqi", "pm25")]
+    bad_air = [r for r in air if r["level"] in ("alarm", "warn")]
+    assert bad_air and len(bad_air) < len(air)          # the sample's stagnant-air spell: some districts only
+    events, messages = run(_frozen(service), ActionQueryIndicator(),
+                           make_tracker("今天哪些区空气质量超标？", metadata=official))
+    reply = texts(messages)
+    assert f"超过预警线的有{len(bad_air)}项" in reply, reply
+    for r in bad_air:
+        assert f"{r['area']}{r['name']} {r['value']:g}{r['unit']}（{r['level_label']}" in reply
+    for r in air:
+        if r not in bad_air:
+            assert f"{r['area']}{r['name']} " not in reply      # only what is over the line
+    assert "已过期" in reply and "不代表现在的情况" in reply     # the sample stopped on 11-20: never read as today
+    link = next(m["custom"]["link"] for m in messages if m.get("custom", {}).get("link"))
+    assert link["href"] == "/cockpit#vitals"
+    query = slot_values(events)["indicator_query"]
+    assert query["vitals"] and set(query["signs"]) == {"aqi", "pm25"}
+    _, messages = run(_frozen(service), ActionQueryIndicator(),
+                      make_tracker("那岳麓区呢", entities={"district": ["岳麓区"]}, metadata=official,
+                                   slots={"indicator_query": query}))
+    yuelu = [r for r in air if r["area"] == "岳麓区"]
+    reply = texts(messages)
+    assert reply.startswith("岳麓区") and all(r["area"] == "岳麓区" for r in yuelu)
+    water = next(r for r in readings if r["metric"] == "xiangjiang_level")
+    _, messages = run(_frozen(service), ActionQueryIndicator(), make_tracker("湘江水位现在多少", metadata=official))
+    assert f"{water['value']:g}{water['unit']}" in texts(messages) and "空气" not in texts(messages)
+    # An order count about the air is still an order count, not a reading.
+    _, messages = run(_frozen(service), ActionQueryIndicator(), make_tracker("本月空气污染投诉多少件", metadata=official))
+    assert "工单数" in texts(messages)
 
 
 def test_on_time_rate_lowest_departments_with_a_chart(service, official):

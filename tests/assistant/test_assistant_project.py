@@ -467,3 +467,26 @@ def test_test_stories_pass(tmp_path):
         if (tmp_path / "failed_test_stories.yml").exists() else ""
     assert result.returncode == 0, failed
     assert "story:" not in failed
+
+
+def test_the_officials_heldout_questions_are_valid_and_never_trained_on(training):
+    """benchmarks/assistant_officials.py's questions: ≥ 60 turns, each with a query the API can answer (a known
+    indicator, vitals sign and taxonomy name), none of them in the training data."""
+    from assistant.actions.vitals import vital_terms
+    from knowledge_base.kb import load_knowledge_base
+    from orders.indicators.catalogue import CATALOGUE
+
+    conversations = yaml.safe_load((REPO_ROOT / "training_data" / "assistant_officials" / "heldout.yml")
+                                   .read_text(encoding="utf-8"))["conversations"]
+    turns = [turn for conversation in conversations for turn in conversation]
+    assert len(turns) >= 60
+    taxonomy = {name for node in load_knowledge_base(Settings().city_dir).taxonomy.values()
+                for name in (node.level1, node.level2, node.level3)}
+    for turn in turns:
+        expect = turn["expect"]
+        if "vitals" in expect:
+            assert set(expect["vitals"].get("signs") or []) <= set(vital_terms()), turn
+        else:
+            assert expect["indicator"] in CATALOGUE and expect.get("category", "城市管理") in taxonomy, turn
+    trained = {_normalised(e.text) for e in training}
+    assert [t["say"] for t in turns if _normalised(t["say"]) in trained] == []
