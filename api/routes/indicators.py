@@ -155,6 +155,37 @@ def hot_areas(sessions: SessionsDep, router_: LoadedRouterDep, principal: Reader
     return _answer(result, scope)
 
 
+UNIT_TABLE = ("order_count", "completion_rate", "on_time_rate", "overdue_count", "dissatisfaction_rate")
+
+
+@router.get("/table")
+def measures_table(sessions: SessionsDep, router_: LoadedRouterDep, principal: Reader, scope: ScopeDep,
+                   by: Annotated[str, Query(description="the rows: " + ", ".join(ind.GROUPINGS))] = "department",
+                   measures: Annotated[str, Query(max_length=400, description="comma-separated indicator names")]
+                   = ",".join(UNIT_TABLE)) -> dict:
+    """Several indicators for every group of a dimension in one answer (the cockpit's 承办单位考核 table): each
+    computed by the same function as GET /{name}?by=…, from one read of the orders. With by=department the rows also
+    carry the units' 退单 / 有责退单 (as return_ranking counts them)."""
+    wanted = [m.strip() for m in measures.split(",") if m.strip()]
+    if not wanted or len(wanted) > 20:
+        raise HTTPException(422, "measures: 1 to 20 indicator names, comma-separated")
+    if by not in ind.GROUPINGS:
+        raise HTTPException(422, f"by must be one of {', '.join(ind.GROUPINGS)}")
+    with sessions() as session:
+        try:
+            rows = ind.table(session, scope, dimension=by, measures=wanted, names=_names(router_))
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if by == "department":
+            returns = ind.return_ranking(session, scope, top=None).breakdown
+            for code, row in rows.items():
+                counts = returns.get(code) or {}
+                row["returns"] = {"退单": counts.get("退单", 0), "有责退单": counts.get("有责退单", 0)}
+    return {"by": by, "measures": {m: {"label": ind.CATALOGUE[m].label, "unit": ind.CATALOGUE[m].unit,
+                                       "definition": ind.CATALOGUE[m].definition} for m in wanted},
+            "rows": rows, "scope": _scope_json(scope)}
+
+
 @router.get("/{name}")
 def indicator(name: str, sessions: SessionsDep, router_: LoadedRouterDep, principal: Reader, scope: ScopeDep,
               by: Annotated[str | None, Query(description="rank by a dimension: " + ", ".join(ind.GROUPINGS))] = None,

@@ -29,6 +29,7 @@ from orders.indicators.measures import (
     average_handling_hours,
     completion_rate,
     dispatch_accuracy,
+    dissatisfaction_rate,
     on_time_rates,
     order_count,
     overdue,
@@ -39,7 +40,7 @@ from orders.indicators.measures import (
     satisfaction_rate,
     with_previous,
 )
-from orders.indicators.rankings import GROUPINGS, by_dimension, ranking
+from orders.indicators.rankings import GROUPINGS, by_dimension, ranking, table
 from orders.indicators.scope import (
     NO_NAMES,
     Indicator,
@@ -56,8 +57,8 @@ from orders.indicators.topics import hot_areas, hot_topics
 __all__ = [
     "CATALOGUE", "CHANNEL_LABELS", "DIMENSIONS", "GROUPINGS", "GROUP_FUNCTIONS", "NO_NAMES",
     "OF_ORDERS", "SCOPE_FUNCTIONS", "SIMILARITY", "Entry", "Indicator", "Names", "Scope", "UnknownName", "alerts",
-    "auto_dispatch_rate", "average_dispatch_minutes", "average_handling_hours", "by_dimension", "completion_rate", "relative_change",
+    "auto_dispatch_rate", "average_dispatch_minutes", "average_handling_hours", "by_dimension", "completion_rate", "dissatisfaction_rate", "relative_change",
     "dispatch_accuracy", "hot_areas", "hot_topics", "members", "on_time_rates", "order_count", "overdue", "ranking",
     "reopen_rate", "repeat_requests", "resolve_department", "resolve_district", "resolve_street", "return_ranking",
-    "satisfaction_rate", "scoped_orders", "with_previous",
+    "satisfaction_rate", "scoped_orders", "table", "with_previous",
 ]

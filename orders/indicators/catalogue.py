@@ -40,6 +40,7 @@ DEF_SEVERE = DEF_OVERDUE + "（超过时限一倍以上）"
 DEF_HANDLING = "已办结工单从首次派单到办结的平均小时数"
 DEF_DISPATCH_TIME = "从登记到首次派单的平均分钟数"
 DEF_SATISFACTION = "回访评价中“满意”与“基本满意”的比例"
+DEF_DISSATISFACTION = "回访评价中“不满意”的比例（与满意率同一分母）"
 DEF_REOPEN = "曾办结的工单中被重办过的比例"
 DEF_RETURNS = "期间内承办单位退单的次数，按单位排名；有责退单为退单中被认定有责的次数"
 DEF_ACCURACY = "承办单位签收（而非退单或改派）的分拨决策占已有结果决策的比例"
@@ -109,7 +110,9 @@ CATALOGUE: dict[str, Entry] = {e.name: e for e in [
           ambiguous=("分拨时间", "派单时间", "多久派单")),
     Entry("satisfaction_rate", "满意率", "比例", "rate", DEF_SATISFACTION, True, True,
           words=("满意率", "满义率", "满意律", "satisfaction", "满意度", "好评率", "群众满意度", "回访满意率", "满意比例"),
-          ambiguous=("不满意率", "满意情况")),
+          ambiguous=("满意情况",)),
+    Entry("dissatisfaction_rate", "不满意率", "比例", "rate", DEF_DISSATISFACTION, False, True,
+          words=("不满意率", "不满意比例", "差评率", "不满意占比"), ambiguous=("不满意",)),
     Entry("reopen_rate", "重办率", "比例", "rate", DEF_REOPEN, False, True,
           words=("重办率", "返工率", "重办比例", "重办件"), ambiguous=("重办",)),
     Entry("dispatch_accuracy", "分拨准确率", "比例", "rate", DEF_ACCURACY, True, True,

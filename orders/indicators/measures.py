@@ -20,6 +20,7 @@ from orders.indicators.catalogue import (
     DEF_COMPLETION,
     DEF_COUNT,
     DEF_DISPATCH_TIME,
+    DEF_DISSATISFACTION,
     DEF_DUE_SOON,
     DEF_EARLY,
     DEF_HANDLING,
@@ -102,6 +103,11 @@ def _satisfaction_of(session: Session, orders: list[WorkOrder], **_) -> Indicato
     return _rate("满意率", happy, len(rated), DEF_SATISFACTION, breakdown=dict(Counter(rated)))
 
 
+def _dissatisfaction_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
+    rated = [o.satisfaction for o in handled(orders) if o.satisfaction]
+    return _rate("不满意率", sum(1 for s in rated if s == "不满意"), len(rated), DEF_DISSATISFACTION)
+
+
 def _reopen_of(session: Session, orders: list[WorkOrder], **_) -> Indicator:
     orders = [o for o in handled(orders) if o.closed_at or o.reopen_count]
     reopened = sum(1 for o in orders if o.reopen_count)
@@ -160,6 +166,7 @@ OF_ORDERS: dict[str, Callable[..., Indicator]] = {
     "average_handling_hours": _handling_of,
     "average_dispatch_minutes": _dispatch_time_of,
     "satisfaction_rate": _satisfaction_of,
+    "dissatisfaction_rate": _dissatisfaction_of,
     "reopen_rate": _reopen_of,
     "dispatch_accuracy": _accuracy_of,
     "auto_dispatch_rate": _auto_dispatch_of,
@@ -198,6 +205,10 @@ def satisfaction_rate(session: Session, scope: Scope) -> Indicator:
     return _satisfaction_of(session, scoped_orders(session, scope))
 
 
+def dissatisfaction_rate(session: Session, scope: Scope) -> Indicator:
+    return _dissatisfaction_of(session, scoped_orders(session, scope))
+
+
 def reopen_rate(session: Session, scope: Scope) -> Indicator:
     return _reopen_of(session, scoped_orders(session, scope))
 
@@ -216,7 +227,7 @@ def repeat_requests(session: Session, scope: Scope) -> Indicator:
     return _repeats_of(session, scoped_orders(session, scope))
 
 
-def return_ranking(session: Session, scope: Scope, *, top: int = 10) -> Indicator:
+def return_ranking(session: Session, scope: Scope, *, top: int | None = 10) -> Indicator:
     """退单数 and 有责退单数 by department: return events in the period."""
     events = session.scalars(select(OrderEvent).where(OrderEvent.action == "return", OrderEvent.at >= scope.start,
                                                       OrderEvent.at < scope.end))
@@ -248,6 +259,7 @@ def relative_change(now: float | None, before: float | None) -> float | None:
 SCOPE_FUNCTIONS: dict[str, Callable[[Session, Scope], Indicator]] = {
     "order_count": order_count, "completion_rate": completion_rate, "average_handling_hours": average_handling_hours,
     "average_dispatch_minutes": average_dispatch_minutes, "satisfaction_rate": satisfaction_rate,
+    "dissatisfaction_rate": dissatisfaction_rate,
     "reopen_rate": reopen_rate, "return_ranking": return_ranking, "dispatch_accuracy": dispatch_accuracy,
     "auto_dispatch_rate": auto_dispatch_rate, "repeat_requests": repeat_requests}
 GROUP_FUNCTIONS: dict[str, Callable[[Session, Scope], dict[str, Indicator]]] = {

@@ -110,6 +110,29 @@ def by_dimension(session: Session, scope: Scope, *, measure: str, dimension: str
                      rule, breakdown)
 
 
+def table(session: Session, scope: Scope, *, dimension: str, measures: list[str], now: dt.datetime | None = None,
+          names: Names = NO_NAMES) -> dict[str, dict]:
+    """Several measures for every group of a dimension from ONE read of the scope's orders (the cockpit's 承办单位考核
+    table): {key: {"label", name: {"value", "numerator", "denominator"}, …}}, each by the same function as the
+    measure's figure and its ranking (so the table, a ranking and the assistant agree). Orders whose dimension is
+    unknown are left out of the rows, as rankings leave them."""
+    unknown = [m for m in measures if m not in OF_ORDERS]
+    if unknown:
+        raise ValueError(f"not measures of orders: {', '.join(unknown)}; one of {', '.join(OF_ORDERS)}")
+    grouping = _grouping(dimension)
+    now = now or utcnow()
+    rows: dict[str, dict] = {}
+    for key, members in _grouped(scoped_orders(session, scope), grouping).items():
+        if key == UNKNOWN:
+            continue
+        row: dict = {"label": names.of(dimension, key)}
+        for measure in measures:
+            result = OF_ORDERS[measure](session, members, now=now)
+            row[measure] = {"value": result.value, "numerator": result.numerator, "denominator": result.denominator}
+        rows[key] = row
+    return rows
+
+
 def _grouped(orders: list[WorkOrder], grouping: Grouping) -> dict[str, list[WorkOrder]]:
     groups: dict[str, list[WorkOrder]] = defaultdict(list)
     for o in orders:

@@ -217,6 +217,12 @@ def test_an_official_reads_the_cockpit_and_drills_down_to_an_order(browser, serv
             number = float(re.sub(r"[^0-9.]", "", text))
             expected = value * 100 if text.endswith("%") else value
             assert abs(number - expected) <= 0.05 + 1e-9, (name, text, value)
+    table = httpx.get(f"{base}/api/v1/indicators/table", cookies=cookie,
+                      params={"start": setup["start"], "end": setup["end"], "by": "department"}).json()["rows"]
+    for row in browser.find_elements(*_by("#units tbody tr")):          # the unit table is the API's, cell by cell
+        cells = [td.text for td in row.find_elements(*_by("td"))]
+        api_row = table[row.get_attribute("data-unit")]
+        assert cells[1] == str(api_row["order_count"]["value"]) and cells[2] == str(api_row["on_time_rate"]["numerator"])
     assert browser.find_elements(*_by("#map canvas")), "the district map is drawn"
     browser.save_screenshot(str(shots / "cockpit.png"))
     _no_console_errors(browser)

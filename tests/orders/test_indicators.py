@@ -153,6 +153,8 @@ def test_citizen_side(week):
     with week() as session:
         happy = ind.satisfaction_rate(session, WEEK)
         assert (happy.numerator, happy.denominator) == (2, 3) and happy.value == round(2 / 3, 4)
+        unhappy = ind.dissatisfaction_rate(session, WEEK)                                    # B, on the same base
+        assert (unhappy.numerator, unhappy.denominator, unhappy.value) == (1, 3, round(1 / 3, 4))
         again = ind.reopen_rate(session, WEEK)
         assert (again.numerator, again.denominator, again.value) == (1, 4, 0.25)
         assert ind.repeat_requests(session, WEEK).value == 1                                 # F after A
@@ -453,6 +455,28 @@ def test_api_ranks_a_rate_by_a_dimension_with_labels(cockpit):
     assert compared["value"] == 8 and compared["previous"] == {"value": 0, "change": None}
     member = cockpit.get("/api/v1/indicators/on_time_rate", params=PERIOD)
     assert member.json()["name"] == "按时办结率" and member.json()["denominator"] == 3
+
+
+def test_the_unit_table_is_each_indicators_ranking_in_one_answer(cockpit):
+    """The cockpit's 承办单位考核 table: one call, and every cell equals the indicator ranked by unit on its own."""
+    table = cockpit.get("/api/v1/indicators/table", params=PERIOD)
+    assert table.status_code == 200, table.text
+    body = table.json()
+    assert set(body["measures"]) == {"order_count", "completion_rate", "on_time_rate", "overdue_count",
+                                     "dissatisfaction_rate"} and body["measures"]["dissatisfaction_rate"]["label"] == "不满意率"
+    assert body["rows"], body
+    for name in body["measures"]:
+        ranked = cockpit.get(f"/api/v1/indicators/{name}", params=PERIOD | {"by": "department", "top": 500,
+                                                                            "min_denominator": 1}).json()["breakdown"]
+        for code, row in body["rows"].items():
+            if code in ranked:
+                assert row[name]["value"] == ranked[code]["value"], (name, code)
+    row = body["rows"]["430104-CHENGGUAN"]
+    assert row["label"] == "岳麓区城市管理和综合执法局" and row["returns"] == {"退单": 0, "有责退单": 0}
+    assert row["completion_rate"]["numerator"] == 3 and row["order_count"]["value"] == 3
+    assert cockpit.get("/api/v1/indicators/table", params=PERIOD | {"measures": "on_time_rates"}).status_code == 422
+    assert cockpit.get("/api/v1/indicators/table", params=PERIOD | {"by": "colour"}).status_code == 422
+    assert cockpit.get("/api/v1/indicators/table", params=PERIOD | {"measures": " , "}).status_code == 422
 
 
 @pytest.mark.parametrize("filters, count, resolved", [

@@ -169,37 +169,41 @@ function rateClass(value) {
 
 let unitRows = [];
 async function units() {
-  const measures = ["order_count", "completion_rate", "on_time_rate", "satisfaction_rate", "overdue_count"];
-  const [results, returns] = await Promise.all([
-    Promise.all(measures.map((m) => api(`/api/v1/indicators/${m}`, { by: "department", top: 500, min_denominator: 1 }))),
-    api("/api/v1/indicators/return_ranking", { top: 500 }),
-  ]);
-  const byUnit = {};
-  measures.forEach((m, i) => {
-    for (const [code, r] of Object.entries(results[i].breakdown)) {
-      byUnit[code] ??= { code, name: setup.departments[code] || r.label || code };
-      byUnit[code][m] = r.value;
-    }
-  });
-  for (const [code, r] of Object.entries(returns.breakdown)) {
-    byUnit[code] ??= { code, name: setup.departments[code] || code };
-    byUnit[code].returns = r["退单"];
-    byUnit[code].at_fault = r["有责退单"];
-  }
-  unitRows = Object.values(byUnit).filter((r) => r.order_count && r.code !== "未知");
+  // One call: every column of every unit from one read of the orders (GET /api/v1/indicators/table).
+  const data = await api("/api/v1/indicators/table", { by: "department" });
+  unitRows = Object.entries(data.rows).map(([code, r]) => {
+    const done = r.on_time_rate, handled = r.completion_rate;
+    return {
+      code, name: setup.departments[code] || r.label || code,
+      order_count: r.order_count.value,
+      on_time_done: done.numerator ?? 0,
+      late_done: (done.denominator ?? 0) - (done.numerator ?? 0),
+      not_closed: (handled.denominator ?? 0) - (handled.numerator ?? 0),
+      completion_rate: handled.value, on_time_rate: done.value, overdue_count: r.overdue_count.value,
+      returns: r.returns ? r.returns["退单"] : 0, at_fault: r.returns ? r.returns["有责退单"] : 0,
+      dissatisfaction_rate: r.dissatisfaction_rate.value,
+    };
+  }).filter((r) => r.order_count);
   drawUnits("order_count", -1);
+}
+
+function dissatisfactionClass(value) {
+  // Lower is better: ≤5% 达标, 5%–10% 关注, above 10% 预警.
+  if (value === null || value === undefined) return "";
+  return value <= 0.05 ? "ok" : value <= 0.1 ? "watch" : "alarm";
 }
 
 function drawUnits(key, direction) {
   unitRows.sort((a, b) => (key === "name" ? a.name.localeCompare(b.name, "zh") : (a[key] ?? -1) - (b[key] ?? -1)) * direction);
-  const rates = ["completion_rate", "on_time_rate", "satisfaction_rate"];
   const body = document.querySelector("#units tbody");
-  body.replaceChildren(...unitRows.slice(0, 60).map((r) => el("tr", {},
+  body.replaceChildren(...unitRows.slice(0, 60).map((r) => el("tr", { "data-unit": r.code },
     el("td", {}, r.name), el("td", {}, String(r.order_count ?? 0)),
-    ...rates.slice(0, 2).map((k) => el("td", { class: rateClass(r[k]) }, formatted(r[k] ?? null, "比例"))),
+    el("td", {}, String(r.on_time_done)), el("td", { class: r.late_done ? "watch" : "" }, String(r.late_done)),
+    el("td", {}, String(r.not_closed)),
+    ...["completion_rate", "on_time_rate"].map((k) => el("td", { class: rateClass(r[k]) }, formatted(r[k] ?? null, "比例"))),
     el("td", { class: r.overdue_count ? "alarm" : "" }, String(r.overdue_count ?? 0)),
     el("td", {}, String(r.returns ?? 0)), el("td", {}, String(r.at_fault ?? 0)),
-    el("td", { class: rateClass(r.satisfaction_rate) }, formatted(r.satisfaction_rate ?? null, "比例")))));
+    el("td", { class: dissatisfactionClass(r.dissatisfaction_rate) }, formatted(r.dissatisfaction_rate ?? null, "比例")))));
 }
 
 document.querySelectorAll("#units th").forEach((th) => {
