@@ -117,7 +117,10 @@ def parse_turn(text: str, entities: dict[str, list[str]], *, today: dt.date, cat
     turn.metric = (next((m for m in map(catalogue.metric_of, entities.get("metric", [])) if m), None)
                    or catalogue.metric_of(prepared))
     without_target = _COMPARE_TARGET.sub("", prepared)
+    targets = "".join(m.group(0) for m in _COMPARE_TARGET.finditer(prepared))
     for value in entities.get("period", []):
+        if value in targets and value not in without_target:
+            continue      # "和上个月比呢": 上个月 is what to compare with, not the period asked about
         hit = find_period(value, today=today)
         if hit:
             turn.period = hit[0]

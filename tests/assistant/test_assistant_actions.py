@@ -261,6 +261,14 @@ def test_a_comparison_follow_up_keeps_the_ranking_and_matter_detail_is_a_dimensi
                                           catalogue=CATALOGUE), today=TODAY)
     assert (one_question["by"], one_question["order"], one_question["top"], one_question["compare"]) == (
         "department", "asc", 3, True)
+    # The NLU marks 上个月 as a period: as the comparison's target it must not become the period asked about.
+    entity_compared = merge(ranked, parse_turn("和上个月比呢", {"period": ["上个月"]}, today=TODAY, catalogue=CATALOGUE),
+                            today=TODAY)
+    assert entity_compared["start"] == "2026-11-01" and entity_compared["compare"]
+    both = parse_turn("本月比上个月怎么样", {"period": ["本月", "上个月"]}, today=TODAY, catalogue=CATALOGUE)
+    assert both.period.as_params() == {"start": "2026-11-01", "end": "2026-12-01"} and both.compare
+    moved = parse_turn("上个月的呢", {"period": ["上个月"]}, today=TODAY, catalogue=CATALOGUE)
+    assert moved.period.as_params() == {"start": "2026-10-01", "end": "2026-11-01"} and not moved.compare
     assert parse_turn("本月投诉按细类拆分", {}, today=TODAY, catalogue=CATALOGUE).by == "category3"
     assert parse_turn("哪个小类投诉最多", {}, today=TODAY, catalogue=CATALOGUE).by == "category3"
 
