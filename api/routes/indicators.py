@@ -155,6 +155,44 @@ def hot_areas(sessions: SessionsDep, router_: LoadedRouterDep, principal: Reader
     return _answer(result, scope)
 
 
+KEY_FIGURES = ("order_count", "completion_rate", "on_time_rate", "satisfaction_rate", "overdue_count",
+               "average_handling_hours")
+
+
+def _measure_list(measures: str) -> list[str]:
+    wanted = [m.strip() for m in measures.split(",") if m.strip()]
+    if not wanted or len(wanted) > 20:
+        raise HTTPException(422, "measures: 1 to 20 indicator names, comma-separated")
+    return wanted
+
+
+@router.get("/figures")
+def key_figures(sessions: SessionsDep, principal: Reader, scope: ScopeDep,
+                measures: Annotated[str, Query(max_length=400, description="comma-separated indicator names")]
+                = ",".join(KEY_FIGURES),
+                compare: Annotated[bool, Query(description="also the previous period of the same length (环比)")] = False,
+                year_before: Annotated[bool, Query(description="also the same dates a year earlier (同比)")] = False
+                ) -> dict:
+    """Several indicators of one scope in one answer (the cockpit's key figures), each the number GET /{name} gives,
+    from one read of the orders per period; with 环比 and 同比 (value and relative change) when asked."""
+    wanted = _measure_list(measures)
+    with sessions() as session:
+        try:
+            current = ind.figures(session, scope, wanted)
+            before = ind.figures(session, scope.previous(), wanted) if compare else {}
+            earlier = ind.figures(session, scope.year_earlier(), wanted) if year_before else {}
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    answer: dict = {}
+    for name, result in current.items():
+        answer[name] = asdict(result)
+        for key, other in (("previous", before), ("year_before", earlier)):
+            if name in other:
+                answer[name][key] = {"value": other[name].value,
+                                     "change": ind.relative_change(result.value, other[name].value)}
+    return {"figures": answer, "scope": _scope_json(scope)}
+
+
 UNIT_TABLE = ("order_count", "completion_rate", "on_time_rate", "overdue_count", "dissatisfaction_rate")
 
 
@@ -166,9 +204,7 @@ def measures_table(sessions: SessionsDep, router_: LoadedRouterDep, principal: R
     """Several indicators for every group of a dimension in one answer (the cockpit's 承办单位考核 table): each
     computed by the same function as GET /{name}?by=…, from one read of the orders. With by=department the rows also
     carry the units' 退单 / 有责退单 (as return_ranking counts them)."""
-    wanted = [m.strip() for m in measures.split(",") if m.strip()]
-    if not wanted or len(wanted) > 20:
-        raise HTTPException(422, "measures: 1 to 20 indicator names, comma-separated")
+    wanted = _measure_list(measures)
     if by not in ind.GROUPINGS:
         raise HTTPException(422, f"by must be one of {', '.join(ind.GROUPINGS)}")
     with sessions() as session:

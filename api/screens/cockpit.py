@@ -48,14 +48,6 @@ def period_range(period: str, today: dt.date) -> tuple[dt.date, dt.date]:
     return start, dt.date(start.year + month // 12, month % 12 + 1, 1)
 
 
-def year_before(day: dt.date) -> dt.date:
-    """The same calendar day a year earlier (29 Feb → 28 Feb): 同比."""
-    try:
-        return day.replace(year=day.year - 1)
-    except ValueError:
-        return day.replace(year=day.year - 1, day=28)
-
-
 @router.get("/cockpit")
 def cockpit(request: Request, staff: Official, router_: LoadedRouterDep,
             period: Annotated[str, Query(max_length=8)] = "month",
@@ -75,8 +67,7 @@ def cockpit(request: Request, staff: Official, router_: LoadedRouterDep,
     categories = (sorted({node.path[0] for node in router_.kb.taxonomy.values()}) if router_ is not None else [])
     filters = {"district": district if district in districts else "", "category": category.split("/")[0]
                if category.split("/")[0] in categories else "", "channel": channel if channel in CHANNEL_LABELS else ""}
-    setup = {"start": start.isoformat(), "end": end.isoformat(), "yoyStart": year_before(start).isoformat(),
-             "yoyEnd": year_before(end).isoformat(), "filters": {k: v for k, v in filters.items() if v},
+    setup = {"start": start.isoformat(), "end": end.isoformat(), "filters": {k: v for k, v in filters.items() if v},
              "districts": districts, "channels": CHANNEL_LABELS, "refreshSeconds": REFRESH_S,
              "departments": department_names(router_)}
     page = render(request, "cockpit.html", staff=staff, active="cockpit", period=period, periods=PERIODS,

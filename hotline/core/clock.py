@@ -21,6 +21,14 @@ def city_midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=CITY_TZ).astimezone(dt.UTC)
 
 
+def year_before(day: dt.date) -> dt.date:
+    """The same calendar day a year earlier (29 Feb → 28 Feb): 同比."""
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:
+        return day.replace(year=day.year - 1, day=28)
+
+
 def as_utc(moment: dt.datetime | None, *, naive_is: dt.tzinfo = dt.UTC) -> dt.datetime | None:
     """An aware UTC moment; a naive one is taken to be in `naive_is` (UTC, as stored; CITY_TZ for what people type)."""
     if moment is None:

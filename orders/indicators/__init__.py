@@ -30,6 +30,7 @@ from orders.indicators.measures import (
     completion_rate,
     dispatch_accuracy,
     dissatisfaction_rate,
+    figures,
     on_time_rates,
     order_count,
     overdue,
@@ -57,7 +58,7 @@ from orders.indicators.topics import hot_areas, hot_topics
 __all__ = [
     "CATALOGUE", "CHANNEL_LABELS", "DIMENSIONS", "GROUPINGS", "GROUP_FUNCTIONS", "NO_NAMES",
     "OF_ORDERS", "SCOPE_FUNCTIONS", "SIMILARITY", "Entry", "Indicator", "Names", "Scope", "UnknownName", "alerts",
-    "auto_dispatch_rate", "average_dispatch_minutes", "average_handling_hours", "by_dimension", "completion_rate", "dissatisfaction_rate", "relative_change",
+    "auto_dispatch_rate", "average_dispatch_minutes", "average_handling_hours", "by_dimension", "completion_rate", "figures", "dissatisfaction_rate", "relative_change",
     "dispatch_accuracy", "hot_areas", "hot_topics", "members", "on_time_rates", "order_count", "overdue", "ranking",
     "reopen_rate", "repeat_requests", "resolve_department", "resolve_district", "resolve_street", "return_ranking",
     "satisfaction_rate", "scoped_orders", "table", "with_previous",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from hotline.core.clock import CITY_TZ, as_utc
+from hotline.core.clock import CITY_TZ, as_utc, city_midnight, year_before
 from orders.indicators.catalogue import CHANNEL_LABELS
 from orders.models import MERGED_ROLE, WorkOrder
 
@@ -35,6 +35,13 @@ class Scope:
         """The period of the same length just before (环比)."""
         length = self.end - self.start
         return Scope(self.start - length, self.start, self.district_adcode, self.street_id, self.category_prefix,
+                     self.department_code, self.channel)
+
+    def year_earlier(self) -> Scope:
+        """The same city days a year earlier (同比), same filters."""
+        def moved(moment: dt.datetime) -> dt.datetime:
+            return city_midnight(year_before(as_utc(moment).astimezone(CITY_TZ).date()))
+        return Scope(moved(self.start), moved(self.end), self.district_adcode, self.street_id, self.category_prefix,
                      self.department_code, self.channel)
 
 

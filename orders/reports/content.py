@@ -73,15 +73,7 @@ class Period:
         return ind.Scope(city_midnight(self.start), city_midnight(self.end))
 
     def year_earlier(self) -> ind.Scope:
-        return ind.Scope(city_midnight(year_before(self.start)), city_midnight(year_before(self.end)))
-
-
-def year_before(day: dt.date) -> dt.date:
-    """The same calendar day a year earlier (29 Feb → 28 Feb): 同比."""
-    try:
-        return day.replace(year=day.year - 1)
-    except ValueError:
-        return day.replace(year=day.year - 1, day=28)
+        return self.scope().year_earlier()
 
 
 def period_containing(kind: str, day: dt.date) -> Period:

@@ -7,8 +7,8 @@ import datetime as dt
 import json
 import re
 
-from api.screens.cockpit import period_range, year_before
-from hotline.core.clock import CITY_TZ
+from api.screens.cockpit import period_range
+from hotline.core.clock import CITY_TZ, year_before
 from hotline.core.db import transaction
 from orders.intake import file_complaint
 from orders.service import Actor

@@ -457,6 +457,25 @@ def test_api_ranks_a_rate_by_a_dimension_with_labels(cockpit):
     assert member.json()["name"] == "按时办结率" and member.json()["denominator"] == 3
 
 
+def test_the_key_figures_are_each_indicators_own_number_in_one_answer(cockpit):
+    """The cockpit's key figures: one call, each the number GET /{name} gives, with 环比 and 同比."""
+    answer = cockpit.get("/api/v1/indicators/figures", params=PERIOD | {"compare": True, "year_before": True})
+    assert answer.status_code == 200, answer.text
+    figures = answer.json()["figures"]
+    assert set(figures) == {"order_count", "completion_rate", "on_time_rate", "satisfaction_rate", "overdue_count",
+                            "average_handling_hours"}
+    for name, figure in figures.items():
+        alone = cockpit.get(f"/api/v1/indicators/{name}", params=PERIOD | {"compare": True}).json()
+        assert figure["value"] == alone["current"]["value"] and figure["previous"]["value"] == alone["previous"]["value"]
+        earlier = cockpit.get(f"/api/v1/indicators/{name}", params={"start": "2025-11-16", "end": "2025-11-23"}).json()
+        assert figure["year_before"]["value"] == earlier["value"], name
+    assert figures["order_count"]["value"] == 8 and figures["order_count"]["year_before"] == {"value": 0, "change": None}
+    plain = cockpit.get("/api/v1/indicators/figures", params=PERIOD | {"measures": "order_count"}).json()["figures"]
+    assert plain == {"order_count": {"name": "工单数", "value": 8, "numerator": None, "denominator": None,
+                                     "definition": plain["order_count"]["definition"], "breakdown": {}}}
+    assert cockpit.get("/api/v1/indicators/figures", params=PERIOD | {"measures": "alerts"}).status_code == 422
+
+
 def test_the_unit_table_is_each_indicators_ranking_in_one_answer(cockpit):
     """The cockpit's 承办单位考核 table: one call, and every cell equals the indicator ranked by unit on its own."""
     table = cockpit.get("/api/v1/indicators/table", params=PERIOD)

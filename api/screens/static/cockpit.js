@@ -52,23 +52,21 @@ function chart(id) {
 }
 
 async function kpis() {
+  // One call: every key figure with 环比 and 同比, from one read of the orders per period.
+  const data = await api("/api/v1/indicators/figures", { measures: KPIS.join(","), compare: true, year_before: true });
   const box = document.getElementById("kpis");
-  const cards = await Promise.all(KPIS.map(async (name) => {
+  box.replaceChildren(...KPIS.map((name) => {
     const entry = catalogue[name];
-    const [now, yoy] = await Promise.all([
-      api(`/api/v1/indicators/${name}`, { compare: true }),
-      api(`/api/v1/indicators/${name}`, { start: setup.yoyStart, end: setup.yoyEnd }),
-    ]);
-    const current = now.current.value;
-    const mom = change(current, now.previous.value, entry);
-    const yoyChange = change(current, yoy.value, entry);
+    const figure = data.figures[name];
+    const current = figure.value;
+    const mom = change(current, figure.previous.value, entry);
+    const yoyChange = change(current, figure.year_before.value, entry);
     return el("div", { class: "kpi", title: entry.definition },
       el("span", { class: "kpi-label" }, entry.label),
       el("strong", { class: "kpi-value", "data-indicator": name }, formatted(current, entry.unit)),
       el("span", { class: `kpi-change ${mom.cls}`, title: "与前一个等长时段相比" }, `环比 ${mom.text}`),
       el("span", { class: `kpi-change ${yoyChange.cls}` }, `同比 ${yoyChange.text}`));
   }));
-  box.replaceChildren(...cards);
 }
 
 async function trend() {
