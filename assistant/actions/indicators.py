@@ -117,17 +117,20 @@ def parse_turn(text: str, entities: dict[str, list[str]], *, today: dt.date, cat
     turn.metric = (next((m for m in map(catalogue.metric_of, entities.get("metric", [])) if m), None)
                    or catalogue.metric_of(prepared))
     without_target = _COMPARE_TARGET.sub("", prepared)
-    targets = "".join(m.group(0) for m in _COMPARE_TARGET.finditer(prepared))
+    # "和上个月比呢": 上个月 is what to compare with, not the period asked about. The NLU gives the canonical value
+    # (上月), so entities are matched to the comparison's target by the dates they mean.
+    targets = [hit[0].as_params() for m in _COMPARE_TARGET.finditer(prepared)
+               if (hit := find_period(m.group(0), today=today))]
+    asked = find_period(without_target, today=today)
     for value in entities.get("period", []):
-        if value in targets and value not in without_target:
-            continue      # "和上个月比呢": 上个月 is what to compare with, not the period asked about
         hit = find_period(value, today=today)
+        if hit and hit[0].as_params() in targets and not (asked and asked[0].as_params() == hit[0].as_params()):
+            continue
         if hit:
             turn.period = hit[0]
             break
     if turn.period is None:
-        hit = find_period(without_target, today=today)
-        turn.period = hit[0] if hit else None
+        turn.period = asked[0] if asked else None
     for name in ("district", "street", "category", "department"):
         values = entities.get(name, [])
         if values:

@@ -262,9 +262,10 @@ def test_a_comparison_follow_up_keeps_the_ranking_and_matter_detail_is_a_dimensi
     assert (one_question["by"], one_question["order"], one_question["top"], one_question["compare"]) == (
         "department", "asc", 3, True)
     # The NLU marks 上个月 as a period: as the comparison's target it must not become the period asked about.
-    entity_compared = merge(ranked, parse_turn("和上个月比呢", {"period": ["上个月"]}, today=TODAY, catalogue=CATALOGUE),
-                            today=TODAY)
-    assert entity_compared["start"] == "2026-11-01" and entity_compared["compare"]
+    for said, value in (("和上个月比呢", "上个月"), ("和上个月比呢", "上月"), ("跟上月相比呢", "上月")):   # value: canonical
+        entity_compared = merge(ranked, parse_turn(said, {"period": [value]}, today=TODAY, catalogue=CATALOGUE),
+                                today=TODAY)
+        assert entity_compared["start"] == "2026-11-01" and entity_compared["compare"], (said, value)
     both = parse_turn("本月比上个月怎么样", {"period": ["本月", "上个月"]}, today=TODAY, catalogue=CATALOGUE)
     assert both.period.as_params() == {"start": "2026-11-01", "end": "2026-12-01"} and both.compare
     moved = parse_turn("上个月的呢", {"period": ["上个月"]}, today=TODAY, catalogue=CATALOGUE)
