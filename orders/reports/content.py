@@ -33,8 +33,11 @@ MIN_UNIT_SAMPLE = 5
 
 # The key figures, in the order a report lists them.
 KEY_FIGURES = ("order_count", "completion_rate", "on_time_rate", "overdue_count", "satisfaction_rate",
-               "reopen_rate", "average_handling_hours", "average_dispatch_minutes", "repeat_requests")
-UNIT_COLUMNS = ("order_count", "completion_rate", "on_time_rate", "overdue_count", "satisfaction_rate")
+               "dissatisfaction_rate", "reopen_rate", "average_handling_hours", "average_dispatch_minutes",
+               "repeat_requests")
+# The per-unit table's measures (as the cockpit's): counts 按时办结 / 超时办结 / 未办结 are these rates' parts.
+UNIT_COLUMNS = ("order_count", "completion_rate", "on_time_rate", "overdue_count", "satisfaction_rate",
+                "dissatisfaction_rate")
 
 
 class PeriodError(ValueError):
@@ -154,18 +157,23 @@ def _shares(session: Session, scope: ind.Scope, dimension: str, names: ind.Names
 
 
 def _unit_table(session: Session, scope: ind.Scope, *, now: dt.datetime, names: ind.Names) -> list[dict]:
-    """One row per 承办单位 (the unit holding the order), each column the catalogue's measure for that unit."""
-    columns = {name: ind.by_dimension(session, scope, measure=name, dimension="department", top=None,
-                                      min_denominator=1, now=now, names=names).breakdown for name in UNIT_COLUMNS}
+    """One row per 承办单位 (the unit holding the order), each column the catalogue's measure for that unit (one read
+    of the orders, as the cockpit's table): 派遣总数, 按时办结, 超时办结 (completed past the limit), 未办结 (not yet
+    closed), the rates, and the unit's 退单 / 有责退单 in the period."""
+    table = ind.table(session, scope, dimension="department", measures=list(UNIT_COLUMNS), now=now, names=names)
+    returns = ind.return_ranking(session, scope, top=None).breakdown
     rows = []
-    for code, counted in columns["order_count"].items():
-        if code == "未知":
-            continue
-        row = {"code": code, "name": counted["label"]}
+    for code, cells in sorted(table.items(), key=lambda kv: (-(kv[1]["order_count"]["value"] or 0), kv[0])):
+        row = {"code": code, "name": cells["label"]}
         for name in UNIT_COLUMNS:
-            cell = columns[name].get(code) or {}
-            row[name] = cell.get("value")
-            row[f"{name}_denominator"] = cell.get("denominator")
+            row[name] = cells[name]["value"]
+            row[f"{name}_denominator"] = cells[name]["denominator"]
+        timely, closing = cells["on_time_rate"], cells["completion_rate"]
+        row["on_time_done"] = timely["numerator"] or 0
+        row["late_done"] = (timely["denominator"] or 0) - (timely["numerator"] or 0)
+        row["not_closed"] = (closing["denominator"] or 0) - (closing["numerator"] or 0)
+        row["returns"] = (returns.get(code) or {}).get("退单", 0)
+        row["returns_at_fault"] = (returns.get(code) or {}).get("有责退单", 0)
         rows.append(row)
     return rows
 

@@ -68,11 +68,14 @@ img { max-width: 100%; }
 
 <h2>五、承办单位情况</h2>
 <table>
-<tr><th>承办单位</th><th>工单数</th><th>办结率</th><th>按时办结率</th><th>超期件数</th><th>满意率</th></tr>
+<tr><th>承办单位</th><th>派遣总数</th><th>按时办结</th><th>超时办结</th><th>未办结</th><th>结案率</th><th>按时办结率</th>
+<th>超期未办结</th><th>退单（有责）</th><th>满意率</th><th>不满意率</th></tr>
 {% for u in c.units %}
-<tr><td>{{ u.name }}</td><td>{{ fmt.number(u.order_count) }}</td><td>{{ fmt.percent(u.completion_rate) }}</td>
+<tr><td>{{ u.name }}</td><td>{{ fmt.number(u.order_count) }}</td><td>{{ fmt.number(u.on_time_done) }}</td>
+<td>{{ fmt.number(u.late_done) }}</td><td>{{ fmt.number(u.not_closed) }}</td><td>{{ fmt.percent(u.completion_rate) }}</td>
 <td>{{ fmt.percent(u.on_time_rate) }}</td><td>{{ fmt.number(u.overdue_count) }}</td>
-<td>{{ fmt.percent(u.satisfaction_rate) }}</td></tr>
+<td>{{ fmt.number(u.returns) }}（{{ fmt.number(u.returns_at_fault) }}）</td>
+<td>{{ fmt.percent(u.satisfaction_rate) }}</td><td>{{ fmt.percent(u.dissatisfaction_rate) }}</td></tr>
 {% endfor %}
 </table>
 <h3>低于通报线的单位</h3>

@@ -83,10 +83,12 @@ def render_pdf(*, content: dict, findings: list[str], charts: dict[str, bytes]) 
         if name in charts:
             story += [_image(charts[name], width), Spacer(1, 3 * mm)]
     story.append(Paragraph("五、承办单位情况", s["h2"]))
-    rows = [["承办单位", "工单数", "办结率", "按时办结率", "超期件数", "满意率"]]
-    rows += [[u["name"], fmt.number(u["order_count"]), fmt.percent(u["completion_rate"]), fmt.percent(u["on_time_rate"]),
-              fmt.number(u["overdue_count"]), fmt.percent(u["satisfaction_rate"])] for u in c["units"]]
-    story.append(_table(rows, s, [width * 0.4] + [width * 0.12] * 5))
+    rows = [["承办单位", "派遣", "按时办结", "超时办结", "未办结", "结案率", "按时率", "超期", "退单", "不满意率"]]
+    rows += [[u["name"], fmt.number(u["order_count"]), fmt.number(u["on_time_done"]), fmt.number(u["late_done"]),
+              fmt.number(u["not_closed"]), fmt.percent(u["completion_rate"]), fmt.percent(u["on_time_rate"]),
+              fmt.number(u["overdue_count"]), fmt.number(u["returns"]), fmt.percent(u["dissatisfaction_rate"])]
+             for u in c["units"]]
+    story.append(_table(rows, s, [width * 0.28] + [width * 0.08] * 9))
     lines = "、".join(f"{label}低于{fmt.percent(floor)}" for label, floor in c["thresholds"].items())
     story.append(Paragraph(f"低于通报线的单位（{lines}；样本不少于{c['min_unit_sample']}件）", s["h2"]))
     if c["below_thresholds"]:

@@ -59,11 +59,14 @@ def _summary(book: Workbook, content: dict, findings: list[str]) -> None:
 
 def _units(book: Workbook, content: dict) -> None:
     sheet = book.create_sheet("承办单位")
-    _header(sheet, ["承办单位", "单位代码", "工单数", "办结率", "按时办结率", "超期件数", "满意率", "满意率样本（件）"])
+    _header(sheet, ["承办单位", "单位代码", "派遣总数", "按时办结", "超时办结", "未办结", "结案率", "按时办结率",
+                    "超期未办结", "退单", "有责退单", "满意率", "不满意率", "回访样本（件）"])
     for u in content["units"]:
-        sheet.append([u["name"], u["code"], u["order_count"], u["completion_rate"], u["on_time_rate"],
-                      u["overdue_count"], u["satisfaction_rate"], u["satisfaction_rate_denominator"]])
-        for column in "DEG":
+        sheet.append([u["name"], u["code"], u["order_count"], u["on_time_done"], u["late_done"], u["not_closed"],
+                      u["completion_rate"], u["on_time_rate"], u["overdue_count"], u["returns"],
+                      u["returns_at_fault"], u["satisfaction_rate"], u["dissatisfaction_rate"],
+                      u["satisfaction_rate_denominator"]])
+        for column in "GHLM":
             sheet[f"{column}{sheet.max_row}"].number_format = _PERCENT
     sheet.append([])
     _header(sheet, ["低于通报线的单位", "指标", "本期", "通报线", "样本（件）"])

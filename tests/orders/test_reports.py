@@ -84,6 +84,11 @@ def test_content_is_the_indicator_functions(week):  # noqa: F811
                                         top=None, min_denominator=1).breakdown
         for unit in content["units"]:
             assert unit["satisfaction_rate"] == (satisfaction.get(unit["code"]) or {}).get("value")
+        # 岳麓区城管: A (done on time) and E (open); B was returned by it (有责) and went to the street office.
+        chengguan = next(u for u in content["units"] if u["code"] == "430104-CHENGGUAN")
+        assert (chengguan["on_time_done"], chengguan["late_done"], chengguan["not_closed"]) == (1, 0, 1)
+        assert (chengguan["returns"], chengguan["returns_at_fault"]) == (1, 1)
+        assert figures["dissatisfaction_rate"]["value"] == ind.dissatisfaction_rate(session, scope).value
         assert sum(day["count"] for day in content["trend"]) == 7 and len(content["trend"]) == 7
     # 直办/转办: F was rejected without dispatch (直办); A B C D E H were dispatched (转办).
     assert content["direct"] | {"definition": ""} == {
@@ -154,7 +159,7 @@ def test_archive_files_and_replacement(archive):
     assert summary["工单数"][0] == 7 and summary["办结率"][0] == 0.5
     assert summary["直办"][0] == 1 and summary["转办"][0] == 6
     units = list(book["承办单位"].iter_rows(values_only=True))
-    assert units[0][:3] == ("承办单位", "单位代码", "工单数")
+    assert units[0][:6] == ("承办单位", "单位代码", "派遣总数", "按时办结", "超时办结", "未办结")
     assert sum(row[2] for row in units[1:] if row and isinstance(row[2], int)) == 6   # F has no unit
     # PDF: the Chinese text is extractable and the CJK font is embedded.
     pdf = files["pdf"].read_bytes()
