@@ -65,8 +65,12 @@ def cockpit(request: Request, staff: Official, router_: LoadedRouterDep,
         end = min(end, today + dt.timedelta(days=1))
     districts = ({code: name for code, name in router_.gazetteer.districts.items()} if router_ is not None else {})
     categories = (sorted({node.path[0] for node in router_.kb.taxonomy.values()}) if router_ is not None else [])
-    filters = {"district": district if district in districts else "", "category": category.split("/")[0]
-               if category.split("/")[0] in categories else "", "channel": channel if channel in CHANNEL_LABELS else ""}
+    # 大类 or 大类/子类 (a drill-down from the category chart goes 大类 → 子类 → 细类).
+    drillable = ({"/".join(node.path[:level]) for node in router_.kb.taxonomy.values() for level in (1, 2)}
+                 if router_ is not None else set())
+    filters = {"district": district if district in districts else "",
+               "category": category if category in drillable else "",
+               "channel": channel if channel in CHANNEL_LABELS else ""}
     setup = {"start": start.isoformat(), "end": end.isoformat(), "filters": {k: v for k, v in filters.items() if v},
              "districts": districts, "channels": CHANNEL_LABELS, "refreshSeconds": REFRESH_S,
              "departments": department_names(router_)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -228,10 +229,19 @@ def test_an_official_reads_the_cockpit_and_drills_down_to_an_order(browser, serv
     _no_console_errors(browser)
 
     # Change the period and the district; then the orders behind the view, and one of them.
+    # 大类 → 子类 → 细类: a 子类 path in the filter draws the 细类 of it.
+    sub = next(iter(httpx.get(f"{base}/api/v1/indicators/order_count", cookies=cookie, params={
+        "start": setup["start"], "end": setup["end"], "by": "category2"}).json()["breakdown"]))
+    browser.get(f"{base}/cockpit?" + urlencode({"category": sub}))
+    _wait(browser, lambda b: b.find_element(*_by("#cockpit")).get_attribute("data-loaded"), "drawn for a 子类")
+    assert _text(browser).count("细类") and "细类" in browser.find_element(*_by("#category-title")).text
+    browser.get(f"{base}/cockpit")
+    _wait(browser, lambda b: b.find_element(*_by("#cockpit")).get_attribute("data-loaded"), "drawn again")
     Select(browser.find_element(*_by("select[name=period]"))).select_by_value("week")
+    Select(browser.find_element(*_by("select[name=district]"))).select_by_visible_text("岳麓区")
     Select(browser.find_element(*_by("select[name=channel]"))).select_by_value("wechat")
     browser.find_element(*_by(".filters button[type=submit]")).click()
-    _wait(browser, lambda b: "period=week" in b.current_url and "channel=wechat" in b.current_url, "filters applied")
+    _wait(browser, lambda b: "period=week" in b.current_url and "district=430104" in b.current_url, "filters applied")
     _wait(browser, lambda b: b.find_element(*_by("#cockpit")).get_attribute("data-loaded"), "redrawn")
     browser.find_element(*_by("#orders-link")).click()
     _wait(browser, lambda b: "/cockpit/orders" in b.current_url and "工单明细" in _text(b), "the orders behind it")

@@ -90,9 +90,12 @@ async function channels() {
 }
 
 async function categories() {
-  const level = setup.filters.category ? "category2" : "category1";
-  document.getElementById("category-title").textContent = setup.filters.category
-    ? `${setup.filters.category} · 子类` : "事项大类（点击查看子类）";
+  // 大类 → 子类 → 细类: the filter's depth says which level the chart shows; a bar click goes one level down.
+  const path = setup.filters.category || "";
+  const depth = path ? path.split("/").length : 0;
+  const level = ["category1", "category2", "category3"][depth];
+  document.getElementById("category-title").textContent = [
+    "事项大类（点击查看子类）", `${path} · 子类（点击查看细类）`, `${path.replace("/", " · ")} · 细类`][depth];
   const data = await api("/api/v1/indicators/order_count", { by: level, top: 12, min_denominator: 1 });
   const rows = Object.values(data.breakdown).reverse();
   const c = chart("categories");
@@ -103,7 +106,7 @@ async function categories() {
     series: [{ type: "bar", data: rows.map((r) => r.value), color: RED }],
   });
   c.off("click");
-  if (!setup.filters.category) {
+  if (depth < 2) {
     c.on("click", (params) => drill({ category: rows[params.dataIndex].label }));
   }
 }
