@@ -13,12 +13,13 @@ from orders.models import WorkOrder
 def search_orders(session: Session, *, state: str | None = None, department_code: str | None = None,
                   district_adcode: str | None = None, channel: str | None = None, start: dt.datetime | None = None,
                   end: dt.datetime | None = None, words: Sequence[str] = (), category_prefix: str | None = None,
-                  limit: int = 50, offset: int = 0) -> list[WorkOrder]:
+                  street_id: str | None = None, limit: int = 50, offset: int = 0) -> list[WorkOrder]:
     """Orders matching every filter given, newest first; `end` is exclusive, words match the masked text (the
     only text staff lists show)."""
     query = select(WorkOrder)
     for column, value in ((WorkOrder.state, state), (WorkOrder.department_code, department_code),
-                          (WorkOrder.district_adcode, district_adcode), (WorkOrder.channel, channel)):
+                          (WorkOrder.district_adcode, district_adcode), (WorkOrder.channel, channel),
+                          (WorkOrder.street_id, street_id)):
         if value:
             query = query.where(column == value)
     if start:

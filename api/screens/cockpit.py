@@ -98,6 +98,7 @@ def orders_behind(request: Request, staff: Official, sessions: SessionsDep, rout
                   channel: Annotated[str, Query(max_length=16)] = "",
                   category: Annotated[str, Query(max_length=64)] = "",
                   department: Annotated[str, Query(max_length=32)] = "",
+                  street: Annotated[str, Query(max_length=32)] = "",
                   offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> Response:
     """The orders behind a cockpit view (same filters), newest first, 100 a page; each opens its own page."""
     if end <= start or (end - start).days > 366:
@@ -106,6 +107,7 @@ def orders_behind(request: Request, staff: Official, sessions: SessionsDep, rout
     with sessions() as session:
         found = search_orders(session, district_adcode=district or None, channel=channel or None,
                               department_code=department or None, category_prefix=category or None,
+                              street_id=street or None,
                               start=city_midnight(start), end=city_midnight(end), limit=100, offset=offset)
         rows = [{"order_no": o.order_no, "created_at": o.created_at, "text": o.text_masked[:90],
                  "state": STATE_LABELS[State(o.state)], "department": names.get(o.department_code or "",

@@ -242,6 +242,8 @@ def test_an_official_reads_the_cockpit_and_drills_down_to_an_order(browser, serv
     Select(browser.find_element(*_by("select[name=channel]"))).select_by_value("wechat")
     browser.find_element(*_by(".filters button[type=submit]")).click()
     _wait(browser, lambda b: "period=week" in b.current_url and "district=430104" in b.current_url, "filters applied")
+    _wait(browser, lambda b: b.find_element(*_by("#cockpit")).get_attribute("data-loaded"), "redrawn for 岳麓区")
+    assert "岳麓区街道（乡镇）" in browser.find_element(*_by("#streets-title")).text   # city → district → street
     _wait(browser, lambda b: b.find_element(*_by("#cockpit")).get_attribute("data-loaded"), "redrawn")
     browser.find_element(*_by("#orders-link")).click()
     _wait(browser, lambda b: "/cockpit/orders" in b.current_url and "工单明细" in _text(b), "the orders behind it")

@@ -59,12 +59,16 @@ def test_the_page_cookie_reads_the_indicator_api_but_cannot_write(client, staff)
 def test_the_orders_behind_a_view(client, staff, app_and_keys):
     _, _, factory = app_and_keys
     with transaction(factory) as session:
-        file_complaint(session, text="岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤，人行道都过不去", channel="wechat",
-                       actor=Actor("wechat", "system"), routing=None, routing_model=None, auto_dispatch=False)
+        filed = file_complaint(session, text="岳麓区望月湖街道晚上好多摊贩占道摆摊卖烧烤，人行道都过不去", channel="wechat",
+                               actor=Actor("wechat", "system"), routing=None, routing_model=None, auto_dispatch=False)
+        order = filed[0] if isinstance(filed, tuple) else filed
+        order.street_id = "430104003"            # as the geocoder would place it (a street of 岳麓区)
     login(client, "official")
     today = dt.datetime.now(CITY_TZ).date()
     window = {"start": today.isoformat(), "end": (today + dt.timedelta(days=1)).isoformat()}
     listed = client.get("/cockpit/orders", params=window | {"channel": "wechat"})
     assert listed.status_code == 200 and "摊贩占道" in listed.text
     assert "摊贩占道" not in client.get("/cockpit/orders", params=window | {"channel": "hotline"}).text
+    assert "摊贩占道" in client.get("/cockpit/orders", params=window | {"street": "430104003"}).text   # street drill
+    assert "摊贩占道" not in client.get("/cockpit/orders", params=window | {"street": "430104001"}).text
     assert client.get("/cockpit/orders", params={"start": window["end"], "end": window["start"]}).status_code == 422

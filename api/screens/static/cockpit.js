@@ -149,6 +149,28 @@ async function districtMap() {
   });
 }
 
+async function streets() {
+  // City → district → street → the orders behind it: the streets of the chosen district (or of the city), a click
+  // lists that street's orders.
+  const districtName = setup.filters.district ? setup.districts[setup.filters.district] : "全市";
+  document.getElementById("streets-title").textContent = `${districtName}街道（乡镇）诉求量（点击查看工单）`;
+  const data = await api("/api/v1/indicators/order_count", { by: "street", top: 12, min_denominator: 1 });
+  const rows = Object.entries(data.breakdown).filter(([code]) => code !== "未知")
+    .map(([code, r]) => ({ code, label: r.label, value: r.value })).reverse();
+  const c = chart("streets");
+  c.setOption({
+    grid: { left: 110, right: 24, top: 8, bottom: 24 }, tooltip: {},
+    xAxis: { type: "value", minInterval: 1 }, yAxis: { type: "category", data: rows.map((r) => r.label) },
+    series: [{ type: "bar", data: rows.map((r) => r.value), color: RED }],
+  }, true);
+  c.off("click");
+  c.on("click", (params) => {
+    const query = new URLSearchParams({ start: setup.start, end: setup.end, ...setup.filters,
+                                        street: rows[params.dataIndex].code });
+    window.location.href = `/cockpit/orders?${query}`;
+  });
+}
+
 async function hotAreas() {
   const data = await api("/api/v1/indicators/hot_areas", { min_count: 3, top: 8 });
   const items = (data.breakdown.areas || []).map((a) =>
@@ -256,7 +278,7 @@ async function refresh() {
   // The key figures and the light charts first; the heavy lists (text similarity, per-unit columns) after them,
   // so the two server cores answer what an official reads first.
   const first = await Promise.allSettled([kpis, trend, channels, categories].map(drawn));
-  const second = await Promise.allSettled([districtMap, units, hotAreas, hotTopics, alerts, vitals].map(drawn));
+  const second = await Promise.allSettled([districtMap, streets, units, hotAreas, hotTopics, alerts, vitals].map(drawn));
   const failed = [...first, ...second].filter((o) => o.status === "rejected").length;
   const now = new Date();
   document.getElementById("refreshed").textContent =
