@@ -39,6 +39,7 @@ from knowledge_base.kb import KnowledgeBase
 from knowledge_base.loaders import DataFileError, read_rows
 from nlp.normalize import DEFAULT_MAX_CHARS, InputError, check_text
 from nlp.pii import mask_pii
+from nlp.request_type import request_type
 from orders.lifecycle import SATISFACTION, STATE_LABELS, State
 from orders.models import OrderEvent, WorkOrder, utcnow
 from orders.service import CHANNELS
@@ -474,7 +475,7 @@ def _order_values(row: OrderRow, kb: KnowledgeBase, now: dt.datetime, geocoder: 
         result.placed_from_unit += not from_text and bool(district or street)
     return {
         "order_no": row.order_no, "channel": row.channel, "state": row.state.value, "text": row.text,
-        "text_masked": mask_pii(row.text), "caller_phone": None, "caller_phone_last4": row.caller_phone_last4,
+        "text_masked": mask_pii(row.text), "request_type": request_type(row.text), "caller_phone": None, "caller_phone_last4": row.caller_phone_last4,
         "caller_openid": None, "idempotency_key": None, "request_hash": None, "lat": None, "lng": None,
         "address": row.address, "district_adcode": district, "street_id": street,
         "community": community, "kb_item_id": None, "category_code": row.category_code, "category_path": row.category_path,

@@ -54,6 +54,7 @@ class WorkOrder(Base):
     department_code: Mapped[str | None] = mapped_column(String(32), index=True)   # the unit holding it now
     handler: Mapped[str | None] = mapped_column(String(64))
     urgency: Mapped[str] = mapped_column(String(8), default="非紧急")
+    request_type: Mapped[str | None] = mapped_column(String(8))   # 诉求类型: 投诉/举报/咨询/求助/建议/表扬 (nlp)
     tags: Mapped[list] = mapped_column(JSON, default=list)
     sentiment: Mapped[float | None] = mapped_column(Float)
 

@@ -146,6 +146,7 @@ def members(group: str) -> list[Entry]:
 # What `by` ranks by, and what a ranking calls it.
 DIMENSIONS = {"channel": "来源渠道", "category": "事项（大类/子类/细类）", "category1": "事项大类", "category2": "事项子类",
               "category3": "事项细类",
+              "request_type": "诉求类型",
               "district": "区县", "street": "街道（乡镇）", "department": "承办单位", "day": "登记日期"}
 CHANNEL_LABELS = {"hotline": "12345热线", "wechat": "微信公众号", "web": "网站", "open311": "Open311接口", "grid": "网格员上报",
                   "app": "移动应用", "sensor": "感知设备", "110": "110转办"}

@@ -29,6 +29,7 @@ _KEYS: dict[str, Callable[[WorkOrder], str | None]] = {
     "category1": lambda o: category_level(o.category_path, 1),
     "category2": lambda o: category_level(o.category_path, 2),
     "category3": lambda o: category_level(o.category_path, 3),
+    "request_type": lambda o: o.request_type,
     "district": lambda o: o.district_adcode,
     "street": lambda o: o.street_id,
     "department": lambda o: o.department_code,

@@ -211,6 +211,7 @@ def build_content(*, session: Session, period: Period, names: ind.Names = ind.NO
         "daily_average": round(count["value"] / period.days, 1) if count["value"] is not None else None,
         "direct": direct_and_transferred(session=session, scope=scope),
         "channels": _shares(session, scope, "channel", names),
+        "request_types": _shares(session, scope, "request_type", names),
         "categories": _shares(session, scope, "category1", names),
         "subcategories": _shares(session, scope, "category2", names, top=10),
         "districts": _shares(session, scope, "district", names, top=30),

@@ -43,6 +43,9 @@ def findings(content: dict) -> list[str]:
     if content["channels"]:
         top = content["channels"][0]
         sentences.append(f"来源渠道以{top['label']}为主，{number(top['count'])}件，占{percent(top['share'])}。")
+    if content.get("request_types"):
+        listed = "、".join(f"{t['label']}{number(t['count'])}件" for t in content["request_types"][:3])
+        sentences.append(f"按诉求类型，{listed}。")
     if content["categories"]:
         top = content["categories"][:3]
         listed = "、".join(f"{c['label']}{number(c['count'])}件（{percent(c['share'])}）" for c in top)

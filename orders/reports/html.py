@@ -55,9 +55,9 @@ img { max-width: 100%; }
 </table>
 <p class="note">口径：{{ c.direct.definition }}</p>
 
-<h2>四、来源渠道与诉求类别</h2>
+<h2>四、来源渠道、诉求类型与类别</h2>
 {% if charts.trend %}<img alt="每日工单量" src="{{ charts.trend }}">{% endif %}
-{% for title, rows in (("来源渠道", c.channels), ("事项大类", c.categories), ("事项子类（前10）", c.subcategories), ("区县", c.districts)) %}
+{% for title, rows in (("来源渠道", c.channels), ("诉求类型", c.request_types), ("事项大类", c.categories), ("事项子类（前10）", c.subcategories), ("区县", c.districts)) %}
 <table>
 <tr><th>{{ title }}</th><th>件数</th><th>占比</th></tr>
 {% for r in rows %}<tr><td>{{ r.label }}</td><td>{{ fmt.number(r.count) }}</td><td>{{ fmt.percent(r.share) }}</td></tr>{% endfor %}

@@ -82,6 +82,9 @@ def render_pdf(*, content: dict, findings: list[str], charts: dict[str, bytes]) 
     for name in ("trend", "categories", "channels"):
         if name in charts:
             story += [_image(charts[name], width), Spacer(1, 3 * mm)]
+    if c.get("request_types"):
+        story.append(_table([["诉求类型", "件数", "占比"]] + [[t["label"], fmt.number(t["count"]), fmt.percent(t["share"])]
+                                                       for t in c["request_types"]], s))
     story.append(Paragraph("五、承办单位情况", s["h2"]))
     rows = [["承办单位", "派遣", "按时办结", "超时办结", "未办结", "结案率", "按时率", "超期", "退单", "不满意率"]]
     rows += [[u["name"], fmt.number(u["order_count"]), fmt.number(u["on_time_done"]), fmt.number(u["late_done"]),

@@ -110,7 +110,8 @@ def render_xlsx(*, content: dict, findings: list[str]) -> bytes:
     _summary(book, content, findings)
     _units(book, content)
     _shares(book, "事项类别", [("事项大类", content["categories"]), ("事项子类（前10）", content["subcategories"])])
-    _shares(book, "来源渠道与区县", [("来源渠道", content["channels"]), ("区县", content["districts"])])
+    _shares(book, "来源渠道与区县", [("来源渠道", content["channels"]), ("诉求类型", content["request_types"]),
+                                  ("区县", content["districts"])])
     _topics(book, content)
     buffer = io.BytesIO()
     book.save(buffer)

@@ -106,6 +106,8 @@ def test_volume_and_rankings(week):
         assert ind.order_count(session, WEEK).value == 7                                    # A B C D E F H
         assert ind.ranking(session, WEEK, "channel").breakdown == {"hotline": 5, "wechat": 1, "web": 1}
         assert ind.ranking(session, WEEK, "district").breakdown == {"430104": 3, "430111": 2, "430103": 1, "未知": 1}
+        # 诉求类型, read from each text at intake: F ("再问一下摊贩的事") asks; the others complain.
+        assert ind.ranking(session, WEEK, "request_type").breakdown == {"投诉": 6, "咨询": 1}
         assert ind.order_count(session, ind.Scope(WEEK.start, WEEK.end, district_adcode="430104")).value == 3
         assert ind.order_count(session, ind.Scope(WEEK.start, WEEK.end, category_prefix="城市管理")).value == 2
         compared = ind.with_previous(ind.order_count, session, WEEK)

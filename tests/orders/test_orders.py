@@ -7,7 +7,7 @@ import threading
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from support import clean_postgres_url
 
@@ -423,12 +423,22 @@ def test_migration_0008_moves_the_stored_idempotency_keys_into_their_senders_sco
                ("msg:24680135792468013579", Actor("wechat", "system"), "wechat", WECHAT_SCOPE),
                ("msg:13579246801357924680", Actor("assistant", "system"), "wechat", WECHAT_SCOPE)]
     ids = {}
+    # Today's ORM also writes request_type (0012): lend the column while writing the 0007-era rows.
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE work_orders ADD COLUMN request_type VARCHAR(8)"))
     for key, actor, channel, _ in senders:   # as 0007 stored them: the key as sent
         with transaction(factory) as session:
             order, _ = create_order(session, text=COMPLAINT, channel=channel, actor=actor, now=MONDAY)
             session.execute(update(WorkOrder).where(WorkOrder.id == order.id).values(idempotency_key=key))
             ids[key] = order.id
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE work_orders DROP COLUMN request_type"))
+    engine.dispose()
     command.upgrade(config, "head")
+    engine = make_engine(url)
+    factory = session_factory(engine)
+    with factory() as session:   # 0012 read each stored order's type from its text
+        assert {o.request_type for o in session.scalars(select(WorkOrder))} == {"投诉"}
     with factory() as session:
         for key, _actor, _channel, scope in senders:
             assert find_by_idempotency_key(session, key=key, scope=scope).id == ids[key], key

@@ -77,6 +77,7 @@ def test_content_is_the_indicator_functions(week):  # noqa: F811
         channels = ind.ranking(session, scope, "channel").breakdown
         assert {c["key"]: c["count"] for c in content["channels"]} == channels
         assert sum(c["count"] for c in content["categories"]) == 7
+        assert {t["label"]: t["count"] for t in content["request_types"]} == {"投诉": 6, "咨询": 1}
         per_unit = ind.by_dimension(session, scope, measure="order_count", dimension="department", top=None).breakdown
         assert {u["code"]: u["order_count"] for u in content["units"]} == {
             code: row["value"] for code, row in per_unit.items() if code != "未知"}

@@ -80,6 +80,15 @@ async function trend() {
   });
 }
 
+async function requestTypes() {
+  const data = await api("/api/v1/indicators/ranking", { dimension: "request_type", top: 10 });
+  chart("request-types").setOption({
+    tooltip: { trigger: "item", formatter: "{b}: {c}件 ({d}%)" },
+    series: [{ type: "pie", radius: ["38%", "68%"],
+               data: Object.entries(data.breakdown).map(([type, n]) => ({ name: type, value: n })) }],
+  });
+}
+
 async function channels() {
   const data = await api("/api/v1/indicators/ranking", { dimension: "channel", top: 20 });
   chart("channels").setOption({
@@ -277,7 +286,7 @@ function drawn(part) {
 async function refresh() {
   // The key figures and the light charts first; the heavy lists (text similarity, per-unit columns) after them,
   // so the two server cores answer what an official reads first.
-  const first = await Promise.allSettled([kpis, trend, channels, categories].map(drawn));
+  const first = await Promise.allSettled([kpis, trend, channels, requestTypes, categories].map(drawn));
   const second = await Promise.allSettled([districtMap, streets, units, hotAreas, hotTopics, alerts, vitals].map(drawn));
   const failed = [...first, ...second].filter((o) => o.status === "rejected").length;
   const now = new Date();
