@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.auth.models import AuditRecord
 from api.deps import ClientDep, OrdersReader, OrdersWriter, Principal, SessionsDep
+from api.schemas import RowId
 from hotline.core.clock import utcnow
 from hotline.core.db import transaction
 from orders import roles
@@ -98,7 +99,7 @@ def list_callbacks(principal: OrdersReader, sessions: SessionsDep,
 
 
 @router.post("/callbacks/{callback_id}/take")
-def take(callback_id: int, principal: OrdersWriter, sessions: SessionsDep, client: ClientDep) -> dict:
+def take(callback_id: RowId, principal: OrdersWriter, sessions: SessionsDep, client: ClientDep) -> dict:
     """The agent takes the task: the answer holds the whole phone number, for this agent (the reveal is audited)."""
     _centre_staff(principal)
     with callback_errors(), transaction(sessions) as session:
@@ -109,7 +110,7 @@ def take(callback_id: int, principal: OrdersWriter, sessions: SessionsDep, clien
 
 
 @router.post("/callbacks/{callback_id}/close")
-def close(callback_id: int, body: CloseIn, principal: OrdersWriter, sessions: SessionsDep) -> dict:
+def close(callback_id: RowId, body: CloseIn, principal: OrdersWriter, sessions: SessionsDep) -> dict:
     """The call is made: done, with a note and the order filed or looked at in the call, if any."""
     _centre_staff(principal)
     with callback_errors(), transaction(sessions) as session:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import MetricsDep, RouteCaller, RouterDep
 from api.routing_pool import route_complaint
-from api.schemas import Location
+from api.schemas import Location, RowId
 from nlp.normalize import InputError
 from routing.feedback import correction_json
 from routing.geocode import GeoPoint
@@ -64,7 +64,7 @@ def list_corrections(router_: RouterDep, caller: RouteCaller) -> list[dict]:
 
 
 @router.delete("/corrections/{correction_id}", status_code=204)
-def delete_correction(correction_id: int, router_: RouterDep, caller: RouteCaller) -> Response:
+def delete_correction(correction_id: RowId, router_: RouterDep, caller: RouteCaller) -> Response:
     """Undo a correction: the running router stops using it at once."""
     if router_.feedback is None or not router_.feedback.remove(correction_id):
         raise HTTPException(404, f"no correction with id {correction_id}")

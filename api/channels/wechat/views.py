@@ -25,6 +25,7 @@ from api.deps import (
     require_scope,
 )
 from api.routes.work import centre_only
+from api.schemas import RowId
 from hotline.core.config import Settings
 from hotline.core.db import transaction
 from nlp.pii import mask_pii
@@ -171,7 +172,7 @@ def unfiled(sessions: SessionsDep, principal: Annotated[Principal, Depends(requi
 
 
 @router.post("/api/v1/wechat/unfiled/{message_id}/retry")
-def retry_unfiled(message_id: int, request: Request, sessions: SessionsDep,
+def retry_unfiled(message_id: RowId, request: Request, sessions: SessionsDep,
                   principal: Annotated[Principal, Depends(require_scope("orders:write"))]) -> dict:
     """File an unsettled message now (after the fault is fixed); idempotent, a filed message is never filed twice."""
     _centre_staff(principal)
