@@ -184,22 +184,43 @@ def prepare_database(url: str, *, orders: int, env: dict) -> dict:
     return {"orders": [tuple(row) for row in rows], "seed_seconds": round(seeded_s, 1)}
 
 
-def run(*, turns: int, orders: int, seed: int, transcript: Path | None = None) -> dict:
-    load_at_start = os.getloadavg()
-    work = Path(tempfile.mkdtemp(prefix="hotline-assistant-bench-"))
+def loopback_stack(work: Path) -> tuple[dict, Settings]:
+    """Ports, URLs and environment of an app + Rasa pair on loopback over a fresh SQLite file in `work`; this
+    process's environment is set too, so its Settings (Rasa's endpoints, the webhook token) agree with the app's."""
     app_port, rasa_port = free_port(), free_port()
-    app_url, rasa_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{rasa_port}"
-    database_url = f"sqlite:///{work / 'bench.sqlite3'}"
+    stack = {"app_port": app_port, "rasa_port": rasa_port, "app_url": f"http://127.0.0.1:{app_port}",
+             "rasa_url": f"http://127.0.0.1:{rasa_port}", "database_url": f"sqlite:///{work / 'bench.sqlite3'}"}
     overrides = {
-        "HOTLINE_DATABASE_URL": database_url, "HOTLINE_STATE_DIR": str(work / "state"),
+        "HOTLINE_DATABASE_URL": stack["database_url"], "HOTLINE_STATE_DIR": str(work / "state"),
         "HOTLINE_ASSISTANT_API_KEY": "hlk_bench_" + secrets.token_urlsafe(24),
-        "HOTLINE_SERVICE_URL": app_url, "HOTLINE_RASA_URL": rasa_url,
+        "HOTLINE_SERVICE_URL": stack["app_url"], "HOTLINE_RASA_URL": stack["rasa_url"],
         # Every visitor here is 127.0.0.1: the relay's per-address limit (30/min) would throttle the benchmark itself.
         "HOTLINE_PUBLIC_RATE_LIMIT_PER_MINUTE": "1000000",
     }
-    env = {**os.environ, **overrides}
-    os.environ.update(overrides)              # this process's Settings (Rasa's endpoints, webhook token) agree
-    settings = Settings()
+    stack["env"] = {**os.environ, **overrides}
+    os.environ.update(overrides)
+    return stack, Settings()
+
+
+def start_stack(stack: dict, settings: Settings, work: Path):
+    """(app, rasa) processes, both answering: the app's router loaded, Rasa's model loaded (about a minute)."""
+    app = start_app(stack["app_port"], stack["env"])
+    rasa = start_rasa(settings, port=stack["rasa_port"], service_url=stack["app_url"], log_file=work / "rasa.log")
+    try:
+        wait_for_app(stack["app_url"], app)
+        wait_until_ready(stack["rasa_url"], timeout=600, process=rasa)
+    except BaseException:
+        stop_process(rasa)
+        stop_process(app)
+        raise
+    return app, rasa
+
+
+def run(*, turns: int, orders: int, seed: int, transcript: Path | None = None) -> dict:
+    load_at_start = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="hotline-assistant-bench-"))
+    stack, settings = loopback_stack(work)
+    app_url, database_url, env = stack["app_url"], stack["database_url"], stack["env"]
     model = model_file(settings)
     model_info = {"file": str(model), "modified": dt.datetime.fromtimestamp(model.stat().st_mtime).isoformat(
         timespec="seconds"), "current_with_training_data": model_is_current(settings)}
@@ -210,10 +231,7 @@ def run(*, turns: int, orders: int, seed: int, transcript: Path | None = None) -
     log: list[dict] = []
     try:
         print("starting the app and Rasa (about a minute) …", flush=True)
-        app = start_app(app_port, env)
-        rasa = start_rasa(settings, port=rasa_port, service_url=app_url, log_file=work / "rasa.log")
-        wait_for_app(app_url, app)
-        wait_until_ready(rasa_url, timeout=600, process=rasa)
+        app, rasa = start_stack(stack, settings, work)
         with httpx.Client(base_url=app_url, timeout=30) as api:
             login = api.post("/api/v1/auth/token", json={"username": OFFICIAL, "password": OFFICIAL_PASSWORD})
             login.raise_for_status()

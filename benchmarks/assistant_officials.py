@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import secrets
 import shutil
 import sys
 import tempfile
@@ -36,11 +35,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app_server import free_port, start_app, wait_for_app  # noqa: E402
-from assistant_latency import OFFICIAL, OFFICIAL_PASSWORD, prepare_database  # noqa: E402
+from assistant_latency import OFFICIAL, OFFICIAL_PASSWORD, loopback_stack, prepare_database, start_stack  # noqa: E402
 
 from assistant.actions.speech import number  # noqa: E402
-from assistant.manage import model_file, model_is_current, start_rasa, stop_process, wait_until_ready  # noqa: E402
+from assistant.manage import model_file, model_is_current, stop_process  # noqa: E402
 from hotline.core.clock import CITY_TZ  # noqa: E402
 from hotline.core.config import Settings  # noqa: E402
 from knowledge_base.kb import load_knowledge_base  # noqa: E402
@@ -135,18 +133,8 @@ def expected_pieces(api: httpx.Client, expect: dict, *, today: dt.date, paths: d
 
 def run(*, orders: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="hotline-officials-bench-"))
-    app_port, rasa_port = free_port(), free_port()
-    app_url, rasa_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{rasa_port}"
-    database_url = f"sqlite:///{work / 'bench.sqlite3'}"
-    overrides = {
-        "HOTLINE_DATABASE_URL": database_url, "HOTLINE_STATE_DIR": str(work / "state"),
-        "HOTLINE_ASSISTANT_API_KEY": "hlk_bench_" + secrets.token_urlsafe(24),
-        "HOTLINE_SERVICE_URL": app_url, "HOTLINE_RASA_URL": rasa_url,
-        "HOTLINE_PUBLIC_RATE_LIMIT_PER_MINUTE": "1000000",
-    }
-    env = {**os.environ, **overrides}
-    os.environ.update(overrides)
-    settings = Settings()
+    stack, settings = loopback_stack(work)
+    app_url, database_url, env = stack["app_url"], stack["database_url"], stack["env"]
     model = model_file(settings)
     print(f"seeding {orders} orders and the vitals sample …", flush=True)
     prepare_database(database_url, orders=orders, env=env)
@@ -161,10 +149,7 @@ def run(*, orders: int) -> dict:
     app = rasa = None
     try:
         print("starting the app and Rasa (about a minute) …", flush=True)
-        app = start_app(app_port, env)
-        rasa = start_rasa(settings, port=rasa_port, service_url=app_url, log_file=work / "rasa.log")
-        wait_for_app(app_url, app)
-        wait_until_ready(rasa_url, timeout=600, process=rasa)
+        app, rasa = start_stack(stack, settings, work)
         with httpx.Client(base_url=app_url, timeout=TURN_TIMEOUT_S) as api:
             token = api.post("/api/v1/auth/token", json={"username": OFFICIAL, "password": OFFICIAL_PASSWORD}
                              ).raise_for_status().json()["access_token"]
