@@ -153,20 +153,14 @@ def clean_messages(payload: list[Any]) -> list[dict[str, Any]]:
             message["buttons"] = buttons
         if isinstance(raw.get("custom"), dict):
             custom = dict(raw["custom"])
-            if "chart" in custom:
-                chart = clean_chart(custom["chart"])
-                if chart is None:
-                    custom.pop("chart")
-                    log.warning("dropped a malformed chart from the assistant")
-                else:
-                    custom["chart"] = chart
-            if "link" in custom:
-                link = clean_link(custom["link"])
-                if link is None:
-                    custom.pop("link")
-                    log.warning("dropped a link from the assistant that is not a path on this site")
-                else:
-                    custom["link"] = link
+            for key, clean in (("chart", clean_chart), ("link", clean_link)):
+                if key in custom:
+                    cleaned = clean(custom[key])
+                    if cleaned is None:
+                        custom.pop(key)
+                        log.warning("dropped a malformed %s from the assistant", key)
+                    else:
+                        custom[key] = cleaned
             if custom:
                 message["custom"] = custom
         if isinstance(raw.get("image"), str) and safe_image_url(raw["image"]):
