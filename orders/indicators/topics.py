@@ -102,25 +102,38 @@ _CLAUSE = re.compile(r"[，。！？；、,.!?;:：\s]+")
 # A residential place a clause may open with (XX小区门口…), and the words locating something there.
 _ESTATE = re.compile(r"^[\u4e00-\u9fa5]{1,8}?(?:小区|社区|花园|公寓|大院|新村|村)")
 _BY = re.compile(r"^(?:的)?(?:门口|门前|附近|旁边|周边|周围|楼下|里面|内)")
-LABEL_PHRASE_CHARS = 12
+# A clause opening with who it is about rather than what ("其家庭…", "某工业园…").
+_PRONOUN = re.compile(r"^(?:其|某)")
+LABEL_PHRASE_CHARS = 14
 
 
 def topic_label(sample: str, terms: list[str], place: str | None, known_places: tuple[str, ...] = ()) -> str:
     """A short phrase an official would write for a hot topic ("望月湖街道 路灯不亮"): where, if most of the group
-    is in one place, and the first clause of the most typical complaint that holds one of the topic's words, with
-    the lead-in (来电人反映…) and the place words cut off; the topic's words when no clause holds them."""
+    is in one place, and the clause of the most typical complaint that holds most of the topic's words (the group's
+    most telling words weigh most), with the lead-in (来电人反映…, 其/某) and the place words cut off, ended at a
+    word when it is long; the topic's words when no clause holds them."""
     places = sorted({p for p in (place, *known_places) if p}, key=len, reverse=True)
-    phrase = ""
+    weights = {term: 1 / rank for rank, term in enumerate(terms[:5], start=1)}
+    best, best_score = "", 0.0
     for clause in _CLAUSE.split(strip_courtesy(sample or "")):
         clause = _LEAD_IN.sub("", clause.strip())
         for name in places:
             clause = clause.replace(name, "")
-        core = _BY.sub("", _ESTATE.sub("", clause))
-        if any(term in core for term in terms[:3]):
-            phrase = core[:LABEL_PHRASE_CHARS]
-            break
-    phrase = phrase or "、".join(terms[:2])
+        core = _PRONOUN.sub("", _BY.sub("", _ESTATE.sub("", clause)))
+        score = sum(weight for term, weight in weights.items() if term in core)
+        if score > best_score:           # the first of equals: the complaint's own order
+            best, best_score = core, score
+    phrase = _shortened(best, terms) or "、".join(terms[:2])
     return f"{place} {phrase}".strip() if place else phrase
+
+
+def _shortened(phrase: str, terms: list[str]) -> str:
+    """The phrase, or when longer than LABEL_PHRASE_CHARS its head ended after the last topic word that fits."""
+    if len(phrase) <= LABEL_PHRASE_CHARS:
+        return phrase
+    ends = [phrase.find(t) + len(t) for t in terms if 0 <= phrase.find(t) and phrase.find(t) + len(t) <= LABEL_PHRASE_CHARS]
+    cut = max(ends, default=0)
+    return phrase[:cut] if cut >= 6 else phrase[:LABEL_PHRASE_CHARS]
 
 
 def _main_place(group: list[WorkOrder], streets: list[dict], districts: list[dict]) -> str | None:

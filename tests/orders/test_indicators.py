@@ -594,6 +594,13 @@ def test_a_hot_topic_reads_as_a_place_and_a_phrase_from_its_own_text():
     spread = topic_label("市民反映芙蓉区定王台街道菜市场周边占道经营严重，早上车都开不过去", ["占道"], None, places)
     assert spread == "菜市场周边占道经营严重"             # no single place: the phrase alone
     assert topic_label("", ["噪音", "施工"], "东塘街道") == "东塘街道 噪音、施工"   # no clause: the topic's words
+    # The clause holding most of the topic's words, not the first one that holds any ("其家庭户籍人口6人").
+    water = topic_label("岳麓区咸嘉湖街道，来电人反映：其家庭户籍人口6人，申请阶梯水价人口核增未获办理，诉求：告知办理流程。",
+                        ["人口", "核增", "阶梯水价", "未获", "家庭"], "咸嘉湖街道", places + ("咸嘉湖街道",))
+    assert water == "咸嘉湖街道 申请阶梯水价人口核增未获办理"
+    # A long clause ends after the last topic word that fits, not in the middle of one.
+    assert topic_label("浏阳市某工业园内一家化工企业近期排放的废气有刺激性气味", ["化工企业", "废气", "排放"], None,
+                       ("浏阳市",)) == "工业园内一家化工企业近期排放"
 
 
 def test_api_names_the_units_of_the_return_ranking(cockpit, app_and_keys):
