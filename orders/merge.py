@@ -24,6 +24,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from orders import roles
 from orders.lifecycle import OPEN_STATES, STATE_LABELS, State
 from orders.models import MERGED_ROLE, WorkOrder, utcnow
+from orders.outbox import enqueue_withdrawn
 from orders.service import Actor, ConcurrentUpdate, Forbidden, follow_handling_order, record_event
 
 # Before a unit has taken the order up: merging it elsewhere takes nobody's work away.
@@ -79,13 +80,15 @@ def merge_order(session: Session, *, order: WorkOrder, into: WorkOrder, actor: A
     try:
         moved = [order, *[c for c in order.children if c.role == MERGED_ROLE]]
         for caller in moved:
-            before = caller.state
+            before, unit_before = caller.state, caller.department_code
             caller.parent = into
             caller.role = MERGED_ROLE
             caller.updated_at = now
             follow_handling_order(into)
-            record_event(caller, action="merge", from_state=before, actor=actor, now=now,
-                         comment=reason or f"同一事件，合并到 {into_no} 办理", data={"into": into_no})
+            event = record_event(caller, action="merge", from_state=before, actor=actor, now=now,
+                                 comment=reason or f"同一事件，合并到 {into_no} 办理", data={"into": into_no})
+            if unit_before and unit_before != caller.department_code:   # dispatched, not yet taken up, elsewhere
+                enqueue_withdrawn(session, order=caller, event=event, department_code=unit_before, now=now)
         into.updated_at = now
         record_event(into, action="merge_in", from_state=into.state, actor=actor, now=now, comment=reason,
                      data={"orders": [c.order_no for c in moved], "channels": sorted({c.channel for c in moved})})

@@ -88,14 +88,22 @@ def enqueue_for_event(session: Session, *, order: WorkOrder, event: OrderEvent, 
     department that lost the order to a re-dispatch is told it was withdrawn."""
     messages = []
     if event.action == "dispatch" and previous_department and previous_department != order.department_code:
-        old = _endpoint_of(session, previous_department)
-        if old is not None:
-            messages.append(_enqueue(session, old, "order.withdrawn", order, order_payload(order, event), now))
+        messages += enqueue_withdrawn(session, order=order, event=event, department_code=previous_department, now=now)
     holder = _endpoint_of(session, order.department_code)
     if holder is not None and event.actor_role != "handler":
         topic = "order.dispatched" if event.action == "dispatch" else "order.status_changed"
         messages.append(_enqueue(session, holder, topic, order, order_payload(order, event), now))
     return messages
+
+
+def enqueue_withdrawn(session: Session, *, order: WorkOrder, event: OrderEvent, department_code: str,
+                      now: dt.datetime) -> list[OutboxMessage]:
+    """order.withdrawn for a department that no longer holds the order (re-dispatched elsewhere, or merged into an
+    order another unit handles), when it has a webhook."""
+    endpoint = _endpoint_of(session, department_code)
+    if endpoint is None:
+        return []
+    return [_enqueue(session, endpoint, "order.withdrawn", order, order_payload(order, event), now)]
 
 
 # -- delivery --------------------------------------------------------------------------------------------------

@@ -323,6 +323,25 @@ def test_redispatch_tells_the_old_department_and_a_refused_step_sends_nothing(wo
     assert [json.loads(body)["topic"] for _, body in fresh.received] == ["order.dispatched"]
 
 
+def test_an_order_merged_away_from_the_unit_it_was_dispatched_to_is_withdrawn_there(work, receiver):
+    """A second caller's order was dispatched to 岳麓 城管 (not yet signed) before the agent saw it is the same event
+    as an order 雨花 城管 handles: merged, it leaves 岳麓 城管, which must hear so (it stayed in their queue)."""
+    client, keys, factory, new = work
+    old, fresh = receiver(), receiver()
+    for code, hook in ((CHENGGUAN, old), (YUHUA_CHENGGUAN, fresh)):
+        client.put(f"/api/v1/departments/{code}/webhook", json={"url": hook.url}, headers=_h(keys, "admin"))
+    handling = new(NOISE, _routing(YUHUA_CHENGGUAN, "auto", 0.97))
+    second = new(STALL, _routing(CHENGGUAN, "auto", 0.97))
+    merged = client.post(f"/api/v1/orders/{second}/merge", headers=_h(keys, "dispatch"),
+                         json={"into": handling, "reason": "同一事件"})
+    assert merged.status_code == 200, merged.text
+    _deliver(factory)
+    assert [json.loads(body)["topic"] for _, body in old.received] == ["order.dispatched", "order.withdrawn"]
+    withdrawn = json.loads(old.received[-1][1])
+    assert withdrawn["order_no"] == second and withdrawn["event"]["action"] == "merge"
+    assert [json.loads(body)["topic"] for _, body in fresh.received] == ["order.dispatched"]
+
+
 # -- inbound status callbacks ----------------------------------------------------------------------------------
 def test_department_callbacks_apply_once_and_only_to_its_orders(work):
     client, keys, factory, new = work
