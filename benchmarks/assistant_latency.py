@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -202,18 +203,25 @@ def loopback_stack(work: Path) -> tuple[dict, Settings]:
     return stack, Settings()
 
 
-def start_stack(stack: dict, settings: Settings, work: Path):
-    """(app, rasa) processes, both answering: the app's router loaded, Rasa's model loaded (about a minute)."""
-    app = start_app(stack["app_port"], stack["env"])
-    rasa = start_rasa(settings, port=stack["rasa_port"], service_url=stack["app_url"], log_file=work / "rasa.log")
+@contextmanager
+def running_stack(stack: dict, settings: Settings, work: Path):
+    """The app and Rasa running and answering for the block (the router and Rasa's model loaded: about a minute);
+    both stopped after it. On failure the work folder (Rasa's log, the database) is kept and named; else removed."""
+    print("starting the app and Rasa (about a minute) …", flush=True)
+    app = rasa = None
     try:
+        app = start_app(stack["app_port"], stack["env"])
+        rasa = start_rasa(settings, port=stack["rasa_port"], service_url=stack["app_url"], log_file=work / "rasa.log")
         wait_for_app(stack["app_url"], app)
         wait_until_ready(stack["rasa_url"], timeout=600, process=rasa)
+        yield
     except BaseException:
+        print(f"failed; the Rasa log and the database are in {work}", file=sys.stderr)
+        raise
+    finally:
         stop_process(rasa)
         stop_process(app)
-        raise
-    return app, rasa
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def run(*, turns: int, orders: int, seed: int, transcript: Path | None = None) -> dict:
@@ -227,11 +235,8 @@ def run(*, turns: int, orders: int, seed: int, transcript: Path | None = None) -
 
     print(f"seeding {orders} orders …", flush=True)
     data = prepare_database(database_url, orders=orders, env=env)
-    app = rasa = None
     log: list[dict] = []
-    try:
-        print("starting the app and Rasa (about a minute) …", flush=True)
-        app, rasa = start_stack(stack, settings, work)
+    with running_stack(stack, settings, work):
         with httpx.Client(base_url=app_url, timeout=30) as api:
             login = api.post("/api/v1/auth/token", json={"username": OFFICIAL, "password": OFFICIAL_PASSWORD})
             login.raise_for_status()
@@ -245,13 +250,6 @@ def run(*, turns: int, orders: int, seed: int, transcript: Path | None = None) -
             run_round(app_url, rng, data, log, measured=True)
         wall_s = time.perf_counter() - started
         load_after = os.getloadavg()
-    except BaseException:
-        print(f"failed; the Rasa log and the database are in {work}", file=sys.stderr)
-        raise
-    finally:
-        stop_process(rasa)
-        stop_process(app)
-    shutil.rmtree(work, ignore_errors=True)
 
     if transcript:
         with transcript.open("w", encoding="utf-8") as handle:

@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -35,10 +34,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from assistant_latency import OFFICIAL, OFFICIAL_PASSWORD, loopback_stack, prepare_database, start_stack  # noqa: E402
+from assistant_latency import OFFICIAL, OFFICIAL_PASSWORD, loopback_stack, prepare_database, running_stack  # noqa: E402
 
 from assistant.actions.speech import number  # noqa: E402
-from assistant.manage import model_file, model_is_current, stop_process  # noqa: E402
+from assistant.manage import model_file, model_is_current  # noqa: E402
 from hotline.core.clock import CITY_TZ  # noqa: E402
 from hotline.core.config import Settings  # noqa: E402
 from knowledge_base.kb import load_knowledge_base  # noqa: E402
@@ -146,10 +145,7 @@ def run(*, orders: int) -> dict:
     paths = category_paths(settings)
     conversations = load_conversations()
     turns: list[dict] = []
-    app = rasa = None
-    try:
-        print("starting the app and Rasa (about a minute) …", flush=True)
-        app, rasa = start_stack(stack, settings, work)
+    with running_stack(stack, settings, work):
         with httpx.Client(base_url=app_url, timeout=TURN_TIMEOUT_S) as api:
             token = api.post("/api/v1/auth/token", json={"username": OFFICIAL, "password": OFFICIAL_PASSWORD}
                              ).raise_for_status().json()["access_token"]
@@ -169,13 +165,6 @@ def run(*, orders: int) -> dict:
                         turns.append({"say": turn["say"], "expect": turn["expect"], "right": not missing,
                                       "missing": missing, "reply": reply[:400], "ms": round(elapsed_ms, 1)})
                         print(("ok  " if not missing else "MISS") + f" {turn['say']}", flush=True)
-    except BaseException:
-        print(f"failed; the Rasa log and the database are in {work}", file=sys.stderr)
-        raise
-    finally:
-        stop_process(rasa)
-        stop_process(app)
-    shutil.rmtree(work, ignore_errors=True)
     right = sum(t["right"] for t in turns)
     groups = {"vitals": lambda t: "vitals" in t["expect"],
               "compare": lambda t: bool(t["expect"].get("compare")),

@@ -248,13 +248,18 @@ def with_previous(metric, session: Session, scope: Scope, **kwargs) -> dict:
     return {"current": current, "previous": before, "change": change}
 
 
+def check_measures(measures: list[str]) -> None:
+    """ValueError naming the names that are not measures of a set of orders (groups and lists are not)."""
+    unknown = [m for m in measures if m not in OF_ORDERS]
+    if unknown:
+        raise ValueError(f"not measures of orders: {', '.join(unknown)}; one of {', '.join(OF_ORDERS)}")
+
+
 def figures(session: Session, scope: Scope, measures: list[str], *, now: dt.datetime | None = None
             ) -> dict[str, Indicator]:
     """Several measures of one scope from ONE read of its orders (the cockpit's key figures), each by the function
     its own endpoint uses, so the numbers are the same."""
-    unknown = [m for m in measures if m not in OF_ORDERS]
-    if unknown:
-        raise ValueError(f"not measures of orders: {', '.join(unknown)}; one of {', '.join(OF_ORDERS)}")
+    check_measures(measures)
     orders = scoped_orders(session, scope)
     return {m: OF_ORDERS[m](session, orders, now=now) for m in measures}
 

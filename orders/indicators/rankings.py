@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from hotline.core.clock import CITY_TZ, as_utc
 from orders.indicators.catalogue import CATALOGUE, DEF_RANKING, DIMENSIONS
-from orders.indicators.measures import OF_ORDERS, relative_change
+from orders.indicators.measures import OF_ORDERS, check_measures, relative_change
 from orders.indicators.scope import NO_NAMES, UNKNOWN, Indicator, Names, Scope, category_level, scoped_orders
 from orders.models import WorkOrder, utcnow
 
@@ -117,9 +117,7 @@ def table(session: Session, scope: Scope, *, dimension: str, measures: list[str]
     table): {key: {"label", name: {"value", "numerator", "denominator"}, …}}, each by the same function as the
     measure's figure and its ranking (so the table, a ranking and the assistant agree). Orders whose dimension is
     unknown are left out of the rows, as rankings leave them."""
-    unknown = [m for m in measures if m not in OF_ORDERS]
-    if unknown:
-        raise ValueError(f"not measures of orders: {', '.join(unknown)}; one of {', '.join(OF_ORDERS)}")
+    check_measures(measures)
     grouping = _grouping(dimension)
     now = now or utcnow()
     rows: dict[str, dict] = {}
