@@ -125,10 +125,12 @@ def engine(request, tmp_path_factory):
 @pytest.fixture
 def factory(engine):
     from orders.models import OrderEmbedding, OrderEvent, RoutingDecision, Supervision, WorkOrder
+    from orders.similar import forget_stored_vectors
 
     with engine.begin() as conn:
         for table in (OrderEmbedding, Supervision, RoutingDecision, OrderEvent, WorkOrder):
             conn.execute(delete(table))
+    forget_stored_vectors(engine)
     return session_factory(engine)
 
 
