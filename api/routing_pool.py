@@ -72,8 +72,9 @@ def route_batcher(router, settings) -> MicroBatcher | None:
     return held[1]
 
 
-def _route_one(router, settings, text: str, point, order_id: str) -> tuple[dict, np.ndarray | None]:
-    """(routing, the matter's vector) for one complaint."""
+def route_one(router, settings, text: str, point, order_id: str) -> tuple[dict, np.ndarray | None]:
+    """(routing, the matter's vector) for one complaint, batched with the others routing now; blocks its thread
+    (callers on the event loop use `route_with_vector`)."""
     item = router.prepare(RouteRequest(order_id, text, point))   # InputError: this request's alone
     batcher = route_batcher(router, settings)
     if batcher is None:
@@ -95,7 +96,7 @@ async def route_complaint(app, router, text: str, point=None, *, order_id: str =
 async def route_with_vector(app, router, text: str, point=None, *,
                             order_id: str = "") -> tuple[dict, np.ndarray | None]:
     """`route_complaint`'s routing and the vector of the complaint's matter it was matched with."""
-    return await run_routing(app, _route_one, router, app.state.settings, text, point, order_id)
+    return await run_routing(app, route_one, router, app.state.settings, text, point, order_id)
 
 
 def text_embedder(router) -> tuple[str, Callable[[Sequence[str]], np.ndarray]]:

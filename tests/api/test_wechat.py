@@ -21,7 +21,7 @@ from api.channels.wechat.messages import WECHAT_TEXT_BYTES, parse_message
 from api.channels.wechat.models import WeChatMessage
 from api.channels.wechat.sender import RecordingSender
 from hotline.core.db import make_engine, session_factory, transaction
-from orders.models import WorkOrder, utcnow
+from orders.models import OrderEmbedding, WorkOrder, utcnow
 
 TOKEN = "hotline-test-token"
 APP_ID = "wx1234567890abcdef"
@@ -340,13 +340,27 @@ def test_a_stored_location_without_coordinates_is_no_location(client):
     assert order.lat is None and order.order_no in client.sender.sent[-1][1]
 
 
+def test_a_directly_filed_message_keeps_the_vector_it_was_routed_with(client):
+    """Routed like the HTTP intake (batched, in the routing pool), the filing keeps the matter's vector, so the
+    same-event search does not embed the complaint again."""
+    client.app.state.assistant = ScriptedAssistant(_down)
+    _post_text(client, "岳麓区望月湖街道望月湖社区路灯坏了一个多星期，晚上一片漆黑😡", "9620000000000000077")
+    [order] = _orders(client.factory)
+    model_id = client.app.state.router.matcher.encoders.embedders[0].model_id
+    with client.factory() as session:
+        stored = session.scalars(select(OrderEmbedding.model_id).where(OrderEmbedding.order_id == order.id)).all()
+    assert stored == [model_id]
+
+
 def test_an_order_is_filed_even_when_routing_fails(client, monkeypatch):
     client.app.state.assistant = ScriptedAssistant(_down)
 
     def broken(*args, **kwargs):
         raise RuntimeError("index file vanished")
 
-    monkeypatch.setattr(client.app.state.router, "route", broken)
+    router = client.app.state.router
+    monkeypatch.setattr(router, "route_prepared", broken)
+    monkeypatch.delitem(router.__dict__, "_service_route_batcher", raising=False)   # a batcher holds the old method
     _post_text(client, "岳麓区望月湖街道路灯坏了", "9620000000000000001")
     [order] = _orders(client.factory)
     assert order.department_code is None and order.order_no in client.sender.sent[-1][1]   # an agent routes it

@@ -174,7 +174,7 @@ def test_routing_runs_in_its_own_worker_pool_not_the_general_one():
 def test_concurrent_routing_requests_are_routed_in_one_call_with_their_own_answers(router):
     """api/routing_pool: requests routing at the same moment go through one Router.route_prepared call, each gets
     the answer router.route gives it alone, and a bad text fails only its own request."""
-    from api.routing_pool import _route_one, route_batcher
+    from api.routing_pool import route_batcher, route_one
     from nlp.normalize import InputError
 
     texts = ["岳麓区望月湖街道工地晚上施工噪音太大", "雨花区高桥街道停水了", "桔子洲街道楼下邻居装修吵",
@@ -199,7 +199,7 @@ def test_concurrent_routing_requests_are_routed_in_one_call_with_their_own_answe
 
     def caller(i: int, text: str) -> None:
         try:
-            results[i] = _route_one(router, router.settings, text, None, f"id{i}")[0]   # (routing, vector)
+            results[i] = route_one(router, router.settings, text, None, f"id{i}")[0]   # (routing, vector)
         except Exception as exc:  # noqa: BLE001
             results[i] = exc
 
@@ -238,7 +238,7 @@ def _queue_view(batcher):
 def test_a_complaint_that_breaks_the_router_fails_only_its_own_request(router):
     """When a batched routing call raises, each request of the batch is routed again alone: the others get their
     answers, the one at fault gets the error."""
-    from api.routing_pool import _route_one, route_batcher
+    from api.routing_pool import route_batcher, route_one
 
     texts = ["岳麓区望月湖街道工地晚上施工噪音太大", "雨花区高桥街道停水了", "BOOM 桔子洲街道楼下邻居装修吵"]
     alone = {t: router.route(t) for t in texts if "BOOM" not in t}
@@ -261,7 +261,7 @@ def test_a_complaint_that_breaks_the_router_fails_only_its_own_request(router):
 
     def caller(text: str) -> None:
         try:
-            results[text] = _route_one(router, router.settings, text, None, "")[0]   # (routing, vector)
+            results[text] = route_one(router, router.settings, text, None, "")[0]   # (routing, vector)
         except Exception as exc:  # noqa: BLE001
             results[text] = exc
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import StatementError
 
 from api.channels.wechat.messages import Incoming
 from api.channels.wechat.models import WeChatMessage
+from api.routing_pool import route_one
 from hotline.core.db import transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_pii
@@ -88,20 +89,22 @@ def _send(sender, openid: str, text: str) -> None:
         log.exception("WeChat reply failed")
 
 
-def _route(router_, text: str, point):
-    """The router's answer and the point it used. Routing that breaks, even without the point, leaves the order
-    unrouted (agents route it from the intake queue): it never stops the filing."""
+def _route(router_, settings, text: str, point):
+    """(the router's answer, the point it used, the matter's vector). Routed with the other complaints routing at
+    the same moment (`api.routing_pool`), like the HTTP intake. Routing that breaks, even without the point,
+    leaves the order unrouted (agents route it from the intake queue): it never stops the filing."""
     if router_ is None:
-        return None, point
+        return None, point, None
     for attempt in ((point, None) if point is not None else (None,)):
         try:
-            return router_.route(text, attempt), attempt
+            routing, vector = route_one(router_, settings, text, attempt, "")
+            return routing, attempt, vector
         except InputError:
             raise
         except Exception as exc:  # any fault of the router: file without it
             log.error("routing a WeChat message%s failed: %s", " with its location" if attempt else "", _problem(exc),
                       exc_info=not isinstance(exc, StatementError))
-    return None, None
+    return None, None, None
 
 
 def file_incoming(app, incoming: Incoming) -> str:
@@ -114,12 +117,14 @@ def file_message(app, *, key: str, openid: str, text: str, attempts: int, now: d
     recorded on the message (retried with backoff by `file_due`, listed for staff), and the citizen is told at the
     first failure that the complaint was received."""
     sessions, sender, router_ = app.state.sessions, app.state.wechat_sender, app.state.router
+    # Kept with the order for same-event search, so the search does not embed the complaint a second time.
+    model_id = router_.matcher.encoders.embedders[0].model_id if router_ is not None else None
     try:
         point = None
         location = last_location(sessions, openid)
         if location:
             point = GeoPoint(location[0], location[1], "gcj02")   # WeChat's location message uses GCJ-02
-        routing, point = _route(router_, text, point)
+        routing, point, vector = _route(router_, app.state.settings, text, point)
         try:
             lat_lng = point.to_wgs84() if point else (None, None)
         except Exception as exc:  # a point that cannot be converted is dropped, not the complaint
@@ -130,7 +135,8 @@ def file_message(app, *, key: str, openid: str, text: str, attempts: int, now: d
                                             caller_openid=openid, lat=lat_lng[0], lng=lat_lng[1], idempotency_key=key,
                                             idempotency_scope=WECHAT_SCOPE,   # the channel's own keys (L12)
                                             routing=routing, routing_model=router_.embedder_note if router_ else None,
-                                            auto_dispatch=app.state.settings.auto_dispatch)
+                                            auto_dispatch=app.state.settings.auto_dispatch,
+                                            text_vector=vector, vector_model=model_id)
             order_no = order.order_no
             _settle(session, key, "filed", order_no=order_no)
     except IdempotencyConflict:

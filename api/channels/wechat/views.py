@@ -25,6 +25,7 @@ from api.deps import (
     require_scope,
 )
 from api.routes.work import centre_only
+from api.routing_pool import run_routing
 from api.schemas import RowId
 from hotline.core.config import Settings
 from hotline.core.db import transaction
@@ -218,7 +219,8 @@ async def _answer_through_assistant(app, incoming: Incoming) -> None:
         messages = await get_assistant(app).send(sender=incoming.openid, message=message, metadata=metadata)
     except (AssistantUnavailable, ValueError) as exc:   # ValueError: over the assistant's length limit
         log.warning("WeChat message filed directly, not through the assistant: %s", exc)
-        await run_in_threadpool(file_incoming, app, incoming)
+        # Routing work: the routing pool's threads, not the general pool that reads and writes share.
+        await run_routing(app, file_incoming, app, incoming)
         return
     await run_in_threadpool(mark_relayed, app.state.sessions, incoming.dedupe_key)
     texts, payloads = wechat_replies(messages)
