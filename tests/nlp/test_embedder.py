@@ -310,6 +310,20 @@ def test_e5_embedder_contract(e5):
 
 
 @pytest.mark.slow
+def test_e5_reads_a_complaint_up_to_its_query_limit_and_a_list_entry_further(e5):
+    assert e5.max_query_tokens == 96 and e5.max_seq_length == 256
+    head = "小区北门外的工地每天晚上十点以后还在打桩浇筑混凝土，机器轰鸣一直持续到凌晨两三点，" * 3   # > 96 tokens
+    tail_a, tail_b = "恳请有关部门依法查处夜间违规施工。", "另外小区门口的路灯也坏了两个月，晚上一片漆黑。"
+    queries = e5.embed_queries([head + tail_a, head + tail_b])
+    np.testing.assert_allclose(queries[0], queries[1], atol=1e-5)   # what follows the first 96 tokens is not read
+    passages = e5.embed_passages([head + tail_a, head + tail_b])
+    assert float(passages[0] @ passages[1]) < 0.9999                 # list entries are read to 256 tokens
+    short = "路灯不亮，晚上一片漆黑"
+    np.testing.assert_allclose(e5.embed_queries([short]), E5Embedder(e5.model_dir, threads=2, cache_size=0)
+                               .embed_queries([short]), atol=1e-5)  # a short complaint is read whole either way
+
+
+@pytest.mark.slow
 def test_use_embedder_shapes(use):
     assert isinstance(use, Embedder) and use.dim == 512 and use.model_id.startswith("use-multilingual-v3")
     _assert_unit_rows(use.embed_queries(["路灯不亮", "楼下烧烤店油烟太大"]), 2, 512)
