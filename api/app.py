@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None, router=None, engine=None, *, lo
     app.state.jwt_key = secret_key(settings.jwt_secret, settings.state_dir)
     app.state.public_limiter = RateLimiter(settings.public_rate_limit_per_minute, 60.0)
     app.state.relay_limiter = RateLimiter(settings.relay_lookups_per_key_per_minute, 60.0)   # per relaying key
+    app.state.lookup_failures = RateLimiter(settings.lookup_failures_per_order_per_hour, 3600.0)   # per order no.
     app.state.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_failure_window_s,
                                              settings.login_lockout_s)
     app.state.metrics = Metrics()

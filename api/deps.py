@@ -55,6 +55,10 @@ def get_relay_limiter(request: Request) -> RateLimiter:
     return request.app.state.relay_limiter
 
 
+def get_lookup_failures(request: Request) -> RateLimiter:
+    return request.app.state.lookup_failures
+
+
 def get_jwt_key(request: Request) -> str:
     return request.app.state.jwt_key
 
@@ -79,6 +83,7 @@ LoadedRouterDep = Annotated[Any | None, Depends(get_router_if_loaded)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 PublicLimiterDep = Annotated[RateLimiter, Depends(get_public_limiter)]
 RelayLimiterDep = Annotated[RateLimiter, Depends(get_relay_limiter)]   # per key that relays citizens
+LookupFailuresDep = Annotated[RateLimiter, Depends(get_lookup_failures)]   # wrong phone digits per order number
 JwtKeyDep = Annotated[str, Depends(get_jwt_key)]
 
 

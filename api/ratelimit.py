@@ -33,21 +33,39 @@ class RateLimiter:
                 return
             del self._hits[oldest]
 
+    def _bucket(self, key: str, now: float) -> deque[float]:
+        self._forget_idle(now)
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = self._hits[key] = deque()
+            while len(self._hits) > self.max_keys:   # a flood of new clients: forget the least recent
+                self._hits.popitem(last=False)
+        else:
+            self._hits.move_to_end(key)
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        return hits
+
+    def _wait(self, hits: deque[float], now: float) -> float | None:
+        return round(hits[0] + self.window_s - now, 1) if len(hits) >= self.limit else None
+
     def check(self, key: str, *, now: float | None = None) -> float | None:
-        """None if allowed; otherwise the seconds to wait."""
+        """None if allowed (and counted); otherwise the seconds to wait."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            self._forget_idle(now)
-            hits = self._hits.get(key)
-            if hits is None:
-                hits = self._hits[key] = deque()
-                while len(self._hits) > self.max_keys:   # a flood of new clients: forget the least recent
-                    self._hits.popitem(last=False)
-            else:
-                self._hits.move_to_end(key)
-            while hits and hits[0] <= now - self.window_s:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return round(hits[0] + self.window_s - now, 1)
-            hits.append(now)
-            return None
+            hits = self._bucket(key, now)
+            wait = self._wait(hits, now)
+            if wait is None:
+                hits.append(now)
+            return wait
+
+    def blocked(self, key: str, *, now: float | None = None) -> float | None:
+        """Like `check`, but counts nothing: for limits on failures, which `record` counts."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return self._wait(self._bucket(key, now), now)
+
+    def record(self, key: str, *, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._bucket(key, now).append(now)

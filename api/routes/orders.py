@@ -16,6 +16,7 @@ from api.auth.keys import verify_api_key
 from api.deps import (
     ClientDep,
     LoadedRouterDep,
+    LookupFailuresDep,
     MetricsDep,
     OrdersReader,
     OrdersWriter,
@@ -396,7 +397,7 @@ def _lookup_wait(*, sessions, client: str | None, public_limiter: RateLimiter, r
 
 @router.get("/public/orders/{order_no}", tags=["citizens"])
 def citizen_status(order_no: str, sessions: SessionsDep, router_: LoadedRouterDep, client: ClientDep,
-                   public_limiter: PublicLimiterDep, relay_limiter: RelayLimiterDep,
+                   public_limiter: PublicLimiterDep, relay_limiter: RelayLimiterDep, failures: LookupFailuresDep,
                    phone_last4: Annotated[str, Query(min_length=4, max_length=4, pattern=r"^\d{4}$")],
                    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
                    x_on_behalf_of: Annotated[str | None, Header(max_length=128, include_in_schema=False)] = None,
@@ -406,9 +407,17 @@ def citizen_status(order_no: str, sessions: SessionsDep, router_: LoadedRouterDe
                         api_key=x_api_key, on_behalf_of=x_on_behalf_of)
     if wait is not None:
         raise HTTPException(429, "too many lookups; try again shortly", headers={"Retry-After": str(int(wait) + 1)})
+    # Wrong digits are counted per order number, whoever sends them (an unknown number too: the answer must not
+    # tell which numbers exist); past the limit the number's lookups pause, the right digits included.
+    order_key = order_no.strip().upper()[:64]
+    wait = failures.blocked(order_key)
+    if wait is not None:
+        raise HTTPException(429, "too many wrong phone numbers for this order; lookups of it are paused, try again "
+                                 "later or call 12345", headers={"Retry-After": str(int(wait) + 1)})
     with sessions() as session:
         order = citizen_lookup(session, order_no=order_no, phone_last4=phone_last4)
         if order is None:
+            failures.record(order_key)
             raise HTTPException(404, "no order with that number and phone")
         return citizen_json(order, router_)
 

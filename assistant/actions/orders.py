@@ -26,7 +26,8 @@ ASK_LAST4 = "请提供登记时留的手机号后四位，我来帮您查询。"
 ASK_ORDER_NO = "请告诉我工单号（例如 CS20261121000001）和登记时留的手机号后四位，我来帮您查询。"
 NOT_FOUND = ("没有查到与这个工单号和手机号后四位相符的工单。请核对工单号（短信或回复里以 CS 开头的一串字符）"
              "和登记时留的手机号后四位后再试；也可以拨打12345人工查询。")
-RATE_LIMITED = "查询太频繁了，请一分钟后再试。"
+# 429: too many lookups from this user (a minute), or too many wrong phone digits for this order (up to an hour).
+RATE_LIMITED = "查询太频繁或手机号后四位错误次数过多，请稍后再试，也可拨打12345热线查询。"
 MY_ORDERS_SHOWN = 3
 RESULT_CHARS = 400   # a chat bubble, not a report: the rest by phone
 

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # Order lookups one API key may relay per minute on behalf of citizens (X-On-Behalf-Of; keys with the
     # `lookup:on_behalf` scope only), whatever the number of distinct users it names.
     relay_lookups_per_key_per_minute: int = 300
+    # Wrong phone digits for one order number within an hour, from anyone, after which that order's status
+    # lookups pause for the rest of the hour: spreading guesses over many addresses or users buys nothing
+    # (review M2; the citizen can still ask the hotline or see "my orders" in WeChat).
+    lookup_failures_per_order_per_hour: int = Field(default=10, ge=1)
     # Proxies whose X-Forwarded-For is believed (addresses or CIDR ranges); empty = the socket's address decides.
     trusted_proxies: list[str] = []
     # Host names the service answers to (the Host header; others get 400, so no absolute URL is built from a forged

@@ -215,15 +215,45 @@ def test_a_citizen_sees_their_order_with_the_right_phone_digits_only(client):
 
 
 def test_public_lookups_are_rate_limited(client):
-    answers = [client.get("/api/v1/public/orders/CS1", params={"phone_last4": "0000"}).status_code for _ in range(35)]
+    # Other order numbers each time: the per-order lock on wrong digits (below) would answer 429 sooner.
+    answers = [client.get(f"/api/v1/public/orders/CS{n}", params={"phone_last4": "0000"}).status_code
+               for n in range(35)]
     assert answers[:30] == [404] * 30 and set(answers[30:]) == {429}
+
+
+def test_wrong_digits_for_one_order_pause_its_lookups_whoever_sends_them(client, app_and_keys):
+    """Review M2: guesses spread over many users (or addresses) are counted on the order number: after 10 wrong
+    last-4 digits in an hour, that order's lookups pause, the right digits included; other orders are not touched."""
+    headers = {"X-API-Key": client.keys["dispatch"]}
+    target = client.post("/api/v1/orders", json={"text": STALL, "caller_phone": "13812345678"}, headers=headers).json()
+    other = client.post("/api/v1/orders", json={"text": "楼上天天半夜拖凳子", "caller_phone": "13900001111"},
+                        headers=headers).json()
+    with transaction(app_and_keys[2]) as session:
+        relay = {"X-API-Key": create_api_key(session, name="relay", scopes=["lookup:on_behalf"])[1]}
+
+    def ask(order_no, digits, user):
+        return client.get(f"/api/v1/public/orders/{order_no}", params={"phone_last4": digits},
+                          headers={**relay, "X-On-Behalf-Of": f"web:{user}"})
+
+    assert ask(target["order_no"], "5678", "owner").status_code == 200
+    guesses = [ask(target["order_no"], f"{n:04d}", f"guesser{n}").status_code for n in range(10)]
+    assert guesses == [404] * 10                       # ten users, one guess each: no per-user limit is reached
+    paused = ask(target["order_no"], "5678", "owner")   # the right digits, now refused
+    assert paused.status_code == 429 and int(paused.headers["Retry-After"]) > 3000 and "12345" in paused.json()["detail"]
+    assert ask(target["order_no"].lower(), "5678", "owner").status_code == 429          # however the number is written
+    assert ask(other["order_no"], "1111", "owner").status_code == 200                   # another order: untouched
+    unknown = [ask("CS20990101999999", "0000", f"u{n}").status_code for n in range(11)]
+    assert unknown == [404] * 10 + [429]               # an unknown number is counted the same: existence not told
 
 
 def test_the_assistant_relaying_chat_users_is_limited_per_user_not_as_one_address(client, app_and_keys):
     with transaction(app_and_keys[2]) as session:   # a channel key that relays citizens (like the assistant's)
         relay = {"X-API-Key": create_api_key(session, name="relay", scopes=["lookup:on_behalf"])[1]}
-    def ask(headers):
-        return client.get("/api/v1/public/orders/CS1", params={"phone_last4": "0000"}, headers=headers).status_code
+    numbers = iter(range(1000))
+
+    def ask(headers):   # another order number each time: the per-order lock on wrong digits is tested below
+        return client.get(f"/api/v1/public/orders/CS{next(numbers)}", params={"phone_last4": "0000"},
+                          headers=headers).status_code
     assert [ask({**relay, "X-On-Behalf-Of": "web:alice"}) for _ in range(31)][-1] == 429
     assert ask({**relay, "X-On-Behalf-Of": "web:bob"}) == 404          # bob has his own allowance
     assert ask({"X-API-Key": "hlk_forged", "X-On-Behalf-Of": "web:carol"}) == 404   # counted against the address
@@ -252,6 +282,17 @@ def test_a_redispatch_teaches_the_router_at_once(client, router):
         assert client.post(f"/api/v1/orders/{order_no}/actions", json=step, headers=headers).status_code == 200
     assert len(router.feedback) == before + 1
     assert router.route(text_)["department"]["code"] == "430104001"
+
+
+def test_a_failure_limit_counts_only_what_is_recorded_and_forgets_after_its_window():
+    from api.ratelimit import RateLimiter
+
+    failures = RateLimiter(2, 3600.0)
+    assert failures.blocked("CS1", now=0.0) is None and failures.blocked("CS1", now=1.0) is None   # looks count nothing
+    failures.record("CS1", now=10.0)
+    failures.record("CS1", now=20.0)
+    assert failures.blocked("CS1", now=30.0) == 3580.0 and failures.blocked("CS2", now=30.0) is None
+    assert failures.blocked("CS1", now=3611.0) is None      # the first failure has left the hour
 
 
 def test_rate_limiter_window_slides():
