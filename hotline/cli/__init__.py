@@ -847,6 +847,31 @@ orders_app = typer.Typer(help="The work-order store: bring in a city's past orde
 app.add_typer(orders_app, name="orders")
 
 
+@orders_app.command("remask")
+def orders_remask(
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="orders per transaction")] = 500,
+) -> None:
+    """Mask the stored orders' texts again with the current masker (after an upgrade that masks more): what
+    analytics, search, lists and webhooks read. Batches commit one by one, so it can be stopped and run again."""
+    from hotline.core.db import transaction
+    from orders.remask import orders_to_remask, remask_after
+
+    sessions = _database_sessions()
+    with sessions() as session:
+        total = orders_to_remask(session)
+    seen = changed = last_id = 0
+    with _progress() as bar:
+        task = bar.add_task("masking stored texts again", total=total)
+        while True:
+            with transaction(sessions) as session:
+                step = remask_after(session, after_id=last_id, limit=batch)
+            if not step.seen:
+                break
+            seen, changed, last_id = seen + step.seen, changed + step.changed, step.last_id
+            bar.advance(task, step.seen)
+    out.print(f"{seen} orders read, {changed} masked differently now")
+
+
 @orders_app.command("import")
 def orders_import(
     file: Annotated[Path, typer.Argument(help="CSV, .xlsx or JSONL: the 12345 export (工单编号, 工单标题, 工单内容, "
