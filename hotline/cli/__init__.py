@@ -790,6 +790,22 @@ def staff_create(
     out.print(f"created {role} {username}" + (f" ({department})" if department else ""))
 
 
+@staff_app.command("list")
+def staff_list() -> None:
+    """Every staff account: login name, role, department, whether it may log in, when it was created."""
+    from api.auth.staff import list_staff
+
+    with _database_sessions()() as session:
+        users = list_staff(session)
+    table = Table(title=f"{len(users)} staff accounts")
+    for column in ("username", "role", "department", "active", "created (UTC)"):
+        table.add_column(column)
+    for user in users:
+        table.add_row(user.username, user.role, user.department_code or "", "yes" if user.active else "disabled",
+                      user.created_at.strftime("%Y-%m-%d %H:%M") if user.created_at else "")
+    out.print(table)
+
+
 @staff_app.command("disable")
 def staff_disable(username: Annotated[str, typer.Argument(help="login name")]) -> None:
     """Disable a staff account: no more logins, and its tokens already issued are refused at once."""

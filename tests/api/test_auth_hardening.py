@@ -225,6 +225,13 @@ def test_staff_disable_and_set_role_commands(tmp_path, monkeypatch):
         with session_factory(make_engine(url))() as session:
             user = session.scalar(select(StaffUser).where(StaffUser.username == "li"))
             assert (user.active, user.role, user.department_code) == (False, "handler", "430104001")
+        runner.invoke(app, ["staff", "create", "--username", "wang", "--role", "agent"], input="Str0ng-Passw0rd\n")
+        listed = runner.invoke(app, ["staff", "list"], env={"COLUMNS": "200"})
+        assert listed.exit_code == 0 and "2 staff accounts" in listed.output
+        rows = [line for line in listed.output.splitlines() if " wang " in line or " li " in line]
+        assert "agent" in rows[0] and "yes" in rows[0]                                   # active first
+        assert "handler" in rows[1] and "430104001" in rows[1] and "disabled" in rows[1]
+        assert "Passw0rd" not in listed.output and "scrypt" not in listed.output        # no password or hash
     finally:
         get_settings.cache_clear()
 
