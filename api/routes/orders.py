@@ -31,7 +31,7 @@ from api.ratelimit import RateLimiter
 from api.routing_pool import route_with_vector, text_embedder
 from api.schemas import Location
 from hotline.core.clock import city_midnight
-from hotline.core.db import transaction
+from hotline.core.db import read_only, transaction
 from hotline.core.secrets import ASSISTANT_KEY_NAME
 from nlp.normalize import InputError
 from nlp.pii import mask_phone, mask_pii
@@ -224,8 +224,8 @@ def lifecycle_errors():
         raise HTTPException(403, str(exc)) from None
 
 
-def order_or_404(session: Session, order_no: str) -> WorkOrder:
-    order = find_order(session, order_no=order_no)
+def order_or_404(session: Session, order_no: str, *, with_steps: bool = False) -> WorkOrder:
+    order = find_order(session, order_no=order_no, with_steps=with_steps)
     if order is None:
         raise HTTPException(404, f"no work order {order_no}")
     return order
@@ -233,8 +233,8 @@ def order_or_404(session: Session, order_no: str) -> WorkOrder:
 
 @router.get("/orders/{order_no}")
 def get_order_view(order_no: str, principal: OrdersReader, sessions: SessionsDep) -> dict:
-    with sessions() as session:
-        order = order_or_404(session, order_no)
+    with read_only(sessions) as session:
+        order = order_or_404(session, order_no, with_steps=True)
         if not visible_to(order, principal):
             raise HTTPException(404, f"no work order {order_no}")   # not 403: do not confirm it exists
         decision = latest_decision(session, order=order)
@@ -446,7 +446,7 @@ def search(principal: OrdersReader, sessions: SessionsDep, router_: LoadedRouter
             return [citizen_json(o, router_) for o in orders_of_openid(session, openid=openid)]
     if principal.role == "handler":
         department = principal.department_code
-    with sessions() as session:
+    with read_only(sessions) as session:
         found = search_orders(session, state=state, department_code=department, district_adcode=district,
                               channel=channel, start=city_midnight(start) if start else None,
                               end=city_midnight(end) if end else None, words=(q or "").split(), limit=limit,

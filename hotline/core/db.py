@@ -102,3 +102,17 @@ class UTCDateTime(TypeDecorator):
 
     def process_result_value(self, value, dialect):
         return as_utc(value) if value is not None else None
+
+
+@contextmanager
+def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that only reads. On PostgreSQL its statements run without BEGIN/ROLLBACK (autocommit): under READ
+    COMMITTED each statement sees its own snapshot inside a transaction too, so nothing is lost, and a read saves
+    two of its round trips, which under load wait on a server sharing the CPU. SQLite: a DEFERRED snapshot."""
+    session = factory()
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+    finally:
+        session.close()

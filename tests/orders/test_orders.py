@@ -448,3 +448,40 @@ def test_migration_0008_moves_the_stored_idempotency_keys_into_their_senders_sco
                                       idempotency_key=senders[0][0], idempotency_scope="key:dispatch-system")
         assert not created and again.id == ids[senders[0][0]]
     engine.dispose()
+
+
+def test_an_order_read_with_its_steps_takes_one_query_and_reads_need_no_transaction(factory):
+    """A staff screen's read of one order: the order, its events and its child orders in one statement; on
+    PostgreSQL a read-only session runs without BEGIN/ROLLBACK (fewer round trips under load), and still sees
+    what other sessions committed."""
+    from sqlalchemy import event
+
+    from hotline.core.db import read_only
+    from orders.search import find_order
+
+    with transaction(factory) as session:
+        order, _ = create_order(session, text="岳麓区望月湖小区门口流动摊贩占道经营，晚上十点后还在😡",
+                                channel="hotline", actor=AGENT)
+        apply_action(session, order_id=order.id, action="accept", actor=AGENT)
+        order_no = order.order_no
+    engine = factory.kw["bind"]
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.startswith("SELECT"):   # SQLite's BEGIN is ours (hotline.core.db), not a read
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with read_only(factory) as session:
+            found = find_order(session, order_no=order_no, with_steps=True)
+            steps = [e.action for e in found.events]
+            children = list(found.children)
+            if engine.dialect.name == "postgresql":
+                assert session.connection().connection.dbapi_connection.autocommit is True
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert steps == ["create", "accept"] and children == [] and len(statements) == 1
+    if engine.dialect.name == "postgresql":
+        with factory() as session:   # the pooled connection is back to transactions for everyone else
+            assert session.connection().connection.dbapi_connection.autocommit is False
