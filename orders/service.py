@@ -136,7 +136,8 @@ def create_order(session: Session, *, text: str, channel: str, actor: Actor, cal
                       caller_phone=digits or None, caller_phone_last4=digits[-4:] or None,
                       caller_openid=caller_openid, request_hash=request_hash,
                       idempotency_key=scoped_idempotency_key(scope, idempotency_key) if idempotency_key else None,
-                      lat=lat, lng=lng, created_at=now, updated_at=now, tags=[], request_type=request_type(text))
+                      lat=lat, lng=lng, created_at=now, updated_at=now, tags=[], request_type=request_type(text),
+                      events=[], children=[])   # known empty: no SELECT for them when the first step is recorded
     try:
         # A savepoint: a concurrent request with the same key makes this insert fail, and we return the winner.
         with session.begin_nested():

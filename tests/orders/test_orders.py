@@ -485,3 +485,25 @@ def test_an_order_read_with_its_steps_takes_one_query_and_reads_need_no_transact
     if engine.dialect.name == "postgresql":
         with factory() as session:   # the pooled connection is back to transactions for everyone else
             assert session.connection().connection.dbapi_connection.autocommit is False
+
+
+def test_creating_an_order_reads_neither_its_events_nor_its_children(factory):
+    """A new order's steps and child orders are known to be empty: filing one issues no SELECT for them (it did,
+    once per intake, when the first step was recorded)."""
+    from sqlalchemy import event
+
+    engine = factory.kw["bind"]
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with transaction(factory) as session:
+            create_order(session, text="望城区高塘岭街道滨江华庭小区电梯三天两头坏，老人被困四十分钟！", channel="wechat",
+                         actor=AGENT)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert not [s for s in reads if "FROM order_events" in s or "work_orders.parent_id =" in s], reads
