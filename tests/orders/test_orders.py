@@ -483,8 +483,17 @@ def test_an_order_read_with_its_steps_takes_one_query_and_reads_need_no_transact
         event.remove(engine, "before_cursor_execute", count)
     assert steps == ["create", "accept"] and children == [] and len(statements) == 1
     if engine.dialect.name == "postgresql":
-        with factory() as session:   # the pooled connection is back to transactions for everyone else
-            assert session.connection().connection.dbapi_connection.autocommit is False
+        # One pooled connection, so the next session surely gets the one read_only() used: back to transactions.
+        single = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0)
+        try:
+            with read_only(session_factory(single)) as session:
+                used = session.connection().connection.dbapi_connection
+                assert used.autocommit is True
+            with session_factory(single)() as session:
+                again = session.connection().connection.dbapi_connection
+                assert again is used and again.autocommit is False
+        finally:
+            single.dispose()
 
 
 def test_creating_an_order_reads_neither_its_events_nor_its_children(factory):
