@@ -34,7 +34,7 @@ from nlp.pii import mask_pii
 from orders.intake import file_complaint
 from orders.lifecycle import ACTION_LABELS, OPEN_STATES, STATE_LABELS, State
 from orders.models import WorkOrder
-from orders.service import Actor
+from orders.service import Actor, canonical_order_no
 
 SUBTYPE_ATTRIBUTE = "subtype"
 DESCRIPTION_MAX_CHARS = 4000          # GeoReport v2: "a full description of the request … up to 4,000 characters"
@@ -301,7 +301,7 @@ def find_request(session: Session, *, order_no: str, publish: str = "open311") -
     """The published top-level order with this number; None when there is none or it is not published."""
     if publish == "none":
         return None
-    query = select(WorkOrder).where(WorkOrder.order_no == order_no.strip().upper(), WorkOrder.parent_id.is_(None))
+    query = select(WorkOrder).where(WorkOrder.order_no == canonical_order_no(order_no), WorkOrder.parent_id.is_(None))
     if publish != "all":
         query = query.where(WorkOrder.channel == OPEN311_CHANNEL)
     return session.scalar(query)

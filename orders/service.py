@@ -245,11 +245,16 @@ def _apply_routing(order: WorkOrder, routing: dict) -> None:
     order.sentiment = routing.get("sentiment")
 
 
+def canonical_order_no(order_no: str) -> str:
+    """An order number as stored: without the spaces and lower case people type it with."""
+    return order_no.strip().upper()
+
+
 def citizen_lookup(session: Session, *, order_no: str, phone_last4: str) -> WorkOrder | None:
     """The order if `phone_last4` matches its caller's phone; None otherwise (the same answer for a wrong number
     and an unknown order, so the lookup cannot be used to find out which orders exist)."""
     # NUL: PostgreSQL refuses it in a query (a 500); no order number holds one anyway.
-    order = (session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no.strip().upper()))
+    order = (session.scalar(select(WorkOrder).where(WorkOrder.order_no == canonical_order_no(order_no)))
              if "\x00" not in order_no else None)
     expected = (order.caller_phone_last4 if order else None) or "????"
     # Decimal digits of any script (full-width １２３４ from a Chinese keyboard) as ASCII: compare_digest refuses

@@ -94,7 +94,8 @@ class Place:
     community: str | None = None
 
     @classmethod
-    def of(cls, order: WorkOrder) -> Place:
+    def of(cls, order: WorkOrder | Row) -> Place:
+        """The place of an order, or of a candidate row holding the same three columns."""
         return cls(order.district_adcode, order.street_id, order.community)
 
 
@@ -226,15 +227,14 @@ def _vectors(session: Session, candidates: list[_Candidate], *, model_id: str, e
              dim: int) -> tuple[list[_Candidate], np.ndarray]:
     """The candidates that have (or now get) a vector of `model_id`, and those vectors as rows."""
     stored = _vector_cache.get_many(session, model_id, candidates)
-    unread = [c for c in candidates if c.id not in stored]
+    unread = {c.id: c for c in candidates if c.id not in stored}
     read: list[tuple[_Candidate, bytes]] = []
-    by_id = {c.id: c for c in unread}
-    ids = list(by_id)
+    ids = list(unread)
     for start in range(0, len(ids), 900):   # SQLite's bound-parameter limit
         rows = session.execute(select(OrderEmbedding.order_id, OrderEmbedding.vector)
                                .where(OrderEmbedding.model_id == model_id,
                                       OrderEmbedding.order_id.in_(ids[start:start + 900])))
-        read.extend((by_id[order_id], vector) for order_id, vector in rows)
+        read.extend((unread[order_id], vector) for order_id, vector in rows)
     # Only vectors read back from the database are kept: one embedded here is stored in this transaction, which
     # may still roll back.
     _vector_cache.put_many(session, model_id, read)
@@ -281,8 +281,7 @@ def find_similar(session: Session, *, vector: np.ndarray, model_id: str, place: 
     for position in reachable.tolist():
         candidate, similarity = candidates[position], float(similarities[position])
         hours = (at - as_utc(candidate.created_at)).total_seconds() / 3600.0
-        candidate_place = Place(candidate.district_adcode, candidate.street_id, candidate.community)
-        score, reason = event_score(similarity, model_id, place_agreement(place, candidate_place),
+        score, reason = event_score(similarity, model_id, place_agreement(place, Place.of(candidate)),
                                     time_agreement(hours, window_days))
         if score >= threshold:
             scored.append((score, round(similarity, 4), reason, candidate))

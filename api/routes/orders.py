@@ -57,6 +57,7 @@ from orders.service import (
     Forbidden,
     IdempotencyConflict,
     apply_action,
+    canonical_order_no,
     citizen_lookup,
     orders_of_openid,
 )
@@ -319,7 +320,7 @@ def merge_errors():
 
 
 def _other_order(session: Session, order_no: str, principal: Principal, what: str) -> WorkOrder:
-    other = (session.scalar(select(WorkOrder).where(WorkOrder.order_no == order_no.strip().upper()))
+    other = (session.scalar(select(WorkOrder).where(WorkOrder.order_no == canonical_order_no(order_no)))
              if "\x00" not in order_no else None)
     if other is None or not visible_to(other, principal):
         raise HTTPException(422, f"no work order {order_no} to {what}")
@@ -409,7 +410,7 @@ def citizen_status(order_no: str, sessions: SessionsDep, router_: LoadedRouterDe
         raise HTTPException(429, "too many lookups; try again shortly", headers={"Retry-After": str(int(wait) + 1)})
     # Wrong digits are counted per order number, whoever sends them (an unknown number too: the answer must not
     # tell which numbers exist); past the limit the number's lookups pause, the right digits included.
-    order_key = order_no.strip().upper()[:64]
+    order_key = canonical_order_no(order_no)[:64]   # bounded: the key is kept in memory
     wait = failures.blocked(order_key)
     if wait is not None:
         raise HTTPException(429, "too many wrong phone numbers for this order; lookups of it are paused, try again "

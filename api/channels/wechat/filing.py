@@ -11,7 +11,7 @@ from sqlalchemy.exc import StatementError
 
 from api.channels.wechat.messages import Incoming
 from api.channels.wechat.models import WeChatMessage
-from api.routing_pool import route_one
+from api.routing_pool import route_one, text_embedder
 from hotline.core.db import transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_pii
@@ -118,7 +118,7 @@ def file_message(app, *, key: str, openid: str, text: str, attempts: int, now: d
     first failure that the complaint was received."""
     sessions, sender, router_ = app.state.sessions, app.state.wechat_sender, app.state.router
     # Kept with the order for same-event search, so the search does not embed the complaint a second time.
-    model_id = router_.matcher.encoders.embedders[0].model_id if router_ is not None else None
+    model_id = text_embedder(router_)[0] if router_ is not None else None
     try:
         point = None
         location = last_location(sessions, openid)
