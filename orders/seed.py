@@ -2,8 +2,12 @@
 lifecycle events, so indicators, the assistant and the demo have real-looking data. Reproducible (seeded).
 
 The complaint texts are the knowledge base's own example complaints placed in a random street of the city, routed
-by the real router; outcomes are drawn around the matter's time limit (most on time, some late, some returned
-and re-dispatched, some reopened), and recent orders are still open.
+by the real router. Each order's true owner is known: the unit of the example's list entry in the street it was
+placed in. The list's own examples are easier than real calls, so besides the router's real mistakes some
+decisions are made wrong on purpose (the router's runner-up named instead), at the rates a centre sees. A wrongly
+named unit returns the order and the centre re-dispatches it to the owner; so the unit that finally holds an order
+is its owner, never a random one, and a model trained on the history learns the list's practice, not noise. Outcomes are drawn around the matter's time
+limit (most on time, some late, some reopened), and recent orders are still open.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from hotline.core.db import transaction
 from orders.lifecycle import add_working_days
 from orders.service import Actor, apply_action, create_order
 from orders.similar import store_embedding
+from routing.geocode import GeocodeResult
 from routing.router import Router, RouteRequest
 
 CHANNEL_WEIGHTS = {"hotline": 0.55, "wechat": 0.25, "web": 0.12, "app": 0.05, "grid": 0.03}
@@ -37,17 +42,22 @@ def seed_history(router: Router, sessions: sessionmaker[Session], *, orders: int
     kb = router.kb
     entries = kb.active_entries()
     streets = list(router.gazetteer.streets.items())
-    texts, created_times, channels = [], [], []
+    texts, owners, created_times, channels = [], [], [], []
     for _ in range(orders):
         entry = rng.choice(entries)
         text = rng.choice(entry.examples)
+        place = GeocodeResult()
         if rng.random() < 0.6:   # callers name the place more often than the list's examples do
             street_id, (street_name, district) = rng.choice(streets)
             if entry.scope != "全市":
                 candidates = [s for s in streets if router.gazetteer.districts[s[1][1]] == entry.scope]
                 street_id, (street_name, district) = rng.choice(candidates) if candidates else (street_id, (street_name, district))
-            text = f"{router.gazetteer.districts[district]}{street_name}，{text}"
+            district_name = router.gazetteer.districts[district]
+            text = f"{district_name}{street_name}，{text}"
+            place = GeocodeResult(district={"adcode": district, "name": district_name},
+                                  street={"id": street_id, "name": street_name}, confidence=1.0)
         texts.append(text)
+        owners.append(_owner_code(router, entry, place))
         day = now - dt.timedelta(days=rng.uniform(0, days))
         # Working-hour shape, kept inside the period (the first day's hour could fall before it).
         created_times.append(min(max(_work_time(rng, day), now - dt.timedelta(days=days)), now - dt.timedelta(minutes=5)))
@@ -65,24 +75,42 @@ def seed_history(router: Router, sessions: sessionmaker[Session], *, orders: int
     vector_model = router.matcher.encoders.embedders[0].model_id
 
     stats = {"orders": 0, "closed": 0, "returned": 0, "reopened": 0, "open": 0, "rejected": 0}
-    departments = [d.code for d in kb.departments.values() if d.kind != "hotline"]
     for n, (i, routing, vector) in enumerate(zip(order_of, routed, vectors)):
         created = created_times[i]
         phone = f"13{rng.randrange(10**8, 10**9)}" if rng.random() < 0.9 else None
+        routing = _as_named(routing, owners[i], rng)
         with transaction(sessions) as session:
             order, _ = create_order(session, text=texts[i], channel=channels[i], actor=SYSTEM, caller_phone=phone,
                                     routing=routing, routing_model=router.embedder_note, now=created)
             if vector is not None:
                 store_embedding(session, order=order, vector=vector, model_id=vector_model)
-            _simulate(session, rng, order.id, routing, created, now, departments, stats)
+            _simulate(session, rng, order.id, routing, owners[i], created, now, stats)
         stats["orders"] += 1
         if n % 2 == 1:
             progress(1)
     return stats
 
 
-def _simulate(session: Session, rng: random.Random, order_id: int, routing: dict, created: dt.datetime,
-              now: dt.datetime, departments: list[str], stats: dict) -> None:
+def _owner_code(router: Router, entry, place: GeocodeResult) -> str | None:
+    """The code of the unit that owns the example's matter where it was placed; None when no listed unit can be
+    named (a street/town matter with no place given: the centre would have to ask the caller)."""
+    unit, _, _ = router.resolve_unit(entry.lead, entry.level, place)
+    return getattr(unit, "code", None)
+
+
+def _as_named(routing: dict, owner: str | None, rng: random.Random) -> dict:
+    """The decision as the centre saw it. Real calls are harder than the list's examples: about 6 % of automatic
+    and 15 % of assisted decisions name a wrong unit, here the router's first runner-up that is not the owner."""
+    named = (routing.get("department") or {}).get("code")
+    if owner is None or named != owner or rng.random() >= (0.06 if routing.get("decision") == "auto" else 0.15):
+        return routing
+    runner_up = next((c["department"] for c in routing.get("candidates") or []
+                      if (c.get("department") or {}).get("code") not in (None, owner)), None)
+    return {**routing, "department": runner_up} if runner_up else routing
+
+
+def _simulate(session: Session, rng: random.Random, order_id: int, routing: dict, owner: str | None,
+              created: dt.datetime, now: dt.datetime, stats: dict) -> None:
     def act(action: str, when: dt.datetime, **data) -> bool:
         if when >= now:
             return False   # the future has not happened: the order stays where it is
@@ -103,15 +131,14 @@ def _simulate(session: Session, rng: random.Random, order_id: int, routing: dict
         return
     auto = routing.get("decision") == "auto"
     t += dt.timedelta(minutes=rng.uniform(1, 5) if auto else rng.uniform(10, 180))
-    # The router is wrong about 6% of the time when it dispatches by itself and about 15% when an agent confirms its
-    # suggestion (real messages are harder than the list's examples): the unit it named returns the order, which
-    # the centre re-dispatches, so the decision counts as wrong in 分拨准确率 (a return by the named unit).
-    wrong = rng.random() < (0.06 if auto else 0.15)
+    # When the router named another unit than the owner, that unit returns the order and the centre re-dispatches
+    # it to the owner, so the decision counts as wrong in 分拨准确率 (a return by the named unit). With no owner
+    # known (no place for a street/town matter) the router's unit keeps it.
+    wrong = owner is not None and owner != right
     if not act("dispatch", t, department_code=right, mode="auto" if auto else "assisted"):
         stats["open"] += 1
         return
     if wrong:
-        owner = rng.choice([d for d in departments if d != right] or [right])
         t += dt.timedelta(hours=rng.uniform(1, 30))
         if not act("return", t, reason="非本单位职责", at_fault=rng.random() < 0.3):
             stats["open"] += 1

@@ -50,4 +50,17 @@ def test_seeded_history_is_routed_consistent_and_reproducible(router, tmp_path):
                                    .where(RoutingDecision.correct.is_(False)))
             assert wrong == stats["returned"] and accuracy.value < 1
             assert accuracy.denominator - accuracy.numerator == wrong
+            # A returned order goes to the matter's owner in the place the complaint names, never to a random unit:
+            # a street/town office of that street, a district unit of that district, or a city unit.
+            returned = [o for o in orders if any(e.action == "return" for e in o.events)]
+            assert returned
+            for order in returned:
+                holder = router.kb.departments[order.department_code]
+                first_dispatch = next(e for e in order.events if e.action == "dispatch")
+                assert holder.code != first_dispatch.department_code
+                if holder.level == "street":
+                    street_name = router.gazetteer.streets[holder.street_id][0]
+                    assert order.text.startswith(f"{holder.district_name}{street_name}，"), (order.text, holder)
+                elif holder.level == "district":
+                    assert order.text.startswith(holder.district_name), (order.text, holder)
     assert results[0] == results[1]          # the same seed gives the same history
