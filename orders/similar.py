@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
@@ -61,6 +61,9 @@ OTHER_STREET_PENALTY = 0.10
 OTHER_DISTRICT_PENALTY = 0.70       # identical text in another district stays under any threshold above 0.35
 RECENT_BONUS = 0.05                 # at most, for complaints minutes apart; nothing at the window's end
 BEST_BONUS = max(SAME_COMMUNITY_BONUS, SAME_STREET_BONUS) + RECENT_BONUS
+# The best score an order of another district can reach (the same text, minutes apart). Above it, a search reads
+# only its own district's orders and those of no known district (reading rows was most of a search's time).
+BEST_OTHER_DISTRICT_SCORE = 1.0 - OTHER_DISTRICT_PENALTY + RECENT_BONUS
 MAX_CANDIDATES = 5000           # the newest open orders of the window, so a flood cannot make a search slow
 # Orders without a stored vector embedded by one search, newest first (e5 embeds ~40 complaints/s on 2 cores): the
 # first searches after an upgrade, or after a burst of WeChat orders, stay fast; the rest wait for later searches.
@@ -162,9 +165,10 @@ def store_embedding(session: Session, *, order: WorkOrder, vector: np.ndarray, m
 _Candidate = Row
 
 
-def _candidates(session: Session, *, since: dt.datetime, until: dt.datetime,
-                exclude_id: int | None) -> list[_Candidate]:
-    """Open top-level orders created in [since, until]: merged callers' and co-handlers' orders are not events."""
+def _candidates(session: Session, *, since: dt.datetime, until: dt.datetime, exclude_id: int | None,
+                district_adcode: str | None = None) -> list[_Candidate]:
+    """Open top-level orders created in [since, until]: merged callers' and co-handlers' orders are not events.
+    With `district_adcode`, only that district's orders and those of no known district."""
     query = (select(WorkOrder.id, WorkOrder.order_no, WorkOrder.created_at, WorkOrder.district_adcode,
                     WorkOrder.street_id, WorkOrder.community)
              .where(WorkOrder.state.in_([s.value for s in OPEN_STATES]), WorkOrder.parent_id.is_(None),
@@ -172,6 +176,9 @@ def _candidates(session: Session, *, since: dt.datetime, until: dt.datetime,
              .order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc()).limit(MAX_CANDIDATES))
     if exclude_id is not None:
         query = query.where(WorkOrder.id != exclude_id)
+    if district_adcode:
+        query = query.where(or_(WorkOrder.district_adcode == district_adcode, WorkOrder.district_adcode.is_(None),
+                                WorkOrder.district_adcode == ""))
     return list(session.connection().execute(query))   # Core rows: half the time of ORM rows
 
 
@@ -268,8 +275,10 @@ def find_similar(session: Session, *, vector: np.ndarray, model_id: str, place: 
     threshold = proposal_threshold(model_id) if threshold is None else threshold
     query = np.asarray(vector, dtype=np.float32).reshape(-1)
     window = dt.timedelta(days=window_days)
+    own_district_only = threshold > BEST_OTHER_DISTRICT_SCORE and place.district_adcode
     candidates = _candidates(session, since=at - window, until=at + window if later_too else at,
-                             exclude_id=exclude_order_id)
+                             exclude_id=exclude_order_id,
+                             district_adcode=place.district_adcode if own_district_only else None)
     candidates, matrix = _vectors(session, candidates, model_id=model_id, embed=embed, dim=query.shape[0])
     if not candidates:
         return []
@@ -291,11 +300,18 @@ def find_similar(session: Session, *, vector: np.ndarray, model_id: str, place: 
             for score, similarity, reason, c in scored[:limit]]
 
 
-def similar_to_order(session: Session, *, order: WorkOrder, model_id: str, embed: Embed, window_days: int = 7,
-                     limit: int = 5, threshold: float | None = None) -> list[SimilarOrder]:
-    """Open orders about the same event as `order` (its stored vector, or one made now and stored), filed within
-    `window_days` before or after it; the order's own handling order and fellow merged callers are not proposed."""
-    found = find_similar(session, vector=order_vector(session, order=order, model_id=model_id, embed=embed), model_id=model_id, place=Place.of(order), at=order.created_at,
+def similar_to_order(session: Session, *, order: WorkOrder, model_id: str, embed: Embed | None,
+                     window_days: int = 7, limit: int = 5, threshold: float | None = None,
+                     vector: np.ndarray | None = None) -> list[SimilarOrder]:
+    """Open orders about the same event as `order` (its `vector` when the caller holds it, else its stored one, or
+    one made now and stored), filed within `window_days` before or after it; the order's own handling order and
+    fellow merged callers are not proposed. With `embed` None nothing is embedded or written (a read-only
+    session): candidates without a stored vector are left out."""
+    if vector is None:
+        if embed is None:
+            raise ValueError("similar_to_order needs the order's vector or an embed function")
+        vector = order_vector(session, order=order, model_id=model_id, embed=embed)
+    found = find_similar(session, vector=vector, model_id=model_id, place=Place.of(order), at=order.created_at,
                          exclude_order_id=order.id, embed=embed, window_days=window_days, limit=limit + 1,
                          threshold=threshold, later_too=True)
     return [hit for hit in found if hit.order.id != order.parent_id][:limit]

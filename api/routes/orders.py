@@ -175,7 +175,7 @@ async def post_order(body: OrderIn, request: Request, response: Response, key: O
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
 
-    model_id, embed = text_embedder(router_) if router_ is not None else (None, None)
+    model_id = text_embedder(router_)[0] if router_ is not None else None
 
     def store() -> tuple[dict, bool]:
         with transaction(sessions) as session:
@@ -186,13 +186,18 @@ async def post_order(body: OrderIn, request: Request, response: Response, key: O
                                             routing_model=router_.embedder_note if router_ else None,
                                             auto_dispatch=settings.auto_dispatch, text_vector=vector,
                                             vector_model=model_id)
-            payload = order_json(order)
-            if embed is not None:
-                # The agent's screen and the dispatch system see at once which open orders tell the same event.
+            payload, order_id = order_json(order), order.id
+        if vector is not None:
+            # The agent's screen and the dispatch system see at once which open orders tell the same event. Searched
+            # after the commit, in a read session: on SQLite the write lock is held for the filing only, not for
+            # reading the window's orders (under load the search inside made every other intake wait for it).
+            # Nothing is embedded here; an order stored without a vector is met by the order page's search.
+            with read_only(sessions) as session:
+                order = session.get(WorkOrder, order_id)
                 payload["similar"] = [similar_json(hit) for hit in similar_to_order(
-                    session, order=order, model_id=model_id, embed=embed,
+                    session, order=order, model_id=model_id, embed=None, vector=vector,
                     window_days=settings.same_event_window_days, limit=settings.same_event_limit)]
-            return payload, created
+        return payload, created
 
     try:
         payload, created = await run_in_threadpool(store)

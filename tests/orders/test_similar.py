@@ -93,6 +93,10 @@ def test_the_same_words_in_another_district_are_another_event(factory):
         # Where the router found no place, the words alone decide.
         unknown = file(session, OUTAGE[0][1], place=Place(), at=START + dt.timedelta(minutes=6))
         assert here.order_no in proposals(session, unknown)
+        # A search from a known district reads only that district's orders and those of no known district...
+        assert proposals(session, here) == [unknown.order_no]
+        # ...unless its threshold is low enough for another district's order to reach it.
+        assert there.order_no in proposals(session, here, threshold=0.0)
     assert place_agreement(XINTIAN, WANGYUEHU)[1] == "不同区县"
     assert place_agreement(XINTIAN, Place("430111", "430111009", None))[1] == "同区不同街道"
 
