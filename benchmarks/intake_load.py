@@ -205,11 +205,13 @@ def run(database: str, requests: int, concurrency: int, max_seconds: float, *, t
         wait_for_app(base, server, timeout=300)
         load_before = os.getloadavg()
         cpu_before = _cpu_seconds(server.pid)
+        client_before = time.process_time()
         latencies, statuses, elapsed, read_latencies, read_statuses = asyncio.run(_load(
             base, key, texts, requests=requests, concurrency=concurrency, max_seconds=max_seconds, readers=readers,
             read_interval=read_interval))
         load_after = os.getloadavg()
         server_cpu = _cpu_seconds(server.pid) - cpu_before
+        client_cpu = time.process_time() - client_before
     finally:
         stop_process(server)
     from sqlalchemy import func, select
@@ -229,7 +231,10 @@ def run(database: str, requests: int, concurrency: int, max_seconds: float, *, t
               "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1), "max_ms": round(max(latencies) * 1000, 1),
               "statuses": statuses, "orders_in_database": stored - 5, "lost_or_duplicated": stored - 5 - created,
               # the server's CPU time over the run (warm-up and reads included) per order: comparable across loads
-              "server_cpu_s": round(server_cpu, 2), "server_cpu_ms_per_order": round(server_cpu / created * 1000, 1)}
+              "server_cpu_s": round(server_cpu, 2), "server_cpu_ms_per_order": round(server_cpu / created * 1000, 1),
+              # this process (the clients) shares the 2 cores with the server: what it took of them
+              "client_cpu_s": round(client_cpu, 2),
+              "machine_cpu_seconds_available": round(elapsed * (os.cpu_count() or 1), 2)}
     if readers:
         result["reads"] = {"readers": readers, "interval_s": read_interval, "count": len(read_latencies),
                            "per_second": round(len(read_latencies) / elapsed, 2),
