@@ -34,5 +34,5 @@ def file_complaint(session: Session, *, text: str, channel: str, actor: Actor, r
                                   idempotency_scope=idempotency_scope, routing=routing, routing_model=routing_model,
                                   auto_dispatch=auto_dispatch, now=now)
     if created and text_vector is not None and vector_model:
-        store_embedding(session, order=order, vector=text_vector, model_id=vector_model)
+        store_embedding(session, order=order, vector=text_vector, model_id=vector_model, new_order=True)
     return order, created

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine, Row
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from hotline.core.clock import as_utc, utcnow
 from orders.lifecycle import OPEN_STATES
@@ -149,10 +149,12 @@ def vector_bytes(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").reshape(-1).tobytes()
 
 
-def store_embedding(session: Session, *, order: WorkOrder, vector: np.ndarray, model_id: str) -> None:
-    """Keep an order's text vector (once per model: a second call for the same model changes nothing)."""
-    exists = session.scalar(select(OrderEmbedding.id).where(OrderEmbedding.order_id == order.id,
-                                                            OrderEmbedding.model_id == model_id))
+def store_embedding(session: Session, *, order: WorkOrder, vector: np.ndarray, model_id: str,
+                    new_order: bool = False) -> None:
+    """Keep an order's text vector (once per model: a second call for the same model changes nothing). An order
+    created in this transaction (`new_order`) has none yet: no need to look."""
+    exists = None if new_order else session.scalar(select(OrderEmbedding.id).where(
+        OrderEmbedding.order_id == order.id, OrderEmbedding.model_id == model_id))
     if exists is None:
         session.add(OrderEmbedding(order_id=order.id, model_id=model_id, vector=vector_bytes(vector),
                                    created_at=utcnow()))
@@ -230,6 +232,12 @@ def forget_stored_vectors(engine: Engine) -> None:
     _vector_cache.forget(engine)
 
 
+def remember_vector(session: Session, *, order: WorkOrder, vector: np.ndarray, model_id: str) -> None:
+    """Keep a COMMITTED order's stored vector in memory, so the searches that meet it next need not read it back
+    (the intake calls this after its filing commits; before, a rollback could leave a vector of no order)."""
+    _vector_cache.put_many(session, model_id, [(order, vector_bytes(vector))])
+
+
 def _vectors(session: Session, candidates: list[_Candidate], *, model_id: str, embed: Embed | None,
              dim: int) -> tuple[list[_Candidate], np.ndarray]:
     """The candidates that have (or now get) a vector of `model_id`, and those vectors as rows."""
@@ -261,8 +269,13 @@ def _vectors(session: Session, candidates: list[_Candidate], *, model_id: str, e
     return kept, matrix
 
 
-def _orders_by_id(session: Session, ids: list[int]) -> dict[int, WorkOrder]:
-    return {o.id: o for o in session.scalars(select(WorkOrder).where(WorkOrder.id.in_(ids)))} if ids else {}
+def _orders_by_id(session: Session, ids: list[int], *, with_children: bool = False) -> dict[int, WorkOrder]:
+    if not ids:
+        return {}
+    query = select(WorkOrder).where(WorkOrder.id.in_(ids))
+    if with_children:   # a proposal shows how many callers are merged into it: one query for all, not one each
+        query = query.options(selectinload(WorkOrder.children))
+    return {o.id: o for o in session.scalars(query)}
 
 
 def find_similar(session: Session, *, vector: np.ndarray, model_id: str, place: Place,
@@ -295,7 +308,7 @@ def find_similar(session: Session, *, vector: np.ndarray, model_id: str, place: 
         if score >= threshold:
             scored.append((score, round(similarity, 4), reason, candidate))
     scored.sort(key=lambda s: (-s[0], s[3].order_no))
-    orders = _orders_by_id(session, [c.id for *_, c in scored[:limit]])
+    orders = _orders_by_id(session, [c.id for *_, c in scored[:limit]], with_children=True)
     return [SimilarOrder(c.order_no, score, similarity, reason, orders[c.id])
             for score, similarity, reason, c in scored[:limit]]
 

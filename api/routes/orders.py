@@ -61,7 +61,7 @@ from orders.service import (
     citizen_lookup,
     orders_of_openid,
 )
-from orders.similar import SimilarOrder, similar_to_order
+from orders.similar import SimilarOrder, remember_vector, similar_to_order
 from routing.geocode import GeoPoint
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
@@ -186,14 +186,16 @@ async def post_order(body: OrderIn, request: Request, response: Response, key: O
                                             routing_model=router_.embedder_note if router_ else None,
                                             auto_dispatch=settings.auto_dispatch, text_vector=vector,
                                             vector_model=model_id)
-            payload, order_id = order_json(order), order.id
+            payload = order_json(order)
         if vector is not None:
             # The agent's screen and the dispatch system see at once which open orders tell the same event. Searched
             # after the commit, in a read session: on SQLite the write lock is held for the filing only, not for
             # reading the window's orders (under load the search inside made every other intake wait for it).
-            # Nothing is embedded here; an order stored without a vector is met by the order page's search.
+            # Nothing is embedded here; an order stored without a vector is met by the order page's search. `order`
+            # is detached with its columns loaded (sessions do not expire on commit): no need to read it again.
             with read_only(sessions) as session:
-                order = session.get(WorkOrder, order_id)
+                if created:
+                    remember_vector(session, order=order, vector=vector, model_id=model_id)
                 payload["similar"] = [similar_json(hit) for hit in similar_to_order(
                     session, order=order, model_id=model_id, embed=None, vector=vector,
                     window_days=settings.same_event_window_days, limit=settings.same_event_limit)]

@@ -289,3 +289,35 @@ def test_a_remembered_vector_never_answers_for_another_order_with_the_same_id(fa
                             at=START + dt.timedelta(hours=1))
     # The noise complaint is not about the outage: with the outage's remembered vector it would be proposed.
     assert hits == [] and (reused or factory.kw["bind"].dialect.name == "postgresql")
+
+
+def test_a_vector_remembered_at_intake_is_not_read_back_and_proposals_are_loaded_in_one_query(factory):
+    """The intake remembers the vector it has just committed, so the next search reads no stored vector for that
+    order; the proposed orders come with their merged callers in one query, not one query per proposal."""
+    from sqlalchemy import event
+
+    from orders.similar import remember_vector
+
+    with transaction(factory) as session:
+        filed = [file(session, text, at=START + dt.timedelta(minutes=i)) for i, (_, text) in enumerate(OUTAGE[:3])]
+    with factory() as session:
+        remember_vector(session, order=filed[0], vector=embed([OUTAGE[0][1]])[0], model_id=MODEL)
+    engine = factory.kw["bind"]
+    statements: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, *args):
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with factory() as session:
+            hits = find_similar(session, vector=embed([OUTAGE[3][1]])[0], model_id=MODEL, place=XINTIAN,
+                                at=START + dt.timedelta(hours=1))
+            assert {h.order_no for h in hits} == {o.order_no for o in filed}
+            assert all(h.order.children == [] for h in hits)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    vector_reads = [p for s, p in statements if "FROM order_embeddings" in s]
+    values = list(vector_reads[0].values()) if isinstance(vector_reads[0], dict) else list(vector_reads[0])
+    assert len(vector_reads) == 1 and filed[0].id not in values and filed[1].id in values   # the two others only
+    assert sum("parent_id IN" in " ".join(s.split()) for s, _ in statements) == 1   # children of all proposals at once
