@@ -16,7 +16,8 @@ reach, 1 for the same text: e5's unrelated Chinese complaints sit at 0.80–0.90
 Vectors are stored once per order and model (`order_embeddings`): the channel hands the router's own vector of the
 complaint to the intake (`store_embedding`), so a search embeds only the new text; an order filed without one (an
 older order, a channel that routed elsewhere) is embedded the first time a search meets it, with the `embed`
-function the caller passes (this package does not load models).
+function the caller passes (this package does not load models). The intake searches after its filing commits, in a
+read session and without `embed`: it holds no write lock while reading, and leaves such orders to the order page.
 
 Search: the candidates are the window's open orders, a few hundred to a few thousand in a city of 5,000 complaints a
 month, read from the database for each query. A numpy product over them is exact and takes about a millisecond at
