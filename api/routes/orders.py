@@ -3,6 +3,7 @@ validation and mapping of errors only; the rules are in orders/."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -64,6 +65,7 @@ from orders.service import (
 from orders.similar import SimilarOrder, remember_vector, similar_to_order
 from routing.geocode import GeoPoint
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 
 
@@ -193,12 +195,18 @@ async def post_order(body: OrderIn, request: Request, response: Response, key: O
             # reading the window's orders (under load the search inside made every other intake wait for it).
             # Nothing is embedded here; an order stored without a vector is met by the order page's search. `order`
             # is detached with its columns loaded (sessions do not expire on commit): no need to read it again.
-            with read_only(sessions) as session:
-                if created:
-                    remember_vector(session, order=order, vector=vector, model_id=model_id)
-                payload["similar"] = [similar_json(hit) for hit in similar_to_order(
-                    session, order=order, model_id=model_id, embed=None, vector=vector,
-                    window_days=settings.same_event_window_days, limit=settings.same_event_limit)]
+            try:
+                with read_only(sessions) as session:
+                    if created:
+                        remember_vector(session, order=order, vector=vector, model_id=model_id)
+                    payload["similar"] = [similar_json(hit) for hit in similar_to_order(
+                        session, order=order, model_id=model_id, embed=None, vector=vector,
+                        window_days=settings.same_event_window_days, limit=settings.same_event_limit)]
+            except Exception:
+                # The order is stored: its sender gets its number, not a 500 that invites a second filing. The
+                # order page searches again.
+                log.warning("same-event search failed after order %s was filed", order.order_no, exc_info=True)
+                payload["similar"], payload["similar_unavailable"] = [], True
         return payload, created
 
     try:

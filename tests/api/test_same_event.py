@@ -98,3 +98,20 @@ def test_the_same_words_in_another_district_are_not_proposed_and_orders_can_be_l
     linked = client.post(f"/api/v1/orders/{here['order_no']}/link", json={"other": there["order_no"]}, headers=dispatch)
     assert linked.status_code == 200 and linked.json()["linked_orders"] == [there["order_no"]]
     assert linked.json()["state"] == "received"
+
+
+def test_a_failing_search_after_filing_still_answers_201_and_keeps_the_order(client, monkeypatch):
+    """The search runs after the filing commits: if it fails, the order is stored and its sender gets its number
+    (a 500 would invite a second filing of the same complaint)."""
+    import api.routes.orders as orders_routes
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the search broke")
+
+    monkeypatch.setattr(orders_routes, "similar_to_order", broken)
+    filed = client.post("/api/v1/orders", json={"text": OUTAGE[0][1], "channel": "hotline"},
+                        headers={"X-API-Key": client.keys["dispatch"]})
+    assert filed.status_code == 201, filed.text
+    assert filed.json()["similar"] == [] and filed.json()["similar_unavailable"] is True
+    stored = client.get(f"/api/v1/orders/{filed.json()['order_no']}", headers={"X-API-Key": client.keys["dispatch"]})
+    assert stored.status_code == 200 and stored.json()["state"] == "received"
