@@ -20,7 +20,7 @@ from api.routing_pool import route_with_vector, text_embedder
 from api.screens.session import CsrfChecked, staff_screen
 from api.screens.templating import render
 from hotline.core.clock import utcnow
-from hotline.core.db import transaction
+from hotline.core.db import read_only, transaction
 from nlp.normalize import InputError
 from nlp.pii import mask_phone
 from orders.callbacks import (
@@ -83,12 +83,14 @@ def _similar(sessions, settings, router_, routing: dict, vector) -> list[dict]:
     """Open orders that look like the same event as the call being typed (before it is filed)."""
     if vector is None:
         return []
-    model_id, embed = text_embedder(router_)
-    with sessions() as session:
+    model_id = text_embedder(router_)[0]
+    # A preview reads only: orders stored without a vector are embedded (and kept) by the order page's search. With
+    # `embed` here, this session (never committed) embedded them, wrote them and threw them away on every analysis.
+    with read_only(sessions) as session:
         return [{"order_no": hit.order_no, "score": hit.score, "reason": hit.reason,
                  "text": hit.order.text_masked[:80], "state": STATE_LABELS[State(hit.order.state)]}
                 for hit in find_similar(session, vector=vector, model_id=model_id, place=place_of(routing),
-                                        embed=embed, window_days=settings.same_event_window_days,
+                                        embed=None, window_days=settings.same_event_window_days,
                                         limit=settings.same_event_limit)]
 
 

@@ -294,3 +294,36 @@ def test_an_extension_request_waits_for_the_centre_on_the_review_screen(client, 
     assert order_no in review and "申请延期 3 个工作日：需协调产权单位" in review
     page = client.get(f"/desk/orders/{order_no}").text
     assert "批准延期" in page and "驳回延期" in page   # the centre decides, the unit does not grant itself
+
+
+def test_the_desks_analysis_only_reads_it_never_embeds_and_writes_stored_orders(client, staff, app_and_keys):
+    """The analysis is a preview before filing: an order stored without a vector is left for the order page's
+    search to embed and keep (the analysis once embedded such orders in a session it never committed)."""
+    from sqlalchemy import event, func, select
+    from sqlalchemy.engine import Engine
+
+    from orders.intake import file_complaint
+    from orders.models import OrderEmbedding
+    from orders.service import Actor
+
+    _, _, factory = app_and_keys
+    with transaction(factory) as session:
+        file_complaint(session, text=CALL, channel="hotline", actor=Actor("agent", "agent"), routing=None,
+                       routing_model=None, auto_dispatch=False)
+    login(client, "agent")
+    token = csrf_of(client.get("/desk").text)
+    writes: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        analysed = client.post("/desk/analyse", data={"csrf": token, "text": CALL, "channel": "hotline"})
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert analysed.status_code == 200 and "分拨建议" in analysed.text
+    assert not [w for w in writes if "order_embeddings" in w], writes
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(OrderEmbedding)) == 0
