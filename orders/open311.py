@@ -185,12 +185,14 @@ def _check_media_url(media_url: str | None) -> str | None:
 
 def create_request(session: Session, *, kb: KnowledgeBase, intake: Intake, actor: Actor,
                    caller_phone: str | None = None, routing: dict | None = None,
-                   routing_model: str | None = None, auto_dispatch: bool = False) -> WorkOrder:
+                   routing_model: str | None = None, auto_dispatch: bool = False,
+                   text_vector=None, vector_model: str | None = None) -> WorkOrder:
     """File an Open311 submission as a work order (channel "open311") through the one intake, routed by the router
-    and dispatched when it is sure, like every channel; the client's service_code is kept apart as a hint."""
+    and dispatched when it is sure, like every channel; the client's service_code is kept apart as a hint. The
+    matter's vector the router embedded (`text_vector`) is kept for same-event search, as the other channels do."""
     order, _ = file_complaint(session, text=intake.text, channel="open311", actor=actor, caller_phone=caller_phone,
                               lat=intake.lat, lng=intake.lng, routing=routing, routing_model=routing_model,
-                              auto_dispatch=auto_dispatch)
+                              auto_dispatch=auto_dispatch, text_vector=text_vector, vector_model=vector_model)
     _record_hint(order, intake=intake, kb=kb)
     session.flush()
     return order

@@ -16,8 +16,10 @@ reach, 1 for the same text: e5's unrelated Chinese complaints sit at 0.80–0.90
 Vectors are stored once per order and model (`order_embeddings`): the channel hands the router's own vector of the
 complaint to the intake (`store_embedding`), so a search embeds only the new text; an order filed without one (an
 older order, a channel that routed elsewhere) is embedded the first time a search meets it, with the `embed`
-function the caller passes (this package does not load models). The intake searches after its filing commits, in a
-read session and without `embed`: it holds no write lock while reading, and leaves such orders to the order page.
+function the caller passes (this package does not load models). Every channel stores the vector at filing. The intake
+and the staff screens search in read sessions without `embed` (no write lock while reading; a page's session is
+never committed, so what it embedded was thrown away): such orders are embedded and kept by GET
+/api/v1/orders/{no}/similar, which runs in a transaction.
 
 Search: the candidates are the window's open orders, a few hundred to a few thousand in a city of 5,000 complaints a
 month, read from the database for each query. A numpy product over them is exact and takes about a millisecond at
@@ -331,12 +333,18 @@ def similar_to_order(session: Session, *, order: WorkOrder, model_id: str, embed
     return [hit for hit in found if hit.order.id != order.parent_id][:limit]
 
 
-def order_vector(session: Session, *, order: WorkOrder, model_id: str, embed: Embed) -> np.ndarray:
-    """The order's stored vector of `model_id`, or one embedded now (and stored)."""
+def stored_vector(session: Session, *, order: WorkOrder, model_id: str) -> np.ndarray | None:
+    """The order's stored vector of `model_id`, if it has one."""
     stored = session.scalar(select(OrderEmbedding.vector).where(OrderEmbedding.order_id == order.id,
                                                                 OrderEmbedding.model_id == model_id))
-    if stored is not None:
-        return np.frombuffer(stored, dtype="<f4")
+    return None if stored is None else np.frombuffer(stored, dtype="<f4")
+
+
+def order_vector(session: Session, *, order: WorkOrder, model_id: str, embed: Embed) -> np.ndarray:
+    """The order's stored vector of `model_id`, or one embedded now (and stored)."""
+    vector = stored_vector(session, order=order, model_id=model_id)
+    if vector is not None:
+        return vector
     vector = np.asarray(embed([order.text]), dtype=np.float32)[0]
     store_embedding(session, order=order, vector=vector, model_id=model_id)
     return vector

@@ -27,7 +27,7 @@ from api.deps import (
     SessionsDep,
     SettingsDep,
 )
-from api.routing_pool import route_complaint
+from api.routing_pool import route_with_vector, text_embedder
 from api.schemas import Latitude, Longitude
 from hotline.core.config import Settings
 from hotline.core.db import transaction
@@ -307,7 +307,7 @@ async def post_request(request: Request, sessions: SessionsDep, settings: Settin
     if intake.lat is not None:
         point = GeoPoint(intake.lat, intake.lng, "wgs84")
     try:
-        routing = await route_complaint(request.app, router_, intake.text, point)
+        routing, vector = await route_with_vector(request.app, router_, intake.text, point)
     except InputError as exc:
         raise _bad_input(exc) from None
 
@@ -315,7 +315,8 @@ async def post_request(request: Request, sessions: SessionsDep, settings: Settin
         with transaction(sessions) as session:
             order = create_request(session, kb=kb, intake=intake, actor=actor, caller_phone=form.phone,
                                    routing=routing, routing_model=router_.embedder_note,
-                                   auto_dispatch=settings.auto_dispatch)
+                                   auto_dispatch=settings.auto_dispatch, text_vector=vector,
+                                   vector_model=text_embedder(router_)[0])
             return order.order_no
 
     try:

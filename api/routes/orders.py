@@ -193,7 +193,7 @@ async def post_order(body: OrderIn, request: Request, response: Response, key: O
             # The agent's screen and the dispatch system see at once which open orders tell the same event. Searched
             # after the commit, in a read session: on SQLite the write lock is held for the filing only, not for
             # reading the window's orders (under load the search inside made every other intake wait for it).
-            # Nothing is embedded here; an order stored without a vector is met by the order page's search. `order`
+            # Nothing is embedded here; an order stored without a vector is embedded by GET .../similar. `order`
             # is detached with its columns loaded (sessions do not expire on commit): no need to read it again.
             try:
                 with read_only(sessions) as session:
@@ -204,7 +204,7 @@ async def post_order(body: OrderIn, request: Request, response: Response, key: O
                         window_days=settings.same_event_window_days, limit=settings.same_event_limit)]
             except Exception:
                 # The order is stored: its sender gets its number, not a 500 that invites a second filing. The
-                # order page searches again.
+                # order page and GET .../similar search again.
                 log.warning("same-event search failed after order %s was filed", order.order_no, exc_info=True)
                 payload["similar"], payload["similar_unavailable"] = [], True
         return payload, created

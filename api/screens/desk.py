@@ -84,8 +84,8 @@ def _similar(sessions, settings, router_, routing: dict, vector) -> list[dict]:
     if vector is None:
         return []
     model_id = text_embedder(router_)[0]
-    # A preview reads only: orders stored without a vector are embedded (and kept) by the order page's search. With
-    # `embed` here, this session (never committed) embedded them, wrote them and threw them away on every analysis.
+    # A preview reads only: orders stored without a vector are embedded and kept by GET /api/v1/orders/{no}/similar.
+    # With `embed` here, this session (never committed) embedded them, wrote them and threw them away each time.
     with read_only(sessions) as session:
         return [{"order_no": hit.order_no, "score": hit.score, "reason": hit.reason,
                  "text": hit.order.text_masked[:80], "state": STATE_LABELS[State(hit.order.state)]}

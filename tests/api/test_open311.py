@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from api.auth.keys import create_api_key, revoke_api_key
 from api.ratelimit import RateLimiter
 from hotline.core.db import transaction
-from orders.models import WorkOrder, utcnow
+from orders.models import OrderEmbedding, WorkOrder, utcnow
 from orders.service import Actor, apply_action, create_order
 
 BASE = "/open311/v2"
@@ -112,6 +112,9 @@ def test_post_files_a_routed_order_and_the_public_sees_it_masked(client, app_and
     assert "open311:service=0101" in order.tags and "open311:service_differs" not in order.tags
     assert order.events[0].data["open311"] == {"service_code": "0101", "subtype": None,
                                                "media_url": "https://img.example.cn/a/1.jpg"}
+    # The matter's vector is kept for same-event search, as every channel's filing keeps it.
+    with factory() as session:
+        assert session.query(OrderEmbedding).filter_by(order_id=order.id).count() == 1
     # The personal fields we do not need were dropped, not stored anywhere.
     stored = f"{order.text} {order.events[0].data} {order.tags}"
     assert "lisi@example.com" not in stored and "ios-abc-123" not in stored

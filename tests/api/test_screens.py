@@ -327,3 +327,35 @@ def test_the_desks_analysis_only_reads_it_never_embeds_and_writes_stored_orders(
     assert not [w for w in writes if "order_embeddings" in w], writes
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(OrderEmbedding)) == 0
+
+
+def test_the_order_page_reads_only_even_for_an_order_stored_without_a_vector(client, staff, app_and_keys):
+    """The page's session is never committed: its same-event search embeds the order for the view alone and writes
+    nothing (it once INSERTed vectors that the closing session threw away)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from orders.intake import file_complaint
+    from orders.service import Actor
+
+    _, _, factory = app_and_keys
+    with transaction(factory) as session:
+        first, _ = file_complaint(session, text=CALL, channel="hotline", actor=Actor("agent", "agent"), routing=None,
+                                  routing_model=None, auto_dispatch=False)
+        file_complaint(session, text=CALL + "又来了", channel="web", actor=Actor("agent", "agent"), routing=None,
+                       routing_model=None, auto_dispatch=False)
+        order_no = first.order_no
+    login(client, "dispatcher")
+    writes: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        page = client.get(f"/desk/orders/{order_no}")
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert page.status_code == 200 and order_no in page.text
+    assert not [w for w in writes if "order_embeddings" in w], writes
