@@ -3,11 +3,12 @@ lifecycle events, so indicators, the assistant and the demo have real-looking da
 
 The complaint texts are the knowledge base's own example complaints placed in a random street of the city, routed
 by the real router. Each order's true owner is known: the unit of the example's list entry in the street it was
-placed in. The list's own examples are easier than real calls, so besides the router's real mistakes some
-decisions are made wrong on purpose (the router's runner-up named instead), at the rates a centre sees. A wrongly
-named unit returns the order and the centre re-dispatches it to the owner; so the unit that finally holds an order
-is its owner, never a random one, and a model trained on the history learns the list's practice, not noise. Outcomes are drawn around the matter's time
-limit (most on time, some late, some reopened), and recent orders are still open.
+placed in (or, when not placed, where the example's own words say). The list's own examples are easier than real
+calls, so besides the router's real mistakes some decisions are made wrong on purpose (the router's runner-up named
+instead), at the rates a centre sees. A wrongly named unit returns the order and the centre re-dispatches it to the
+owner; so the unit that finally holds an order is its owner, never a random one, and a model trained on the
+history learns the list's practice, not noise. Outcomes are drawn around the matter's time limit (most on time,
+some late, some reopened), and recent orders are still open.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from hotline.core.db import transaction
+from nlp.normalize import normalize
 from orders.lifecycle import add_working_days
 from orders.service import Actor, apply_action, create_order
 from orders.similar import store_embedding
@@ -46,7 +48,7 @@ def seed_history(router: Router, sessions: sessionmaker[Session], *, orders: int
     for _ in range(orders):
         entry = rng.choice(entries)
         text = rng.choice(entry.examples)
-        place = GeocodeResult()
+        place = None
         if rng.random() < 0.6:   # callers name the place more often than the list's examples do
             street_id, (street_name, district) = rng.choice(streets)
             if entry.scope != "全市":
@@ -57,7 +59,8 @@ def seed_history(router: Router, sessions: sessionmaker[Session], *, orders: int
             place = GeocodeResult(district={"adcode": district, "name": district_name},
                                   street={"id": street_id, "name": street_name}, confidence=1.0)
         texts.append(text)
-        owners.append(_owner_code(router, entry, place))
+        # Not placed by us: the example's own words may name a place (a road, a 小区), as the router reads them.
+        owners.append(_owner_code(router, entry, place or router.geocoder.geocode(normalize(text))))
         day = now - dt.timedelta(days=rng.uniform(0, days))
         # Working-hour shape, kept inside the period (the first day's hour could fall before it).
         created_times.append(min(max(_work_time(rng, day), now - dt.timedelta(days=days)), now - dt.timedelta(minutes=5)))
