@@ -333,18 +333,14 @@ def similar_to_order(session: Session, *, order: WorkOrder, model_id: str, embed
     return [hit for hit in found if hit.order.id != order.parent_id][:limit]
 
 
-def stored_vector(session: Session, *, order: WorkOrder, model_id: str) -> np.ndarray | None:
-    """The order's stored vector of `model_id`, if it has one."""
+def order_vector(session: Session, *, order: WorkOrder, model_id: str, embed: Embed, keep: bool = True) -> np.ndarray:
+    """The order's stored vector of `model_id`, or one embedded now: stored with `keep`, for the caller alone
+    without (a read session that is never committed)."""
     stored = session.scalar(select(OrderEmbedding.vector).where(OrderEmbedding.order_id == order.id,
                                                                 OrderEmbedding.model_id == model_id))
-    return None if stored is None else np.frombuffer(stored, dtype="<f4")
-
-
-def order_vector(session: Session, *, order: WorkOrder, model_id: str, embed: Embed) -> np.ndarray:
-    """The order's stored vector of `model_id`, or one embedded now (and stored)."""
-    vector = stored_vector(session, order=order, model_id=model_id)
-    if vector is not None:
-        return vector
+    if stored is not None:
+        return np.frombuffer(stored, dtype="<f4")
     vector = np.asarray(embed([order.text]), dtype=np.float32)[0]
-    store_embedding(session, order=order, vector=vector, model_id=model_id)
+    if keep:
+        store_embedding(session, order=order, vector=vector, model_id=model_id)
     return vector

@@ -48,7 +48,7 @@ from orders.models import Attachment, WorkOrder
 from orders.queues import latest_decision
 from orders.search import find_order
 from orders.service import ConcurrentUpdate, Forbidden, apply_action, pending_extension
-from orders.similar import similar_to_order, stored_vector
+from orders.similar import order_vector, similar_to_order
 
 router = APIRouter(include_in_schema=False)
 
@@ -93,9 +93,7 @@ def _similar(session, order: WorkOrder, staff, router_, settings) -> list[dict]:
     model_id, embed = text_embedder(router_)
     # The page's session is never committed: it reads only. An order without a stored vector is embedded for this
     # view alone; candidates without one are left out (GET /api/v1/orders/{no}/similar embeds and keeps them).
-    vector = stored_vector(session, order=order, model_id=model_id)
-    if vector is None:
-        vector = embed([order.text])[0]
+    vector = order_vector(session, order=order, model_id=model_id, embed=embed, keep=False)
     return [{"order_no": hit.order_no, "reason": hit.reason, "text": hit.order.text_masked[:80],
              "state": STATE_LABELS[State(hit.order.state)]}
             for hit in similar_to_order(session, order=order, model_id=model_id, embed=None, vector=vector,

@@ -4,6 +4,7 @@ The browser walk-through is tests/api/test_browser_screens.py."""
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import pytest
 
@@ -296,35 +297,52 @@ def test_an_extension_request_waits_for_the_centre_on_the_review_screen(client, 
     assert "批准延期" in page and "驳回延期" in page   # the centre decides, the unit does not grant itself
 
 
-def test_the_desks_analysis_only_reads_it_never_embeds_and_writes_stored_orders(client, staff, app_and_keys):
-    """The analysis is a preview before filing: an order stored without a vector is left for the order page's
-    search to embed and keep (the analysis once embedded such orders in a session it never committed)."""
-    from sqlalchemy import event, func, select
+@contextmanager
+def vector_writes():
+    """The statements that write `order_embeddings` while the block runs (any engine of this process)."""
+    from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from orders.intake import file_complaint
-    from orders.models import OrderEmbedding
-    from orders.service import Actor
-
-    _, _, factory = app_and_keys
-    with transaction(factory) as session:
-        file_complaint(session, text=CALL, channel="hotline", actor=Actor("agent", "agent"), routing=None,
-                       routing_model=None, auto_dispatch=False)
-    login(client, "agent")
-    token = csrf_of(client.get("/desk").text)
     writes: list[str] = []
 
     def record(conn, cursor, statement, *args):
-        if not statement.lstrip().upper().startswith("SELECT"):
+        if not statement.lstrip().upper().startswith("SELECT") and "order_embeddings" in statement:
             writes.append(statement)
 
     event.listen(Engine, "before_cursor_execute", record)
     try:
-        analysed = client.post("/desk/analyse", data={"csrf": token, "text": CALL, "channel": "hotline"})
+        yield writes
     finally:
         event.remove(Engine, "before_cursor_execute", record)
+
+
+def _file_without_vector(factory, text: str, channel: str = "hotline") -> str:
+    """An order stored without a vector (filed while no router was loaded); its number."""
+    from orders.intake import file_complaint
+    from orders.service import Actor
+
+    with transaction(factory) as session:
+        order, _ = file_complaint(session, text=text, channel=channel, actor=Actor("agent", "agent"), routing=None,
+                                  routing_model=None, auto_dispatch=False)
+        return order.order_no
+
+
+def test_the_desks_analysis_only_reads_it_never_embeds_and_writes_stored_orders(client, staff, app_and_keys):
+    """The analysis is a preview before filing: an order stored without a vector is left for GET
+    /api/v1/orders/{no}/similar to embed and keep (the analysis once embedded such orders in a session it never
+    committed)."""
+    from sqlalchemy import func, select
+
+    from orders.models import OrderEmbedding
+
+    _, _, factory = app_and_keys
+    _file_without_vector(factory, CALL)
+    login(client, "agent")
+    token = csrf_of(client.get("/desk").text)
+    with vector_writes() as writes:
+        analysed = client.post("/desk/analyse", data={"csrf": token, "text": CALL, "channel": "hotline"})
     assert analysed.status_code == 200 and "分拨建议" in analysed.text
-    assert not [w for w in writes if "order_embeddings" in w], writes
+    assert not writes, writes
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(OrderEmbedding)) == 0
 
@@ -332,30 +350,11 @@ def test_the_desks_analysis_only_reads_it_never_embeds_and_writes_stored_orders(
 def test_the_order_page_reads_only_even_for_an_order_stored_without_a_vector(client, staff, app_and_keys):
     """The page's session is never committed: its same-event search embeds the order for the view alone and writes
     nothing (it once INSERTed vectors that the closing session threw away)."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    from orders.intake import file_complaint
-    from orders.service import Actor
-
     _, _, factory = app_and_keys
-    with transaction(factory) as session:
-        first, _ = file_complaint(session, text=CALL, channel="hotline", actor=Actor("agent", "agent"), routing=None,
-                                  routing_model=None, auto_dispatch=False)
-        file_complaint(session, text=CALL + "又来了", channel="web", actor=Actor("agent", "agent"), routing=None,
-                       routing_model=None, auto_dispatch=False)
-        order_no = first.order_no
+    order_no = _file_without_vector(factory, CALL)
+    _file_without_vector(factory, CALL + "又来了", channel="web")
     login(client, "dispatcher")
-    writes: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        if not statement.lstrip().upper().startswith("SELECT"):
-            writes.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
+    with vector_writes() as writes:
         page = client.get(f"/desk/orders/{order_no}")
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
     assert page.status_code == 200 and order_no in page.text
-    assert not [w for w in writes if "order_embeddings" in w], writes
+    assert not writes, writes
