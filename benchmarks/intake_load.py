@@ -249,6 +249,31 @@ def run(database: str, requests: int, concurrency: int, max_seconds: float, *, t
     return result
 
 
+def router_ceiling(texts: list[str], batch: int, extra_env: dict[str, str] | None = None) -> dict:
+    """The router alone on the same texts, in this process: no HTTP, no database, no clients, both cores.
+
+    Intake does this work and more (the filing, the same-event search, HTTP), so this rate bounds what intake can
+    reach on this machine with these settings."""
+    os.environ.update(extra_env or {})
+    from hotline.core.config import get_settings
+    from routing.router import RouteRequest
+    from routing.service import build_router
+
+    router = build_router(get_settings())
+    router.route_many([RouteRequest(id=str(i), text=t) for i, t in enumerate(texts[:2 * batch])])   # warm-up
+    measured = texts[2 * batch:] or texts
+    load_before = os.getloadavg()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for start in range(0, len(measured), batch):
+        router.route_many([RouteRequest(id=str(start + i), text=t)
+                           for i, t in enumerate(measured[start:start + batch])])
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {"texts": len(measured), "batch": batch, "texts_per_second": round(len(measured) / wall, 2),
+            "cpu_ms_per_text": round(cpu / len(measured) * 1000, 1),
+            "wall_ms_per_text": round(wall / len(measured) * 1000, 1),
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", default="sqlite", help="'sqlite' (a fresh file) or a PostgreSQL URL (reset!)")
@@ -262,8 +287,19 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the server (e.g. HOTLINE_EMBED_BATCH_WAIT_MS=0); repeatable")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--router-ceiling", action="store_true",
+                        help="only route the same texts in this process (no server, no database), in batches of "
+                             "--concurrency: the most intake could reach here with these settings")
     args = parser.parse_args()
     extra_env = dict(item.split("=", 1) for item in args.env)
+    if args.router_ceiling:
+        texts = letters(max(args.requests, 400)) if args.texts == "letters" else _texts()
+        result = router_ceiling(texts, args.concurrency, extra_env)
+        result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        if args.output:
+            args.output.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return
     result = run(args.database, args.requests, args.concurrency, args.max_seconds, text_kind=args.texts,
                  readers=args.readers, read_interval=args.read_interval, extra_env=extra_env)
     print(json.dumps(result, ensure_ascii=False, indent=2))
