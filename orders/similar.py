@@ -19,7 +19,8 @@ older order, a channel that routed elsewhere) is embedded the first time a searc
 function the caller passes (this package does not load models). Every channel stores the vector at filing. The intake
 and the staff screens search in read sessions without `embed` (no write lock while reading; a page's session is
 never committed, so what it embedded was thrown away): such orders are embedded and kept by GET
-/api/v1/orders/{no}/similar, which runs in a transaction.
+/api/v1/orders/{no}/similar, which runs in a transaction, or all at once by `hotline orders embed` (after a bulk
+import of past orders, which stores none).
 
 Search: the candidates are the window's open orders, a few hundred to a few thousand in a city of 5,000 complaints a
 month, read from the database for each query. A numpy product over them is exact and takes about a millisecond at
@@ -36,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session, selectinload
 
@@ -344,3 +345,45 @@ def order_vector(session: Session, *, order: WorkOrder, model_id: str, embed: Em
     if keep:
         store_embedding(session, order=order, vector=vector, model_id=model_id)
     return vector
+
+
+# ------------------------------------------------------------------------------- backfill (`hotline orders embed`)
+@dataclass(frozen=True)
+class EmbedStep:
+    embedded: int   # orders given a vector in this step (0 = nothing left after `after_id`)
+    last_id: int    # the next step starts after this order id
+
+
+def _without_vector(model_id: str, *, open_only: bool):
+    """Top-level orders (what a search compares) with no vector of `model_id`."""
+    has_vector = select(OrderEmbedding.id).where(OrderEmbedding.order_id == WorkOrder.id,
+                                                 OrderEmbedding.model_id == model_id).exists()
+    query = select(WorkOrder.id).where(WorkOrder.parent_id.is_(None), ~has_vector)
+    if open_only:
+        query = query.where(WorkOrder.state.in_([s.value for s in OPEN_STATES]))
+    return query
+
+
+def orders_without_vector(session: Session, *, model_id: str, open_only: bool = False) -> int:
+    return session.scalar(select(func.count()).select_from(_without_vector(model_id, open_only=open_only)
+                                                           .subquery())) or 0
+
+
+def embed_missing_after(session: Session, *, model_id: str, embed: Embed, after_id: int = 0, limit: int = 256,
+                        open_only: bool = False) -> EmbedStep:
+    """Embed and store the vectors of the next `limit` orders after `after_id` that have none (imported history,
+    orders filed while no router was loaded), in one embedding call. Run in a transaction per step: a stopped run
+    keeps what its committed steps stored, and a second run embeds only what is still missing."""
+    ids = list(session.scalars(_without_vector(model_id, open_only=open_only)
+                               .where(WorkOrder.id > after_id).order_by(WorkOrder.id).limit(limit)))
+    if not ids:
+        return EmbedStep(0, after_id)
+    orders = _orders_by_id(session, ids)
+    vectors = np.asarray(embed([orders[i].text for i in ids]), dtype=np.float32)
+    if len(vectors) != len(ids):
+        raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {len(ids)} orders")
+    now = utcnow()
+    session.add_all([OrderEmbedding(order_id=order_id, model_id=model_id, vector=vector_bytes(vector), created_at=now)
+                     for order_id, vector in zip(ids, vectors)])
+    session.flush()
+    return EmbedStep(len(ids), ids[-1])

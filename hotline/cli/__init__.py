@@ -859,7 +859,8 @@ def seed(
     out.print(f"seeded in {time.perf_counter() - started:.0f} s: {stats}")
 
 
-orders_app = typer.Typer(help="The work-order store: bring in a city's past orders.", no_args_is_help=True)
+orders_app = typer.Typer(help="The work-order store: bring in a city's past orders, embed them for search, mask "
+                                "them again.", no_args_is_help=True)
 app.add_typer(orders_app, name="orders")
 
 
@@ -886,6 +887,39 @@ def orders_remask(
             seen, changed, last_id = seen + step.seen, changed + step.changed, step.last_id
             bar.advance(task, step.seen)
     out.print(f"{seen} orders read, {changed} masked differently now")
+
+
+@orders_app.command("embed")
+def orders_embed(
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="orders embedded and committed together")] = 256,
+) -> None:
+    """Give every open order without a text vector one (imported history, orders filed while no router was
+    loaded), so same-event search at intake, which embeds nothing, compares them too. Closed orders are left out:
+    no search compares them. Batches commit one by one: it can be stopped and run again, and a second run embeds
+    nothing."""
+    from api.routing_pool import text_embedder
+    from hotline.core.db import transaction
+    from orders.similar import embed_missing_after, orders_without_vector
+
+    router = _load_router(None, active_model=False)
+    model_id, embed = text_embedder(router)
+    sessions = _database_sessions()
+    with sessions() as session:
+        total = orders_without_vector(session, model_id=model_id, open_only=True)
+    embedded = last_id = 0
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task(f"embedding orders with {model_id}", total=total)
+        while True:
+            with transaction(sessions) as session:
+                step = embed_missing_after(session, model_id=model_id, embed=embed, after_id=last_id, limit=batch,
+                                           open_only=True)
+            if not step.embedded:
+                break
+            embedded, last_id = embedded + step.embedded, step.last_id
+            bar.advance(task, step.embedded)
+    out.print(f"{embedded} orders embedded with {model_id} in {time.perf_counter() - started:.1f} s"
+              + ("" if embedded else ": every open order already has a vector"), markup=False, highlight=False)
 
 
 @orders_app.command("import")
@@ -951,6 +985,9 @@ def orders_import(
                   soft_wrap=True)
     out.print(f"{result.rows} rows: {result.new} {verb}, "
               f"{result.skipped_present} already present, skipped", markup=False, highlight=False)
+    if result.new and not dry_run:
+        out.print("imported orders have no text vector: `hotline orders embed` gives the open ones one for "
+                  "same-event search", markup=False, highlight=False)
 
 
 from assistant.manage import cli as assistant_cli  # noqa: E402
