@@ -24,7 +24,15 @@ from support import (
     write_tiny_city,
 )
 
-from hotline.core.db import make_engine, session_factory, transaction
+from hotline.core.db import make_engine, refuse_read_session_writes, session_factory, transaction
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _read_sessions_never_write():
+    """A write in a session opened without `transaction()` would be lost at close: every test fails on one."""
+    refuse_read_session_writes(True)
+    yield
+    refuse_read_session_writes(False)
 
 
 @pytest.fixture(scope="session")

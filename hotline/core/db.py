@@ -1,6 +1,7 @@
 """Database engine and sessions: SQLite (WAL) by default, PostgreSQL when HOTLINE_DATABASE_URL says so."""
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,8 @@ from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from hotline.core.clock import as_utc
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -71,8 +74,49 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+class WriteOutsideTransaction(RuntimeError):
+    """A session opened without `transaction()` tried to write: it is never committed, so the write would be lost."""
+
+
+# Off in service (such a write is logged, and lost as before); the tests turn it on so that any such write fails them.
+_refuse_read_session_writes = False
+
+
+def refuse_read_session_writes(on: bool = True) -> None:
+    global _refuse_read_session_writes
+    _refuse_read_session_writes = on
+
+
+def _writes(session: Session) -> bool:
+    return bool(session.in_transaction() and session.connection().get_execution_options().get(WRITES))
+
+
+def _write_outside_transaction(session: Session, what: str) -> None:
+    message = f"a read-only session (opened without transaction()) would write {what}; it is never committed"
+    if _refuse_read_session_writes:
+        raise WriteOutsideTransaction(message)
+    log.error(message)
+
+
+def _check_flush(session: Session, _flush_context, _instances) -> None:
+    changed = [*session.new, *session.dirty, *session.deleted]
+    if changed and not _writes(session):
+        # Class names only: the objects hold complaint text and phone numbers.
+        _write_outside_transaction(session, ", ".join(sorted({type(o).__name__ for o in changed})))
+
+
+def _check_statement(state) -> None:
+    if (state.is_insert or state.is_update or state.is_delete) and not _writes(state.session):
+        _write_outside_transaction(state.session, f"with {type(state.statement).__name__}")
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions for the engine. A unit of work that writes is `transaction(factory)`; any other session only reads,
+    and a write in one is reported (a test failure, an error in the service's log) rather than lost in silence."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "before_flush", _check_flush)
+    event.listen(factory, "do_orm_execute", _check_statement)
+    return factory
 
 
 @contextmanager

@@ -54,6 +54,7 @@ from assistant.actions.indicators import (
 )
 from assistant.actions.orders import ASK_LAST4, ASK_ORDER_NO, NOT_FOUND, ActionOrderStatus, normalize_order_no
 from assistant.actions.periods import CITY_TZ, chinese_number, parse_period, today_in_city
+from hotline.core.db import transaction
 from hotline.core.secrets import webhook_token, webhook_token_for
 from orders.models import WorkOrder
 from orders.service import WECHAT_SCOPE, scoped_idempotency_key
@@ -619,11 +620,10 @@ def october(service):
         "2026-11-10T03:00:00+00:00": "岳麓区望月湖街道早餐店把桌子摆到人行道上占道经营",
     }
     numbers = {at: file_order(service, text_)["order_no"] for at, text_ in placed.items()}
-    with service.factory() as session:
+    with transaction(service.factory) as session:
         for at, number in numbers.items():
             session.execute(update(WorkOrder).where(WorkOrder.order_no == number)
                             .values(created_at=dt.datetime.fromisoformat(at)))
-        session.commit()
 
 
 def _frozen(service) -> ActionContext:
@@ -748,10 +748,9 @@ def test_on_time_rate_lowest_departments_with_a_chart(service, official):
                 if unit == "430104-CHENGGUAN" and i < 2:
                     late.append(number)
                     now = dt.datetime.now(dt.UTC)
-                    with service.factory() as session:   # dispatched ten days ago, due three days ago
+                    with transaction(service.factory) as session:   # dispatched ten days ago, due three days ago
                         session.execute(update(WorkOrder).where(WorkOrder.order_no == number).values(
                             dispatched_at=now - dt.timedelta(days=10), deadline_at=now - dt.timedelta(days=3)))
-                        session.commit()
                 done = http.post(f"/api/v1/orders/{number}/actions", json={"action": "complete", "result": "已处理"},
                                  headers=headers)
                 assert done.status_code == 200, done.text
