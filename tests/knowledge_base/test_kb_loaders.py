@@ -86,6 +86,28 @@ def test_real_changsha_has_a_housing_office_for_the_new_home_market_in_every_dis
     assert real_kb.entries["KB-02-026"].lead == "zhujian"
 
 
+def test_real_changsha_holds_the_vehicle_office_and_transit_planning_matters_its_boundaries_send_to(real_kb):
+    """KB 2026.12.4: boundaries sent driving tests, licences and vehicle registration to the traffic police's 车管所
+    and no entry held them; metro network and station planning is the planning bureau's, the metro company helps."""
+    for entry_id in ("KB-05-030", "KB-05-031"):
+        assert real_kb.entries[entry_id].lead == "jiaojing" and real_kb.entries[entry_id].level == "city"
+    assert "jiaotong" in real_kb.entries["KB-05-030"].co_handlers
+    assert real_kb.entries["KB-04-016"].lead == "jiaotong"          # the driving school itself stays with 交通运输
+    planning = real_kb.entries["KB-12-017"]
+    assert planning.lead == "ziran" and {"metro", "jiaotong"} <= set(planning.co_handlers)
+    assert real_kb.entries["KB-04-007"].lead == "metro"             # a running line's service stays with the operator
+
+
+def test_every_entry_a_boundary_names_exists(real_kb):
+    """A boundary that sends a matter to "KB-xx-yyy" must name an entry the list holds."""
+    import re
+
+    named = [(entry.id, ref) for entry in real_kb.entries.values()
+             for ref in re.findall(r"KB-\d{2}-\d{3}", entry.boundary or "")]
+    assert len(named) > 500   # the list's boundaries do name entries
+    assert [(entry_id, ref) for entry_id, ref in named if ref not in real_kb.entries] == []
+
+
 # ------------------------------------------------------------------------------------------ the tiny KB
 
 
