@@ -354,11 +354,12 @@ class EmbedStep:
     last_id: int    # the next step starts after this order id
 
 
-def _without_vector(model_id: str, *, open_only: bool):
-    """Top-level orders (what a search compares) with no vector of `model_id`."""
+def _without_vector(model_id: str, *, open_only: bool, text: bool = False):
+    """Top-level orders (what a search compares) with no vector of `model_id`: their ids, and texts with `text`."""
     has_vector = select(OrderEmbedding.id).where(OrderEmbedding.order_id == WorkOrder.id,
                                                  OrderEmbedding.model_id == model_id).exists()
-    query = select(WorkOrder.id).where(WorkOrder.parent_id.is_(None), ~has_vector)
+    columns = (WorkOrder.id, WorkOrder.text) if text else (WorkOrder.id,)
+    query = select(*columns).where(WorkOrder.parent_id.is_(None), ~has_vector)
     if open_only:
         query = query.where(WorkOrder.state.in_([s.value for s in OPEN_STATES]))
     return query
@@ -374,12 +375,12 @@ def embed_missing_after(session: Session, *, model_id: str, embed: Embed, after_
     """Embed and store the vectors of the next `limit` orders after `after_id` that have none (imported history,
     orders filed while no router was loaded), in one embedding call. Run in a transaction per step: a stopped run
     keeps what its committed steps stored, and a second run embeds only what is still missing."""
-    ids = list(session.scalars(_without_vector(model_id, open_only=open_only)
-                               .where(WorkOrder.id > after_id).order_by(WorkOrder.id).limit(limit)))
-    if not ids:
+    rows = session.execute(_without_vector(model_id, open_only=open_only, text=True)
+                           .where(WorkOrder.id > after_id).order_by(WorkOrder.id).limit(limit)).all()
+    if not rows:
         return EmbedStep(0, after_id)
-    orders = _orders_by_id(session, ids)
-    vectors = np.asarray(embed([orders[i].text for i in ids]), dtype=np.float32)
+    ids = [order_id for order_id, _ in rows]
+    vectors = np.asarray(embed([text for _, text in rows]), dtype=np.float32)
     if len(vectors) != len(ids):
         raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {len(ids)} orders")
     now = utcnow()
