@@ -35,7 +35,7 @@ from kind_rule import TERRITORIAL, gold_kind, place_core, same_kind, same_unit_k
 from routing_bench import machine, percentile  # noqa: E402
 
 from hotline.core.config import get_settings  # noqa: E402
-from routing.evaluate import calibration_table  # noqa: E402
+from routing.evaluate import calibration_table, largest_share_at  # noqa: E402
 from routing.router import RouteRequest  # noqa: E402
 from routing.service import build_router  # noqa: E402
 
@@ -118,14 +118,13 @@ def rule_ceiling(rows: list[dict], department_names: list[str]) -> dict:
 
 
 def selective_curve(confidence: np.ndarray, correct: np.ndarray, coverages=(0.05, 0.1, 0.25, 0.5),
-                    target: float = 0.95, min_n: int = 10) -> dict:
-    """Accuracy of the most confident fraction of messages, and the largest fraction (of at least `min_n`) that is
+                    target: float = 0.95) -> dict:
+    """Accuracy of the most confident fraction of messages, and the largest fraction (of at least 10) that is
     still `target` right: what an `auto` threshold on this confidence could reach at best."""
     ranked = correct[np.argsort(-confidence, kind="stable")]
     running = np.cumsum(ranked) / np.arange(1, len(ranked) + 1)
     at = {f"acc_at_{c:.0%}": round(float(running[max(int(c * len(ranked)), 1) - 1]), 4) for c in coverages}
-    reach = [i + 1 for i in range(min_n - 1, len(running)) if running[i] >= target]
-    return {**at, f"max_coverage_at_{target}": round(max(reach) / len(ranked), 4) if reach else 0.0}
+    return {**at, f"max_coverage_at_{target}": largest_share_at(confidence, correct, target)}
 
 
 def selective_ceiling(rows: list[dict], outputs: list[dict], kind_of_code: dict[str, str], folds: int = 5,

@@ -9,12 +9,14 @@ means about nine in ten such orders go to the right unit.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from nlp.normalize import InputError
 from routing import policy
+from routing.evaluate import largest_share_at
 from routing.history import LabelledRecord
 from routing.matcher import best_temperature, router_calibration_features
 from routing.policy import PlattScaling
@@ -85,12 +87,40 @@ def same_kind_of_body(label: str, department_name: str | None) -> bool:
     return label in department_name
 
 
+@dataclass(frozen=True)
+class LetterCalibration:
+    """A city's letter calibration and what it does on the letters it was fitted on: how many the router would
+    dispatch on its own (`auto`) at the deployment's threshold and how many of those are right, and the largest
+    share of the letters, most confident first, that is at least that threshold right (what any threshold could
+    reach at best with this router)."""
+
+    scaling: PlattScaling
+    match: str          # "unit" or "kind": what counts as right
+    letters: int
+    threshold: float
+    auto: int
+    auto_right: int
+    largest_share_at_threshold: float
+
+    def summary(self) -> str:
+        auto = (f"{self.auto} of {self.letters} letters would be dispatched automatically at {self.threshold:g} "
+                f"({self.auto / self.letters:.2%}), {self.auto_right} of them to the right "
+                f"{'kind of ' if self.match == 'kind' else ''}unit")
+        reach = (f"the most confident {self.largest_share_at_threshold:.2%} of the letters are at least "
+                 f"{self.threshold:g} right" if self.largest_share_at_threshold else
+                 f"no 10 or more of the most confident letters are {self.threshold:g} right: the router needs an "
+                 "agent for letters")
+        return f"{auto}; {reach} (measured on the letters it was fitted on)"
+
+
 def calibrate_letters(router: Router, records: list[LabelledRecord], *, match: str = "unit",
-                      progress: Callable[[str], None] = lambda m: None) -> PlattScaling:
+                      progress: Callable[[str], None] = lambda m: None) -> LetterCalibration:
     """Fit the city's letter calibration (routing/policy.py) on labelled past letters, routed cold (no corrections,
-    no trained model). `match`: "unit" (the label is a department code or name) or "kind" (a kind of body)."""
-    saved_history = router.history_model
+    no trained model, no letter calibration yet), and measure what it does to `auto` on them.
+    `match`: "unit" (the label is a department code or name) or "kind" (a kind of body)."""
+    saved_history, saved_policy = router.history_model, router.city_policy
     router.history_model = None
+    router.city_policy = replace(saved_policy, letter_calibration=None)
     try:
         usable = []
         for record in records:
@@ -104,16 +134,26 @@ def calibrate_letters(router: Router, records: list[LabelledRecord], *, match: s
                 usable.append((record, item))
         progress(f"routing {len(usable)} labelled letters")
         outputs = router.route_prepared([item for _, item in usable], use_corrections=False)
+        matter, place, correct = [], [], []
+        for (record, _), output in zip(usable, outputs):
+            department = output["department"] or {}
+            if match == "kind":
+                right = same_kind_of_body(record.department, department.get("name"))
+            else:
+                right = record.department in {department.get("code"), department.get("name")}
+            matter.append(output["scores"]["matter_probability"])
+            place.append(output["scores"]["place_confidence"])
+            correct.append(int(right))
+        scaling = policy.fit_letter_calibration(matter, place, correct,
+                                                source=f"{len(correct)} labelled letters, match by {match}")
+        # Route them again under the new calibration: the decisions are the router's own (a letter calibration
+        # changes the confidence and the decision, never the unit, so `correct` still holds).
+        progress("measuring automatic dispatch under the new calibration")
+        router.city_policy = replace(saved_policy, letter_calibration=scaling)
+        calibrated = router.route_prepared([item for _, item in usable], use_corrections=False)
     finally:
-        router.history_model = saved_history
-    matter, place, correct = [], [], []
-    for (record, _), output in zip(usable, outputs):
-        department = output["department"] or {}
-        if match == "kind":
-            right = same_kind_of_body(record.department, department.get("name"))
-        else:
-            right = record.department in {department.get("code"), department.get("name")}
-        matter.append(output["scores"]["matter_probability"])
-        place.append(output["scores"]["place_confidence"])
-        correct.append(int(right))
-    return policy.fit_letter_calibration(matter, place, correct, source=f"{len(correct)} labelled letters, match by {match}")
+        router.history_model, router.city_policy = saved_history, saved_policy
+    threshold = router.settings.auto_threshold
+    auto = [right for right, output in zip(correct, calibrated) if output["decision"] == "auto"]
+    return LetterCalibration(scaling, match, len(correct), threshold, len(auto), int(sum(auto)),
+                             largest_share_at([o["confidence"] for o in calibrated], correct, threshold))

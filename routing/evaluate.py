@@ -56,6 +56,21 @@ def calibration_table(confidences: np.ndarray, correct: np.ndarray) -> tuple[flo
     return round(float(ece), 4), bins
 
 
+def largest_share_at(confidences, correct, accuracy: float, *, min_count: int = 10) -> float:
+    """The largest share of the orders, taken from the most confident down, that is still at least `accuracy` right
+    (at least `min_count` orders, so a handful of lucky ones does not count): what an `auto` threshold on this
+    confidence could reach at best. A threshold cannot split orders of equal confidence, so a share ends only where
+    the confidence drops. 0.0 when no such share exists."""
+    confidences, correct = np.asarray(confidences, dtype=float), np.asarray(correct, dtype=float)
+    order = np.argsort(-confidences, kind="stable")
+    ranked, ranked_confidence = correct[order], confidences[order]
+    running = np.cumsum(ranked) / np.arange(1, len(ranked) + 1)
+    # positions (0-based) where a threshold can fall: the last order of each group of equal confidence
+    cuts = np.flatnonzero(np.append(ranked_confidence[1:] < ranked_confidence[:-1], True)) if len(ranked) else []
+    reaching = [i for i in cuts if i + 1 >= min_count and running[i] >= accuracy - 1e-12]
+    return round(float((reaching[-1] + 1) / len(ranked)), 4) if reaching else 0.0
+
+
 def evaluate(items: list[EvalItem]) -> dict:
     report: dict = {"count": len(items)}
     with_dept = [i for i in items if i.expected_department]

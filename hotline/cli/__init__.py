@@ -206,17 +206,19 @@ def calibrate(
     router = _load_router(None)
     try:
         with err.status(f"routing {len(records)} orders"):
-            scaling = calibrate_letters(router, records, match=match,
-                                        progress=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
+            fitted = calibrate_letters(router, records, match=match,
+                                       progress=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
     except ValueError as exc:
         _fail(f"{history}: {exc}")
     settings = get_settings()
     city_policy = load_city_policy(settings.city_dir)
+    scaling = fitted.scaling
     city_policy.letter_calibration = replace(scaling, source=f"{scaling.source}: {note}") if note else scaling
     target = settings.city_dir / "policy.yaml"
     city_policy.save(target)
     out.print(f"letters calibrated on {scaling.rows} labelled letters (slope {scaling.slope:.3f}, "
               f"intercept {scaling.intercept:.3f}) → {target}", highlight=False)
+    out.print(fitted.summary(), highlight=False)
 
 
 @app.command("eval")

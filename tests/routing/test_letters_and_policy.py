@@ -136,12 +136,60 @@ def test_hotline_calibrate_writes_the_city_policy(monkeypatch, tmp_path):
     try:
         result = CliRunner().invoke(app, ["calibrate", "--history", str(history), "--match", "kind"])
         assert result.exit_code == 0, result.output
+        assert "would be dispatched automatically at 0.95" in result.output   # what the calibration does to auto
         saved = load_city_policy(city).letter_calibration
         assert saved is not None and saved.rows == 60
         bad = CliRunner().invoke(app, ["calibrate", "--history", str(history), "--match", "department"])
         assert bad.exit_code != 0 and "--match must be unit or kind" in bad.output
     finally:
         get_settings.cache_clear()
+
+
+def test_the_largest_share_that_auto_could_take_is_read_from_the_most_confident_down():
+    from routing.evaluate import largest_share_at
+
+    confidence = [0.1 * (i % 10) + 0.01 * i for i in range(20)]     # not in order
+    by_rank = sorted(range(20), key=lambda i: -confidence[i])
+    correct = [0] * 20
+    for i in by_rank[:12]:
+        correct[i] = 1                                              # the 12 most confident are right
+    assert largest_share_at(confidence, correct, 0.95) == 0.6
+    assert largest_share_at(confidence, correct, 0.6) == 1.0        # 12 of 20 right overall
+    correct[by_rank[3]] = 0                                         # one wrong among the first ten
+    assert largest_share_at(confidence, correct, 0.95) == 0.0       # 0.9 at ten, less after: nothing to dispatch
+    assert largest_share_at(confidence[:5], correct[:5], 0.5) == 0.0   # fewer than ten orders tell nothing
+    # equal confidences cannot be split by a threshold: 12 right then 8 wrong, all said 0.8, is 0.6 right
+    assert largest_share_at([0.8] * 20, [1] * 12 + [0] * 8, 0.95) == 0.0
+    assert largest_share_at([0.9] * 12 + [0.8] * 8, [1] * 12 + [0] * 8, 0.95) == 0.6
+
+
+def test_calibrating_letters_reports_what_auto_does_with_the_new_calibration(router):
+    from routing.calibration import calibrate_letters
+    from routing.history import LabelledRecord
+
+    stalls = ("反映岳麓区望月湖街道摊贩占道问题。尊敬的书记：您好！" + "每天晚上好多摊贩占道摆摊卖烧烤，"
+              "油烟熏得我们开不了窗，城管来了就跑，走了又来，已经快一年了。" * 3 + "谢谢！（第{}封）")
+    water = ("反映雨花区高桥街道停水问题。领导您好！" + "我们小区这个月已经停了三次水，也没有提前通知，"
+             "家里老人小孩做饭洗澡都成问题，打电话也没人接😡" * 3 + "恳请关注！（第{}封）")
+    owner_of_stalls = router.route(stalls.format(0))["department"]["code"]
+    owner_of_water = router.route(water.format(0))["department"]["code"]
+    records = [LabelledRecord(i, stalls.format(i), department=owner_of_stalls) for i in range(1, 31)]
+    records += [LabelledRecord(100 + i, water.format(i), department=owner_of_water if i % 2 else "CS-HOTLINE")
+                for i in range(30)]
+    before = router.city_policy
+    # a threshold these made-up letters can reach, so that some are dispatched and the count means something
+    router.settings = router.settings.model_copy(update={"auto_threshold": 0.7})
+    fitted = calibrate_letters(router, records)
+    assert router.city_policy is before                    # the router is left as it was
+    assert fitted.letters == 60 and fitted.threshold == 0.7 and 0 < fitted.auto_right < fitted.auto <= 60
+    # the figures are the router's own decisions under the new calibration
+    router.city_policy = CityPolicy(fitted.scaling)
+    routed = [router.route(r.text) for r in records]
+    auto = [r for r, out in zip(records, routed) if out["decision"] == "auto"]
+    assert fitted.auto == len(auto)
+    assert fitted.auto_right == sum(out["department"]["code"] == r.department
+                                    for r, out in zip(records, routed) if out["decision"] == "auto")
+    assert f"{fitted.auto} of 60 letters would be dispatched automatically at 0.7" in fitted.summary()
 
 
 def test_a_letter_of_praise_keeps_its_thanks():
