@@ -98,6 +98,20 @@ def test_real_changsha_holds_the_vehicle_office_and_transit_planning_matters_its
     assert real_kb.entries["KB-04-007"].lead == "metro"             # a running line's service stays with the operator
 
 
+def test_real_changsha_holds_teachers_and_public_institutions_recruitment(real_kb):
+    """KB 2026.12.5: teachers' recruitment and titles are organised by the education bureau with 人社, other public
+    institutions' recruitment by 人社; the two boundaries that disagreed about teachers' titles now agree."""
+    teachers = real_kb.entries["KB-09-029"]
+    assert (teachers.lead, teachers.level, teachers.co_handlers) == ("jiaoyu", "district", ["renshe"])
+    recruitment = real_kb.entries["KB-07-035"]
+    assert recruitment.lead == "renshe" and recruitment.level == "district"
+    assert real_kb.category_path(teachers.category) == ["教育", "学校管理", "教师招聘与职称"]
+    assert real_kb.category_path(recruitment.category) == ["劳动就业与社会保障", "事业单位人事", "事业单位公开招聘"]
+    for other in ("KB-07-034", "KB-09-019"):
+        assert "KB-09-029" in real_kb.entries[other].boundary
+    assert real_kb.version == "2026.12.5"
+
+
 def test_every_entry_a_boundary_names_exists(real_kb):
     """A boundary that sends a matter to "KB-xx-yyy" must name an entry the list holds."""
     import re
