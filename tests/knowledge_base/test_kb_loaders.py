@@ -112,6 +112,15 @@ def test_real_changsha_holds_teachers_and_public_institutions_recruitment(real_k
     assert real_kb.version == "2026.12.5"
 
 
+def test_real_changsha_gives_a_town_its_own_plans(real_kb):
+    """KB 2026.12.5: the 镇/乡 government draws up its own plan and village plans and runs market-town building
+    (城乡规划法 art. 15, 22); the planning bureau co-handles, and keeps permits, the county seat and metro planning."""
+    plans = real_kb.entries["KB-12-018"]
+    assert (plans.lead, plans.level, plans.co_handlers) == ("street_office", "street", ["ziran"])
+    assert real_kb.entries["KB-12-001"].lead == "ziran" and real_kb.entries["KB-12-017"].lead == "ziran"
+    assert "KB-12-018" in real_kb.entries["KB-12-017"].boundary
+
+
 def test_every_entry_a_boundary_names_exists(real_kb):
     """A boundary that sends a matter to "KB-xx-yyy" must name an entry the list holds."""
     import re
