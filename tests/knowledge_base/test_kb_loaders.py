@@ -121,6 +121,15 @@ def test_real_changsha_gives_a_town_its_own_plans(real_kb):
     assert "KB-12-018" in real_kb.entries["KB-12-017"].boundary
 
 
+def test_real_changsha_holds_road_traffic_accidents(real_kb):
+    """KB 2026.12.5: accident findings, review, mediation and hit-and-run cases are the traffic police brigade's
+    (道路交通安全法 art. 70-74); the list had no entry for them at all."""
+    accidents = real_kb.entries["KB-05-032"]
+    assert (accidents.lead, accidents.level) == ("jiaojing", "district")
+    assert real_kb.category_path(accidents.category) == ["公安与社会治安", "机动车和驾驶人管理", "道路交通事故处理"]
+    assert "KB-07-026" in accidents.boundary          # a commuting accident's work-injury claim stays with 人社
+
+
 def test_every_entry_a_boundary_names_exists(real_kb):
     """A boundary that sends a matter to "KB-xx-yyy" must name an entry the list holds."""
     import re
