@@ -137,7 +137,7 @@ def selective_ceiling(rows: list[dict], outputs: list[dict], kind_of_code: dict[
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
-    signals, kinds, correct, shipped = [], [], [], []
+    signals, kinds, correct = [], [], []
     for row, out in zip(rows, outputs):
         department = out.get("department") or {}
         kind = "street_office" if department.get("listed") is False else kind_of_code.get(department.get("code"), "none")
@@ -152,11 +152,10 @@ def selective_ceiling(rows: list[dict], outputs: list[dict], kind_of_code: dict[
                         np.log1p(len(row["text"])), float(out.get("confidence") or 0.0)])
         kinds.append(kind)
         correct.append(int(same_kind(department.get("name"), gold_kind(row["org_type"]))))
-        shipped.append(float(out.get("confidence") or 0.0))
     signals, correct = np.array(signals), np.array(correct)
     names = sorted(set(kinds))
     with_kind = np.hstack([signals, np.array([[k == name for name in names] for k in kinds], dtype=float)])
-    result = {"shipped_confidence": selective_curve(np.array(shipped), correct)}
+    result = {"shipped_confidence": selective_curve(signals[:, -1], correct)}   # its last column
     for label, features in (("signals", signals), ("signals_and_routed_kind", with_kind)):
         held_out = np.zeros(len(correct))
         for seed in range(repeats):

@@ -134,26 +134,29 @@ def calibrate_letters(router: Router, records: list[LabelledRecord], *, match: s
                 usable.append((record, item))
         progress(f"routing {len(usable)} labelled letters")
         outputs = router.route_prepared([item for _, item in usable], use_corrections=False)
-        matter, place, correct = [], [], []
-        for (record, _), output in zip(usable, outputs):
-            department = output["department"] or {}
-            if match == "kind":
-                right = same_kind_of_body(record.department, department.get("name"))
-            else:
-                right = record.department in {department.get("code"), department.get("name")}
-            matter.append(output["scores"]["matter_probability"])
-            place.append(output["scores"]["place_confidence"])
-            correct.append(int(right))
-        scaling = policy.fit_letter_calibration(matter, place, correct,
-                                                source=f"{len(correct)} labelled letters, match by {match}")
-        # Route them again under the new calibration: the decisions are the router's own (a letter calibration
-        # changes the confidence and the decision, never the unit, so `correct` still holds).
-        progress("measuring automatic dispatch under the new calibration")
-        router.city_policy = replace(saved_policy, letter_calibration=scaling)
-        calibrated = router.route_prepared([item for _, item in usable], use_corrections=False)
     finally:
         router.history_model, router.city_policy = saved_history, saved_policy
+    matter, place, correct = [], [], []
+    for (record, _), output in zip(usable, outputs):
+        department = output["department"] or {}
+        if match == "kind":
+            right = same_kind_of_body(record.department, department.get("name"))
+        else:
+            right = record.department in {department.get("code"), department.get("name")}
+        matter.append(output["scores"]["matter_probability"])
+        place.append(output["scores"]["place_confidence"])
+        correct.append(int(right))
+    scaling = policy.fit_letter_calibration(matter, place, correct,
+                                            source=f"{len(correct)} labelled letters, match by {match}")
+    # What the router decides under the new calibration, without embedding the letters again: a letter calibration
+    # only lowers the confidence (the router reports min(record, letter)) and never changes the unit, so a letter
+    # is `auto` now when it was `auto` without one and its new confidence (from the scores the router reports, to
+    # their 4 decimals) still reaches the threshold.
     threshold = router.settings.auto_threshold
-    auto = [right for right, output in zip(correct, calibrated) if output["decision"] == "auto"]
+    calibrated = replace(saved_policy, letter_calibration=scaling)
+    confidences = [round(calibrated.confidence(item["normalized"], output["confidence"], m, p), 4)
+                   for (_, item), output, m, p in zip(usable, outputs, matter, place)]
+    auto = [right for right, output, confidence in zip(correct, outputs, confidences)
+            if output["decision"] == "auto" and confidence >= threshold]
     return LetterCalibration(scaling, match, len(correct), threshold, len(auto), int(sum(auto)),
-                             largest_share_at([o["confidence"] for o in calibrated], correct, threshold))
+                             largest_share_at(confidences, correct, threshold))
